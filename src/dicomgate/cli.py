@@ -1,0 +1,108 @@
+"""The ``dicomgate`` command: serve, db upgrade, and the commands each domain registers."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from dicomgate import __version__
+from dicomgate.settings import Settings
+
+# Each module has ``register(subparsers)`` adding its sub-commands; a parsed command carries
+# ``handler(args, settings) -> int`` as its ``func``.
+COMMAND_MODULES: list[str] = []
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def configure_logging(settings: Settings) -> None:
+    """Readable (or JSON-lines) logs on stderr at the configured level."""
+    if settings.log_format == "json":
+        fmt = ('{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
+               '"message":%(message)r}')
+    else:
+        fmt = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    logging.basicConfig(level=settings.log_level.upper(), format=fmt, stream=sys.stderr,
+                        force=True)
+
+
+def alembic_config(settings: Settings) -> object:
+    """Alembic's Config for this project, with the URL from settings."""
+    from alembic.config import Config
+
+    candidates = [Path.cwd() / "alembic.ini", Path(__file__).resolve().parents[2] / "alembic.ini"]
+    ini = next((p for p in candidates if p.is_file()), None)
+    if ini is None:
+        raise SystemExit("alembic.ini not found (run from the project folder)")
+    config = Config(str(ini))
+    config.set_main_option("script_location", str(ini.parent / "alembic"))
+    config.attributes["database_url"] = settings.database_url
+    return config
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from dicomgate.app import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port,
+                log_level=settings.log_level.lower(), proxy_headers=True)
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from alembic import command
+
+    command.upgrade(alembic_config(settings), args.revision)  # type: ignore[arg-type]
+    print(f"database at revision {args.revision}")
+    return 0
+
+
+def _db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from alembic import command
+
+    command.downgrade(alembic_config(settings), args.revision)  # type: ignore[arg-type]
+    print(f"database downgraded to {args.revision}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dicomgate", description="Lossless HTJ2K gateway in front of Orthanc."
+    )
+    parser.add_argument("--version", action="version", version=f"dicomgate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=_serve)
+
+    db = sub.add_parser("db", help="database schema (Alembic)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply migrations")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=_db_upgrade)
+    down = db_sub.add_parser("downgrade", help="revert migrations")
+    down.add_argument("revision")
+    down.set_defaults(func=_db_downgrade)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings)
+    handler: Handler = args.func
+    return handler(args, settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""Domain errors and the one place that turns them into HTTP answers.
+
+Every error the API can give has the seed's shape ``{"success": false, "error": "…"}`` plus the
+error ``type`` (the class name), so clients can branch on it without parsing messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar, Literal
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:  # the web layer is imported only where handlers are installed, so that
+    # codec/ and dicom/ (worker processes, CLI) can raise these errors without FastAPI.
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+log = logging.getLogger(__name__)
+
+
+class DicomgateError(Exception):
+    """Base of every error dicomgate raises on purpose."""
+
+    status_code: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Internal error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+
+# --- Bad input -------------------------------------------------------------------------------
+class BadRequest(DicomgateError):
+    status_code = 400
+    default_message = "Bad request"
+
+
+class InvalidDicom(BadRequest):
+    """Parseable as DICOM, but corrupt or missing what the operation needs."""
+
+    default_message = "The file is not valid DICOM"
+
+
+class NotDicom(DicomgateError):
+    status_code = 415
+    default_message = "The file is not DICOM"
+
+
+class UnprocessableInput(DicomgateError):
+    status_code = 422
+    default_message = "The request cannot be processed"
+
+
+class PatientNotFound(UnprocessableInput):
+    default_message = "Unknown patient"
+
+
+class ImageTooLarge(DicomgateError):
+    """Declared pixel dimensions beyond the configured cap (decompression-bomb guard)."""
+
+    status_code = 413
+    default_message = "The image is larger than this service accepts"
+
+
+class UploadTooLarge(DicomgateError):
+    status_code = 413
+    default_message = "The upload is larger than this service accepts"
+
+
+# --- Missing things --------------------------------------------------------------------------
+class NotFound(DicomgateError):
+    status_code = 404
+    default_message = "Not found"
+
+
+class FrameNotFound(NotFound):
+    default_message = "No such frame"
+
+
+# --- Orthanc ---------------------------------------------------------------------------------
+class OrthancFailure(DicomgateError):
+    """Base of every failure talking to Orthanc."""
+
+    status_code = 502
+    default_message = "Orthanc failed"
+
+
+class OrthancUnavailable(OrthancFailure):
+    status_code = 503
+    default_message = "Orthanc is unreachable"
+
+
+class OrthancTimeout(OrthancFailure):
+    status_code = 504
+    default_message = "Orthanc did not answer in time"
+
+
+class OrthancError(OrthancFailure):
+    status_code = 502
+    default_message = "Orthanc answered with an error"
+
+
+# --- Workers ---------------------------------------------------------------------------------
+class WorkerFailure(DicomgateError):
+    """A codec worker crashed or ran past its time limit; the pool was repaired."""
+
+    status_code = 500
+    default_message = "The image worker failed"
+
+
+class WorkerTimeout(WorkerFailure):
+    status_code = 504
+    default_message = "The image worker ran past its time limit"
+
+
+# --- Rendering -------------------------------------------------------------------------------
+class ErrorBody(BaseModel):
+    """The JSON body of every error answer."""
+
+    success: Literal[False] = False
+    error: str = Field(description="A clear, specific message for a person.")
+    type: str = Field(description="The error's class, stable for clients to branch on.")
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {"success": False, "error": "Orthanc is unreachable", "type": "OrthancUnavailable"}
+            ]
+        }
+    }
+
+
+def error_responses(*errors: type[DicomgateError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for the errors a route can raise (grouped by status)."""
+    grouped: dict[int, list[type[DicomgateError]]] = {}
+    for err in errors:
+        grouped.setdefault(err.status_code, []).append(err)
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, classes in sorted(grouped.items()):
+        names = ", ".join(c.__name__ for c in classes)
+        out[status] = {
+            "model": ErrorBody,
+            "description": names,
+            "content": {
+                "application/json": {
+                    "example": {
+                        "success": False,
+                        "error": classes[0].default_message,
+                        "type": classes[0].__name__,
+                    }
+                }
+            },
+        }
+    return out
+
+
+ORTHANC_ERRORS: tuple[type[DicomgateError], ...] = (OrthancError, OrthancUnavailable, OrthancTimeout)
+
+
+def _render(
+    status: int, message: str, kind: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    from fastapi.responses import JSONResponse
+
+    body = ErrorBody(error=message, type=kind)
+    return JSONResponse(status_code=status, content=body.model_dump(), headers=headers)
+
+
+async def _dicomgate_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DicomgateError)
+    if exc.status_code >= 500:
+        log.warning("%s: %s", exc.type, exc.message)
+    return _render(exc.status_code, exc.message, exc.type)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    assert isinstance(exc, StarletteHTTPException)
+    kind = "NotFound" if exc.status_code == 404 else "HTTPError"
+    message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+    return _render(exc.status_code, message, kind, getattr(exc, "headers", None))
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    from fastapi.exceptions import RequestValidationError
+
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", ""))
+    return _render(422, "Invalid request: " + "; ".join(parts), "ValidationError")
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    # A bug, not a domain condition: log it whole, answer without internals.
+    log.exception("Unhandled error", exc_info=exc)
+    return _render(500, "Internal server error; the incident has been logged", "InternalError")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the one mapping from exceptions to the API's error shape."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    app.add_exception_handler(DicomgateError, _dicomgate_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,118 @@
+"""``GET /api/ris/health/``: Orthanc, database, HTJ2K codec and worker pool, each checked."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from dicomgate import __version__
+from dicomgate.codec.pool import ping as pool_ping
+from dicomgate.codec.capabilities import codec_status
+from dicomgate.db import ping as db_ping
+from dicomgate.errors import DicomgateError, ErrorBody
+from dicomgate.runtime import RuntimeDep
+
+router = APIRouter(tags=["health"])
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str = Field(description="What was found, or why the check failed.")
+
+
+class CodecCheck(Check):
+    encoder: str = Field(description="htj2k, or jpeg2000 when HTJ2K encoding is unavailable.")
+    target_transfer_syntax: str
+    fallback: bool = Field(description="True when HTJ2K encoding is unavailable.")
+
+
+class OrthancCheck(Check):
+    version: str | None = None
+
+
+class HealthReport(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    orthanc: OrthancCheck
+    database: Check
+    codec: CodecCheck
+    workers: Check
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "status": "ok",
+                    "version": __version__,
+                    "orthanc": {"ok": True, "detail": "reachable", "version": "1.10.1"},
+                    "database": {"ok": True, "detail": "sqlite reachable"},
+                    "codec": {"ok": True, "detail": "OpenJPH 0.18", "encoder": "htj2k",
+                              "target_transfer_syntax": "1.2.840.10008.1.2.4.201",
+                              "fallback": False},
+                    "workers": {"ok": True, "detail": "2 workers answering"},
+                }
+            ]
+        }
+    }
+
+
+async def _check_orthanc(runtime: RuntimeDep) -> OrthancCheck:
+    try:
+        system = await runtime.orthanc.system()
+    except DicomgateError as exc:
+        return OrthancCheck(ok=False, detail=exc.message)
+    return OrthancCheck(ok=True, detail="reachable", version=str(system.get("Version")))
+
+
+async def _check_database(runtime: RuntimeDep) -> Check:
+    dialect = runtime.engine.dialect.name
+    try:
+        await asyncio.wait_for(db_ping(runtime.engine), timeout=5)
+    except Exception as exc:  # any driver error means "not reachable"; say which
+        return Check(ok=False, detail=f"{dialect} unreachable: {type(exc).__name__}")
+    return Check(ok=True, detail=f"{dialect} reachable")
+
+
+async def _check_workers(runtime: RuntimeDep) -> Check:
+    try:
+        await runtime.pool.run(pool_ping, timeout=10)
+    except DicomgateError as exc:
+        return Check(ok=False, detail=exc.message)
+    return Check(ok=True, detail=f"{runtime.pool.workers} workers answering")
+
+
+@router.get(
+    "/api/ris/health/",
+    response_model=HealthReport,
+    summary="Health of dicomgate and its dependencies",
+    operation_id="getHealth",
+    responses={503: {"model": HealthReport, "description": "One or more checks failed"},
+               500: {"model": ErrorBody}},
+)
+async def health(runtime: RuntimeDep) -> JSONResponse:
+    """200 when Orthanc, the database, the HTJ2K codec and the worker pool all work; else 503."""
+    orthanc, database, workers = await asyncio.gather(
+        _check_orthanc(runtime), _check_database(runtime), _check_workers(runtime)
+    )
+    status = codec_status(runtime.settings.target_syntax)
+    codec = CodecCheck(
+        ok=status.available,
+        detail=status.detail,
+        encoder=status.encoder,
+        target_transfer_syntax=status.transfer_syntax,
+        fallback=status.fallback,
+    )
+    healthy = all(c.ok for c in (orthanc, database, workers)) and codec.ok and not codec.fallback
+    report = HealthReport(
+        status="ok" if healthy else "degraded",
+        version=__version__,
+        orthanc=orthanc,
+        database=database,
+        codec=codec,
+        workers=workers,
+    )
+    return JSONResponse(status_code=200 if healthy else 503, content=report.model_dump())

@@ -1,0 +1,12 @@
+"""Import every ORM model so that ``Base.metadata`` is complete (for Alembic and tests)."""
+
+from __future__ import annotations
+
+import importlib
+
+MODEL_MODULES: list[str] = []
+
+
+def load_models() -> None:
+    for name in MODEL_MODULES:
+        importlib.import_module(name)

@@ -1,0 +1,245 @@
+"""OrthancClient: typed async calls over the one shared httpx client.
+
+Only the calls dicomgate needs are here (an allow-list, never a generic proxy). Transport errors,
+timeouts and Orthanc's error answers are converted to domain errors at this boundary, so nothing
+above it sees httpx. No business logic lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Literal
+
+import httpx
+
+from dicomgate.errors import NotFound, OrthancError, OrthancTimeout, OrthancUnavailable
+from dicomgate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Level = Literal["patients", "studies", "series", "instances"]
+LEVEL_NAMES: dict[Level, str] = {
+    "patients": "patient",
+    "studies": "study",
+    "series": "series",
+    "instances": "instance",
+}
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The process's one pooled client to Orthanc (keep-alive, bounded pool, timeouts)."""
+    return httpx.AsyncClient(
+        base_url=settings.orthanc_url,
+        auth=settings.orthanc_auth,
+        timeout=httpx.Timeout(settings.orthanc_timeout, connect=settings.orthanc_connect_timeout),
+        limits=httpx.Limits(
+            max_connections=settings.orthanc_max_connections,
+            max_keepalive_connections=settings.orthanc_max_connections,
+            keepalive_expiry=30.0,
+        ),
+        headers={"User-Agent": "dicomgate"},
+    )
+
+
+@contextmanager
+def map_exceptions(what: str) -> Iterator[None]:
+    """Convert httpx transport failures into domain errors (credentials never in messages)."""
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise OrthancTimeout(f"Orthanc did not answer in time ({what})") from None
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+        raise OrthancUnavailable(f"Orthanc is unreachable ({what})") from None
+    except httpx.TransportError as exc:
+        raise OrthancUnavailable(
+            f"Orthanc is unreachable ({what}: {type(exc).__name__})"
+        ) from None
+
+
+def _raise_for_status(response: httpx.Response, what: str, not_found: str | None) -> None:
+    if response.is_success:
+        return
+    if response.status_code == 404 and not_found is not None:
+        raise NotFound(not_found)
+    detail = ""
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            detail = str(body.get("Details") or body.get("Message") or "")
+    except ValueError:
+        detail = response.text[:200] if response.text else ""
+    if response.status_code in (401, 403):
+        detail = "dicomgate's Orthanc credentials were refused"
+    message = f"Orthanc answered {response.status_code} to {what}"
+    raise OrthancError(f"{message}: {detail}" if detail else message)
+
+
+class OrthancClient:
+    """Typed async methods for the Orthanc REST calls dicomgate uses."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        not_found: str | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        with map_exceptions(what):
+            response = await self._http.request(method, path, **kwargs)
+        _raise_for_status(response, what, not_found)
+        return response
+
+    async def _json(self, method: str, path: str, *, what: str, not_found: str | None = None,
+                    **kwargs: Any) -> Any:
+        response = await self._request(method, path, what=what, not_found=not_found, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise OrthancError(f"Orthanc sent a non-JSON answer to {what}") from None
+
+    # --- System ----------------------------------------------------------------------------
+    async def system(self) -> dict[str, Any]:
+        """``GET /system``: name, version, API version, plugins."""
+        result: dict[str, Any] = await self._json("GET", "/system", what="GET /system")
+        return result
+
+    async def statistics(self) -> dict[str, Any]:
+        """``GET /statistics``: counts and disk usage."""
+        result: dict[str, Any] = await self._json("GET", "/statistics", what="GET /statistics")
+        return result
+
+    # --- Resources -------------------------------------------------------------------------
+    async def resource(self, level: Level, orthanc_id: str) -> dict[str, Any]:
+        """``GET /{level}/{id}``: one resource with its main tags and children."""
+        result: dict[str, Any] = await self._json(
+            "GET",
+            f"/{level}/{orthanc_id}",
+            what=f"GET /{level}/{{id}}",
+            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+        )
+        return result
+
+    async def list_expanded(self, level: Level) -> list[dict[str, Any]]:
+        """``GET /{level}?expand``: every resource of a level, with main tags, in one call."""
+        result: list[dict[str, Any]] = await self._json(
+            "GET", f"/{level}", params={"expand": ""}, what=f"GET /{level}?expand"
+        )
+        return result
+
+    async def children(
+        self, level: Level, orthanc_id: str, child: Level
+    ) -> list[dict[str, Any]]:
+        """``GET /{level}/{id}/{child}``: the expanded children of one resource, in one call."""
+        result: list[dict[str, Any]] = await self._json(
+            "GET",
+            f"/{level}/{orthanc_id}/{child}",
+            what=f"GET /{level}/{{id}}/{child}",
+            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+        )
+        return result
+
+    async def find(
+        self, level: Literal["Patient", "Study", "Series", "Instance"], query: dict[str, str],
+        *, expand: bool = True, limit: int | None = None,
+    ) -> list[Any]:
+        """``POST /tools/find``."""
+        body: dict[str, Any] = {"Level": level, "Query": query, "Expand": expand}
+        if limit is not None:
+            body["Limit"] = limit
+        result: list[Any] = await self._json("POST", "/tools/find", json=body,
+                                             what="POST /tools/find")
+        return result
+
+    async def delete(self, level: Level, orthanc_id: str) -> dict[str, Any]:
+        """``DELETE /{level}/{id}``; Orthanc answers with the remaining ancestor, if any."""
+        response = await self._request(
+            "DELETE",
+            f"/{level}/{orthanc_id}",
+            what=f"DELETE /{level}/{{id}}",
+            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+        )
+        try:
+            body = response.json()
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    # --- Instances -------------------------------------------------------------------------
+    async def instance_tags(self, orthanc_id: str, *, simplify: bool = True) -> dict[str, Any]:
+        """``GET /instances/{id}/simplified-tags`` (or ``/tags``)."""
+        suffix = "simplified-tags" if simplify else "tags"
+        result: dict[str, Any] = await self._json(
+            "GET",
+            f"/instances/{orthanc_id}/{suffix}",
+            what=f"GET /instances/{{id}}/{suffix}",
+            not_found=f"No instance with Orthanc ID {orthanc_id}",
+        )
+        return result
+
+    async def instance_header(self, orthanc_id: str) -> dict[str, Any]:
+        """``GET /instances/{id}/header?simplify``: the file meta (Transfer Syntax UID …).
+
+        Orthanc 1.10 has no ``TransferSyntax`` metadata for syntaxes it does not know (HTJ2K);
+        the header is read from the stored file and is always right.
+        """
+        result: dict[str, Any] = await self._json(
+            "GET",
+            f"/instances/{orthanc_id}/header",
+            params={"simplify": ""},
+            what="GET /instances/{id}/header",
+            not_found=f"No instance with Orthanc ID {orthanc_id}",
+        )
+        return result
+
+    async def instance_file(self, orthanc_id: str) -> bytes:
+        """``GET /instances/{id}/file``: the stored DICOM file, whole (for codec work)."""
+        response = await self._request(
+            "GET",
+            f"/instances/{orthanc_id}/file",
+            what="GET /instances/{id}/file",
+            not_found=f"No instance with Orthanc ID {orthanc_id}",
+        )
+        return response.content
+
+    @asynccontextmanager
+    async def stream_instance_file(
+        self, orthanc_id: str
+    ) -> AsyncIterator[tuple[httpx.Headers, AsyncIterator[bytes]]]:
+        """Open ``GET /instances/{id}/file`` as a stream; errors surface before the first byte."""
+        what = "GET /instances/{id}/file"
+        with map_exceptions(what):
+            request = self._http.build_request("GET", f"/instances/{orthanc_id}/file")
+            response = await self._http.send(request, stream=True)
+        try:
+            if not response.is_success:
+                await response.aread()
+                _raise_for_status(response, what, f"No instance with Orthanc ID {orthanc_id}")
+
+            async def chunks() -> AsyncIterator[bytes]:
+                with map_exceptions(what):
+                    async for chunk in response.aiter_raw(64 * 1024):
+                        yield chunk
+
+            yield response.headers, chunks()
+        finally:
+            await response.aclose()
+
+    async def store_instance(self, data: bytes) -> dict[str, Any]:
+        """``POST /instances``: store one DICOM file; Orthanc answers ID, parents, Status."""
+        result: dict[str, Any] = await self._json(
+            "POST",
+            "/instances",
+            content=data,
+            headers={"Content-Type": "application/dicom"},
+            what="POST /instances",
+        )
+        if not isinstance(result, dict) or "ID" not in result:
+            raise OrthancError("Orthanc did not accept the instance (no ID in its answer)")
+        return result

@@ -1,0 +1,60 @@
+"""The shared resources one process owns, and the FastAPI dependencies that hand them out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dicomgate.codec.pool import WorkerPool
+from dicomgate.db import session_scope
+from dicomgate.orthanc import OrthancClient
+from dicomgate.settings import Settings
+
+
+@dataclass
+class Runtime:
+    """Opened by the lifespan (or the CLI), closed with it; one per process."""
+
+    settings: Settings
+    http: httpx.AsyncClient
+    orthanc: OrthancClient
+    pool: WorkerPool
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_settings(runtime: RuntimeDep) -> Settings:
+    return runtime.settings
+
+
+def get_orthanc(runtime: RuntimeDep) -> OrthancClient:
+    return runtime.orthanc
+
+
+def get_pool(runtime: RuntimeDep) -> WorkerPool:
+    return runtime.pool
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """One session per request; committed on success, rolled back on error."""
+    async with session_scope(runtime.sessions) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+OrthancDep = Annotated[OrthancClient, Depends(get_orthanc)]
+PoolDep = Annotated[WorkerPool, Depends(get_pool)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

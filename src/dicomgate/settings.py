@@ -1,0 +1,126 @@
+"""Service configuration: one Settings object, read once and passed down."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TargetSyntax = Literal["htj2k", "htj2k-rpcl", "jpeg2000"]
+
+
+def _default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+class Settings(BaseSettings):
+    """Every knob of dicomgate; env prefix ``DICOMGATE_``, ``.env`` supported.
+
+    The old system's variable names (``ORTHANC_API_URL``, ``ORTHANC_URL``, ``ORTHANC_USERNAME``,
+    ``ORTHANC_USER``, ``ORTHANC_PASSWORD``) are accepted as aliases.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="DICOMGATE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- Orthanc -------------------------------------------------------------------------------
+    orthanc_url: str = Field(
+        default="http://127.0.0.1:8042",
+        validation_alias=AliasChoices("DICOMGATE_ORTHANC_URL", "ORTHANC_API_URL", "ORTHANC_URL"),
+        description="Base URL of Orthanc's REST API.",
+    )
+    orthanc_username: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "DICOMGATE_ORTHANC_USERNAME", "ORTHANC_USERNAME", "ORTHANC_USER"
+        ),
+        description="Orthanc HTTP basic-auth user (none: no auth).",
+    )
+    orthanc_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DICOMGATE_ORTHANC_PASSWORD", "ORTHANC_PASSWORD"),
+        description="Orthanc HTTP basic-auth password; never logged or returned.",
+    )
+    orthanc_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds to wait for one Orthanc answer (read/write)."
+    )
+    orthanc_connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a connection to Orthanc."
+    )
+    orthanc_max_connections: int = Field(
+        default=16, ge=1, description="Size of the pooled connections to Orthanc."
+    )
+    orthanc_concurrency: int = Field(
+        default=8, ge=1, description="Parallel Orthanc requests one listing may issue."
+    )
+
+    # --- Database ------------------------------------------------------------------------------
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./dicomgate.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///… or postgresql+asyncpg://…",
+    )
+
+    # --- Workers and codec ---------------------------------------------------------------------
+    workers: int = Field(
+        default_factory=_default_workers, ge=1, description="Process-pool size for codec work."
+    )
+    target_syntax: TargetSyntax = Field(
+        default="htj2k",
+        description="htj2k (…4.201), htj2k-rpcl (…4.202) or jpeg2000 (…4.90, lossless).",
+    )
+    lossy_quality: float | None = Field(
+        default=None,
+        description="Enables lossy HTJ2K (…4.203) with this quality; off (lossless) by default.",
+    )
+    max_pixels: int = Field(
+        default=2_000_000_000,
+        ge=1,
+        description="Largest Rows×Columns×Samples×Frames accepted for transcoding/preview.",
+    )
+    transcode_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds one instance may spend in a worker."
+    )
+
+    # --- Uploads -------------------------------------------------------------------------------
+    max_upload_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="Largest single uploaded file, in bytes."
+    )
+    max_files: int = Field(default=2000, ge=1, description="Most files in one upload request.")
+    spool_dir: Path | None = Field(
+        default=None, description="Where uploads are spooled (default: the system temp folder)."
+    )
+
+    # --- Conversions ---------------------------------------------------------------------------
+    journal_dir: Path = Field(
+        default=Path("./dicomgate-journal"),
+        description="Durable copies of originals while they are being replaced in Orthanc.",
+    )
+
+    # --- HTTP ----------------------------------------------------------------------------------
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (none by default)."
+    )
+    log_level: str = Field(default="INFO", description="Python log level.")
+    log_format: Literal["text", "json"] = Field(default="text", description="text or json.")
+
+    @field_validator("orthanc_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @cached_property
+    def orthanc_auth(self) -> tuple[str, str] | None:
+        """Basic-auth pair for httpx, or None."""
+        if self.orthanc_username is None:
+            return None
+        secret = self.orthanc_password.get_secret_value() if self.orthanc_password else ""
+        return (self.orthanc_username, secret)

@@ -1,0 +1,74 @@
+"""Shared fixtures: a real Orthanc process, the app with its real lifespan, DICOM builders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from dicomgate.app import create_app
+from dicomgate.settings import Settings
+from tests.orthanc_process import OrthancProcess
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancProcess]:
+    """One Orthanc for the session (default ``OverwriteInstances: false``)."""
+    server = OrthancProcess(tmp_path_factory.mktemp("orthanc"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clean_orthanc(orthanc: OrthancProcess) -> OrthancProcess:
+    """The session Orthanc, running and emptied before the test."""
+    orthanc.start()
+    orthanc.clear()
+    return orthanc
+
+
+@pytest.fixture(scope="session")
+def settings(orthanc: OrthancProcess, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    db = tmp_path_factory.mktemp("db") / "dicomgate.db"
+    return Settings(
+        orthanc_url=orthanc.url,
+        database_url=f"sqlite+aiosqlite:///{db}",
+        workers=2,
+        orthanc_timeout=30,
+        journal_dir=tmp_path_factory.mktemp("journal"),
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The real app with its real lifespan (pool, HTTP client, DB engine), once per session."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://dicomgate.test") as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """pydicom's own test files (installed with pydicom)."""
+    import pydicom
+
+    return Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+@pytest.fixture(scope="session")
+def pydicom_data_dir() -> Path:
+    """The ``pydicom-data`` corpus (installed as the ``data_store`` package)."""
+    import data_store
+
+    return Path(data_store.__file__).parent / "data"

@@ -1,0 +1,107 @@
+"""A real Orthanc (Debian's ``/usr/sbin/Orthanc``) on a free loopback port, for the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+ORTHANC_BINARY = os.environ.get("DICOMGATE_TEST_ORTHANC", shutil.which("Orthanc") or "/usr/sbin/Orthanc")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OrthancProcess:
+    """Start, stop and restart an Orthanc with its own storage folder and generated config."""
+
+    def __init__(self, workdir: Path, *, overwrite_instances: bool = False) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.dicom_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.overwrite_instances = overwrite_instances
+        self.log_path = workdir / "orthanc.log"
+        self.config_path = workdir / "orthanc.json"
+        self._proc: subprocess.Popen[bytes] | None = None
+        storage = workdir / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "dicomgate-test",
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(storage),
+            "HttpPort": self.port,
+            "DicomPort": self.dicom_port,
+            "DicomServerEnabled": False,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "HttpTimeout": 60,
+            "Plugins": [],
+            "OverwriteInstances": overwrite_instances,
+            "StorageCompression": False,
+            "ConcurrentJobs": 2,
+            "SaveJobs": False,
+            "StableAge": 1,
+        }
+        self.config_path.write_text(json.dumps(config, indent=2))
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 30.0) -> None:
+        if self.running:
+            return
+        log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            [ORTHANC_BINARY, str(self.config_path)], stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"Orthanc exited at start; see {self.log_path}:\n"
+                                   + self.log_path.read_text()[-3000:])
+            try:
+                if httpx.get(f"{self.url}/system", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"Orthanc did not answer within {timeout} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def clear(self) -> None:
+        """Delete every patient (and so everything) stored."""
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            for pid in client.get("/patients").json():
+                client.delete(f"/patients/{pid}")
+
+    def store(self, data: bytes) -> dict[str, str]:
+        """Store a DICOM file through Orthanc's own REST API; return its answer."""
+        response = httpx.post(f"{self.url}/instances", content=data, timeout=60)
+        response.raise_for_status()
+        result: dict[str, str] = response.json()
+        return result
