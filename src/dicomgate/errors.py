@@ -7,9 +7,7 @@ error ``type`` (the class name), so clients can branch on it without parsing mes
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar, Literal
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
@@ -58,8 +56,29 @@ class UnprocessableInput(DicomgateError):
     default_message = "The request cannot be processed"
 
 
+class OrthancRejectedFile(UnprocessableInput):
+    """Orthanc parsed an uploaded file and refused it; the file is at fault, not Orthanc."""
+
+    default_message = "Orthanc refused the file"
+
+
 class PatientNotFound(UnprocessableInput):
     default_message = "Unknown patient"
+
+
+class InvalidPatient(UnprocessableInput):
+    """A patient record that breaks the cache's rules (DICOM LO/PN limits, gender, dates)."""
+
+    default_message = "Invalid patient record"
+
+
+class UnsupportedImportFormat(DicomgateError):
+    status_code = 415
+    default_message = "The import file must be CSV or JSON"
+
+
+class InvalidImportFile(BadRequest):
+    default_message = "The import file cannot be read"
 
 
 class ImageTooLarge(DicomgateError):
@@ -74,6 +93,22 @@ class UploadTooLarge(DicomgateError):
     default_message = "The upload is larger than this service accepts"
 
 
+# --- Callers ---------------------------------------------------------------------------------
+class Unauthorized(DicomgateError):
+    """No credential, or one that does not verify (RFC 6750 §3: with WWW-Authenticate)."""
+
+    status_code = 401
+    default_message = "Authentication required"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="dicomgate"'}
+
+
+class Forbidden(DicomgateError):
+    """A valid caller without the scope the route needs."""
+
+    status_code = 403
+    default_message = "Not allowed"
+
+
 # --- Missing things --------------------------------------------------------------------------
 class NotFound(DicomgateError):
     status_code = 404
@@ -82,6 +117,36 @@ class NotFound(DicomgateError):
 
 class FrameNotFound(NotFound):
     default_message = "No such frame"
+
+
+class ConversionJobNotFound(NotFound):
+    default_message = "No such conversion job"
+
+
+class PatientRecordNotFound(NotFound):
+    """No such patient in the patient cache (a lookup by its own route, not an upload)."""
+
+    default_message = "No such patient"
+
+
+# --- Conflicts and configuration ---------------------------------------------------------------
+class Conflict(DicomgateError):
+    status_code = 409
+    default_message = "The resource was changed concurrently; retry"
+
+
+class ConfigurationError(DicomgateError):
+    """The settings cannot run safely; raised at start, before anything is served."""
+
+    status_code = 500
+    default_message = "Invalid configuration"
+
+
+class DatabaseNotMigrated(DicomgateError):
+    """The database schema is not at this version's Alembic head; the service refuses to start."""
+
+    status_code = 503
+    default_message = "The database schema is not up to date; run `dicomgate db upgrade`"
 
 
 # --- Orthanc ---------------------------------------------------------------------------------
@@ -105,6 +170,12 @@ class OrthancTimeout(OrthancFailure):
 class OrthancError(OrthancFailure):
     status_code = 502
     default_message = "Orthanc answered with an error"
+
+
+class ReplaceFailed(OrthancError):
+    """Orthanc did not end up serving the converted file (e.g. ``AlreadyStored``); rolled back."""
+
+    default_message = "Orthanc did not store the converted instance"
 
 
 # --- Workers ---------------------------------------------------------------------------------
@@ -161,7 +232,11 @@ def error_responses(*errors: type[DicomgateError]) -> dict[int | str, dict[str, 
     return out
 
 
-ORTHANC_ERRORS: tuple[type[DicomgateError], ...] = (OrthancError, OrthancUnavailable, OrthancTimeout)
+ORTHANC_ERRORS: tuple[type[DicomgateError], ...] = (
+    OrthancError,
+    OrthancUnavailable,
+    OrthancTimeout,
+)
 
 
 def _render(
@@ -177,7 +252,7 @@ async def _dicomgate_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DicomgateError)
     if exc.status_code >= 500:
         log.warning("%s: %s", exc.type, exc.message)
-    return _render(exc.status_code, exc.message, exc.type)
+    return _render(exc.status_code, exc.message, exc.type, getattr(exc, "headers", None))
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

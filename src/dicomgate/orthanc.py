@@ -14,7 +14,14 @@ from typing import Any, Literal
 
 import httpx
 
-from dicomgate.errors import NotFound, OrthancError, OrthancTimeout, OrthancUnavailable
+from dicomgate.errors import (
+    NotFound,
+    OrthancError,
+    OrthancRejectedFile,
+    OrthancTimeout,
+    OrthancUnavailable,
+)
+from dicomgate.requestid import propagate_to_orthanc
 from dicomgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,7 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
             keepalive_expiry=30.0,
         ),
         headers={"User-Agent": "dicomgate"},
+        event_hooks={"request": [propagate_to_orthanc]},
     )
 
 
@@ -53,12 +61,12 @@ def map_exceptions(what: str) -> Iterator[None]:
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
         raise OrthancUnavailable(f"Orthanc is unreachable ({what})") from None
     except httpx.TransportError as exc:
-        raise OrthancUnavailable(
-            f"Orthanc is unreachable ({what}: {type(exc).__name__})"
-        ) from None
+        raise OrthancUnavailable(f"Orthanc is unreachable ({what}: {type(exc).__name__})") from None
 
 
-def _raise_for_status(response: httpx.Response, what: str, not_found: str | None) -> None:
+def _raise_for_status(
+    response: httpx.Response, what: str, not_found: str | None, *, storing: bool = False
+) -> None:
     if response.is_success:
         return
     if response.status_code == 404 and not_found is not None:
@@ -72,6 +80,12 @@ def _raise_for_status(response: httpx.Response, what: str, not_found: str | None
         detail = response.text[:200] if response.text else ""
     if response.status_code in (401, 403):
         detail = "dicomgate's Orthanc credentials were refused"
+    elif storing and response.status_code in (400, 404, 415):
+        # Orthanc parsed the file and refused it (e.g. "Inexistent tag" for a missing Study
+        # Instance UID): the file is at fault, not Orthanc.
+        raise OrthancRejectedFile(
+            f"Orthanc refused the file: {detail}" if detail else "Orthanc refused the file"
+        )
     message = f"Orthanc answered {response.status_code} to {what}"
     raise OrthancError(f"{message}: {detail}" if detail else message)
 
@@ -89,15 +103,17 @@ class OrthancClient:
         *,
         what: str,
         not_found: str | None = None,
+        storing: bool = False,
         **kwargs: Any,
     ) -> httpx.Response:
         with map_exceptions(what):
             response = await self._http.request(method, path, **kwargs)
-        _raise_for_status(response, what, not_found)
+        _raise_for_status(response, what, not_found, storing=storing)
         return response
 
-    async def _json(self, method: str, path: str, *, what: str, not_found: str | None = None,
-                    **kwargs: Any) -> Any:
+    async def _json(
+        self, method: str, path: str, *, what: str, not_found: str | None = None, **kwargs: Any
+    ) -> Any:
         response = await self._request(method, path, what=what, not_found=not_found, **kwargs)
         try:
             return response.json()
@@ -133,9 +149,7 @@ class OrthancClient:
         )
         return result
 
-    async def children(
-        self, level: Level, orthanc_id: str, child: Level
-    ) -> list[dict[str, Any]]:
+    async def children(self, level: Level, orthanc_id: str, child: Level) -> list[dict[str, Any]]:
         """``GET /{level}/{id}/{child}``: the expanded children of one resource, in one call."""
         result: list[dict[str, Any]] = await self._json(
             "GET",
@@ -145,16 +159,42 @@ class OrthancClient:
         )
         return result
 
+    async def parent(self, level: Level, orthanc_id: str, parent: Level) -> dict[str, Any]:
+        """``GET /{level}/{id}/{parent}`` (singular, e.g. ``/series/{id}/study``): one ancestor."""
+        result: dict[str, Any] = await self._json(
+            "GET",
+            f"/{level}/{orthanc_id}/{LEVEL_NAMES[parent]}",
+            what=f"GET /{level}/{{id}}/{LEVEL_NAMES[parent]}",
+            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+        )
+        return result
+
+    async def series_instances_tags(self, series_id: str) -> dict[str, dict[str, Any]]:
+        """``GET /series/{id}/instances-tags?simplify``: every instance's tags, in one call."""
+        result: dict[str, dict[str, Any]] = await self._json(
+            "GET",
+            f"/series/{series_id}/instances-tags",
+            params={"simplify": ""},
+            what="GET /series/{id}/instances-tags",
+            not_found=f"No series with Orthanc ID {series_id}",
+        )
+        return result
+
     async def find(
-        self, level: Literal["Patient", "Study", "Series", "Instance"], query: dict[str, str],
-        *, expand: bool = True, limit: int | None = None,
+        self,
+        level: Literal["Patient", "Study", "Series", "Instance"],
+        query: dict[str, str],
+        *,
+        expand: bool = True,
+        limit: int | None = None,
     ) -> list[Any]:
         """``POST /tools/find``."""
         body: dict[str, Any] = {"Level": level, "Query": query, "Expand": expand}
         if limit is not None:
             body["Limit"] = limit
-        result: list[Any] = await self._json("POST", "/tools/find", json=body,
-                                             what="POST /tools/find")
+        result: list[Any] = await self._json(
+            "POST", "/tools/find", json=body, what="POST /tools/find"
+        )
         return result
 
     async def delete(self, level: Level, orthanc_id: str) -> dict[str, Any]:
@@ -215,7 +255,10 @@ class OrthancClient:
         """Open ``GET /instances/{id}/file`` as a stream; errors surface before the first byte."""
         what = "GET /instances/{id}/file"
         with map_exceptions(what):
-            request = self._http.build_request("GET", f"/instances/{orthanc_id}/file")
+            # identity: Orthanc gzips when asked, and raw chunks + Content-Length are passed on.
+            request = self._http.build_request(
+                "GET", f"/instances/{orthanc_id}/file", headers={"Accept-Encoding": "identity"}
+            )
             response = await self._http.send(request, stream=True)
         try:
             if not response.is_success:
@@ -239,6 +282,23 @@ class OrthancClient:
             content=data,
             headers={"Content-Type": "application/dicom"},
             what="POST /instances",
+            storing=True,
+        )
+        if not isinstance(result, dict) or "ID" not in result:
+            raise OrthancError("Orthanc did not accept the instance (no ID in its answer)")
+        return result
+
+    async def store_instance_stream(
+        self, chunks: AsyncIterator[bytes], *, size: int
+    ) -> dict[str, Any]:
+        """``POST /instances`` from a stream of ``size`` bytes (never whole in memory)."""
+        result: dict[str, Any] = await self._json(
+            "POST",
+            "/instances",
+            content=chunks,
+            headers={"Content-Type": "application/dicom", "Content-Length": str(size)},
+            what="POST /instances",
+            storing=True,
         )
         if not isinstance(result, dict) or "ID" not in result:
             raise OrthancError("Orthanc did not accept the instance (no ID in its answer)")

@@ -57,4 +57,6 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 OrthancDep = Annotated[OrthancClient, Depends(get_orthanc)]
 PoolDep = Annotated[WorkerPool, Depends(get_pool)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit before the response is sent, so a 2xx always means "stored" (the
+# default, "request", would commit after the client already has its answer).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

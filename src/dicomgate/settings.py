@@ -105,12 +105,44 @@ class Settings(BaseSettings):
         description="Durable copies of originals while they are being replaced in Orthanc.",
     )
 
+    # --- Authentication ------------------------------------------------------------------------
+    auth_enabled: bool = Field(
+        default=True,
+        description="Require a caller on every route but health and docs. Turn off only for "
+        "local development on loopback; the service then logs a loud warning.",
+    )
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 secret for JWTs.")
+    jwks_url: str | None = Field(default=None, description="JWKS URL for RS256/ES256 JWTs.")
+    jwks_file: Path | None = Field(default=None, description="Local JWKS file (RS256/ES256).")
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` claim, if set.")
+    jwt_audience: str | None = Field(default=None, description="Required `aud` claim, if set.")
+    jwt_roles_claim: str | None = Field(
+        default=None,
+        description="Claim (dotted path) holding roles used as scopes, e.g. "
+        "`realm_access.roles`; `scope`/`scp` are always read.",
+    )
+    jwt_leeway: float = Field(default=30.0, ge=0, description="Clock skew allowed, seconds.")
+
     # --- HTTP ----------------------------------------------------------------------------------
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)."
     )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(default="text", description="text or json.")
+
+    @field_validator(
+        "jwt_issuer",
+        "jwt_audience",
+        "jwks_url",
+        "jwt_roles_claim",
+        "orthanc_username",
+        "jwt_secret",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker-compose's `${VAR:-}` passes "" for "not set".
+        return None if value == "" else value
 
     @field_validator("orthanc_url")
     @classmethod

@@ -35,9 +35,7 @@ class WorkerPool:
         self.workers = workers
         self.default_timeout = default_timeout
         # spawn: workers never inherit the event loop, sockets or DB connections of the parent.
-        self._pool = ProcessPool(
-            max_workers=workers, context=multiprocessing.get_context("spawn")
-        )
+        self._pool = ProcessPool(max_workers=workers, context=multiprocessing.get_context("spawn"))
         self._pending = 0
 
     @property
@@ -50,7 +48,10 @@ class WorkerPool:
         return bool(self._pool.active)
 
     async def run(
-        self, fn: Callable[..., T], *args: Any, timeout: float | None = None
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 (pebble kills the worker at it)
     ) -> T:
         """Run ``fn(*args)`` in a worker; a crash or overrun fails this task only."""
         limit = timeout if timeout is not None else self.default_timeout
@@ -71,5 +72,5 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop the workers (running tasks are abandoned)."""
-        self._pool.stop()
+        self._pool.stop()  # type: ignore[no-untyped-call]
         self._pool.join(timeout=10)
