@@ -1,0 +1,129 @@
+"""PNG previews rendered by dicomgate itself (so HTJ2K and JPEG 2000 work whatever Orthanc can do).
+
+A pure function over bytes, run in the worker pool. The greyscale pipeline follows PS3.3
+§C.11 (Modality LUT → VOI LUT → Presentation): rescale slope/intercept, then the VOI LUT
+Sequence or the first Window Center/Width pair (linear function, PS3.3 §C.11.2.1.2.1), or the
+frame's own min–max when the file gives no window; MONOCHROME1 is inverted. Colour stays colour.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+import imagecodecs
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels.processing import apply_color_lut, apply_rescale, apply_voi_lut
+from pydicom.pixels.utils import pixel_array
+
+from dicomgate.errors import FrameNotFound, ImageTooLarge, InvalidDicom, UnprocessableInput
+
+PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _first(value: Any) -> float:
+    """First value of a possibly multi-valued numeric attribute."""
+    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+        return float(value[0])
+    return float(value)
+
+
+def frame_count(ds: Dataset) -> int:
+    """Number of frames the dataset declares (1 when Number of Frames is absent or empty)."""
+    value = ds.get("NumberOfFrames")
+    try:
+        return max(1, int(value)) if value not in (None, "") else 1
+    except (TypeError, ValueError):
+        return 1
+
+
+def check_pixel_budget(ds: Dataset, *, max_pixels: int) -> None:
+    """Refuse an image whose declared Rows×Columns×Samples×Frames exceeds ``max_pixels``."""
+    try:
+        rows = int(ds.Rows)
+        columns = int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        raise InvalidDicom("The image has no valid Rows/Columns") from None
+    total = rows * columns * samples * frame_count(ds)
+    if total > max_pixels:
+        raise ImageTooLarge(
+            f"The image declares {total} samples ({rows}×{columns}×{samples}×"
+            f"{frame_count(ds)}), more than this service renders ({max_pixels})"
+        )
+
+
+def _window_to_uint8(arr: np.ndarray, center: float, width: float) -> np.ndarray:
+    """Linear VOI function of PS3.3 §C.11.2.1.2.1 mapped onto 0–255."""
+    width = max(width, 1.0)
+    scaled = ((arr - (center - 0.5)) / (width - 1.0 if width > 1 else 1.0) + 0.5) * 255.0
+    return np.clip(scaled, 0, 255)
+
+
+def _min_max_to_uint8(arr: np.ndarray) -> np.ndarray:
+    lo = float(np.min(arr))
+    hi = float(np.max(arr))
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.float64)
+    return (arr.astype(np.float64) - lo) * (255.0 / (hi - lo))
+
+
+def _grey(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    values = apply_rescale(arr, ds).astype(np.float64)
+    if "VOILUTSequence" in ds:
+        out = _min_max_to_uint8(apply_voi_lut(values, ds, index=0, prefer_lut=True))
+    elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        out = _window_to_uint8(values, _first(ds.WindowCenter), _first(ds.WindowWidth))
+    else:
+        out = _min_max_to_uint8(values)
+    if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+        out = 255.0 - out
+    return out
+
+
+def _colour(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
+        rgb: np.ndarray = apply_color_lut(arr, ds)
+        bits = 16 if rgb.dtype.itemsize > 1 else 8
+        scaled: np.ndarray = rgb.astype(np.float64) * (255.0 / (2**bits - 1))
+        return scaled
+    bits_stored = int(ds.get("BitsStored", 8) or 8)
+    values: np.ndarray = arr.astype(np.float64)
+    return values if bits_stored == 8 else values * (255.0 / (2**bits_stored - 1))
+
+
+def render_preview(data: bytes, *, frame: int = 0, max_pixels: int) -> bytes:
+    """Render one frame of a DICOM file as an 8-bit PNG (greyscale or RGB)."""
+    try:
+        ds = pydicom.dcmread(BytesIO(data), force=True)
+    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
+        raise InvalidDicom(f"The stored file cannot be read as DICOM: {exc}") from None
+    if not any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
+        raise UnprocessableInput("The instance has no pixel data to preview")
+    if "PixelData" not in ds:
+        raise UnprocessableInput("Float pixel data cannot be previewed")
+    check_pixel_budget(ds, max_pixels=max_pixels)
+    frames = frame_count(ds)
+    if not 0 <= frame < frames:
+        raise FrameNotFound(f"Frame {frame} does not exist; the instance has {frames} frame(s)")
+    palette = ds.get("PhotometricInterpretation") == "PALETTE COLOR"
+    try:
+        # Decodes only the requested frame; YBR is converted to RGB (as_rgb defaults to True).
+        arr = pixel_array(ds, index=frame if frames > 1 else None, as_rgb=not palette)
+    except (NotImplementedError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown") if "file_meta" in ds else "?"
+        raise UnprocessableInput(
+            f"The pixel data cannot be decoded (transfer syntax {syntax}): {exc}"
+        ) from None
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    out = _colour(arr, ds) if samples > 1 or palette else _grey(arr, ds)
+    image = np.ascontiguousarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+    return bytes(imagecodecs.png_encode(image))
+
+
+def render_preview_task(data: bytes, frame: int, max_pixels: int) -> bytes:
+    """Positional form of :func:`render_preview` for the worker pool (which passes no kwargs)."""
+    return render_preview(data, frame=frame, max_pixels=max_pixels)
