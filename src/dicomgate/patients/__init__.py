@@ -1,0 +1,1 @@
+"""Patient cache: ORM model, queries, schemas, router and bulk import."""
