@@ -1,0 +1,55 @@
+"""Make uploaded files one study with one series per folder (a folder upload's identity).
+
+The Study and Series Instance UIDs are replaced (and recorded as Original Attributes by the
+caller); the SOP Instance UID is kept, so the same image uploaded twice into one study is still
+recognised by Orthanc. Pixel data is not touched by these edits.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+
+
+@dataclass(frozen=True)
+class SeriesAssignment:
+    """Where one uploaded file goes: the request's study and its folder's series."""
+
+    study_instance_uid: str
+    study_description: str | None
+    series_instance_uid: str
+    series_number: int
+    series_description: str | None
+
+
+def series_label(series_path: str) -> str:
+    """The last folder name of a client-supplied path (a label only, never a file-system path)."""
+    parts = [
+        p for p in series_path.replace("\\", "/").split("/") if p.strip() not in ("", ".", "..")
+    ]
+    return parts[-1].strip()[:64] if parts else ""
+
+
+def study_changes(
+    ds: Dataset, assignment: SeriesAssignment, *, now: datetime.datetime
+) -> dict[str, object]:
+    """The attribute values that put ``ds`` into the assigned study and series.
+
+    StudyDate/StudyTime are only set where missing or empty (PS3.3 C.7.2.1, Type 2).
+    """
+    changes: dict[str, object] = {
+        "StudyInstanceUID": assignment.study_instance_uid,
+        "SeriesInstanceUID": assignment.series_instance_uid,
+        "SeriesNumber": assignment.series_number,
+    }
+    if assignment.study_description is not None:
+        changes["StudyDescription"] = assignment.study_description[:64]
+    if assignment.series_description:
+        changes["SeriesDescription"] = assignment.series_description[:64]
+    if not ds.get("StudyDate"):
+        changes["StudyDate"] = now.strftime("%Y%m%d")
+    if not ds.get("StudyTime"):
+        changes["StudyTime"] = now.strftime("%H%M%S")
+    return changes

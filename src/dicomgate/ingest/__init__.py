@@ -1,0 +1,1 @@
+"""Uploads: single files and whole folders, stamped, transcoded and stored in Orthanc."""

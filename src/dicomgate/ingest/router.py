@@ -1,0 +1,160 @@
+"""Upload routes: thin — stream the multipart body to capped temp files, call the service.
+
+The body is not declared as FastAPI ``File``/``Form`` parameters on purpose: FastAPI would parse
+the whole form (without a per-file size limit) before the handler runs. The multipart schema is
+declared in ``openapi_extra`` so the front end still sees the fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+
+from dicomgate.errors import (
+    ORTHANC_ERRORS,
+    BadRequest,
+    DicomgateError,
+    ImageTooLarge,
+    InvalidDicom,
+    NotDicom,
+    PatientNotFound,
+    UnprocessableInput,
+    UploadTooLarge,
+    WorkerFailure,
+    WorkerTimeout,
+    error_responses,
+)
+from dicomgate.ingest import service
+from dicomgate.ingest.schemas import FolderUploadResult, MultiUploadResult, UploadResult
+from dicomgate.ingest.spool import spool_multipart
+from dicomgate.runtime import RuntimeDep, SessionDep
+
+router = APIRouter(tags=["ingest"])
+
+_BINARY = {"type": "string", "format": "binary"}
+
+
+def _multipart(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {"type": "object", "properties": properties, "required": required}
+                }
+            },
+        }
+    }
+
+
+SINGLE_UPLOAD_BODY = _multipart(
+    {
+        "file": {
+            "type": "array",
+            "items": _BINARY,
+            "description": "One DICOM file (repeat the field, or use 'files', for several).",
+        },
+        "files": {"type": "array", "items": _BINARY, "description": "More DICOM files."},
+        "patient_id": {
+            "type": "string",
+            "description": "Stamp this cached patient's demographics (unknown → 422).",
+        },
+    },
+    [],
+)
+
+FOLDER_UPLOAD_BODY = _multipart(
+    {
+        "patient_id": {"type": "string", "description": "A patient of the patient cache."},
+        "study_description": {"type": "string"},
+        "files": {
+            "type": "array",
+            "items": _BINARY,
+            "description": "DICOM files; a .zip is expanded (its folders become series).",
+        },
+        "series_path": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "One folder path per file (a label); none → one series.",
+        },
+    },
+    ["patient_id", "files"],
+)
+
+UPLOAD_ERRORS: tuple[type[DicomgateError], ...] = (
+    BadRequest,
+    InvalidDicom,
+    NotDicom,
+    PatientNotFound,
+    UnprocessableInput,
+    UploadTooLarge,
+    ImageTooLarge,
+    WorkerFailure,
+    WorkerTimeout,
+    *ORTHANC_ERRORS,
+)
+
+
+@router.post(
+    "/api/ris/upload/dicom/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadResult | MultiUploadResult,
+    summary="Upload DICOM files: validate, stamp the patient, transcode to HTJ2K, store",
+    operation_id="uploadDicom",
+    responses=error_responses(*UPLOAD_ERRORS),
+    openapi_extra=SINGLE_UPLOAD_BODY,
+)
+async def upload_dicom(
+    request: Request, runtime: RuntimeDep, session: SessionDep
+) -> UploadResult | MultiUploadResult:
+    """One file → its result; several files → one result per file plus the failures."""
+    settings = runtime.settings
+    async with spool_multipart(
+        request.headers.get("content-type"),
+        request.headers.get("content-length"),
+        request.stream(),
+        max_file_bytes=settings.max_upload_bytes,
+        max_files=settings.max_files,
+        spool_dir=settings.spool_dir,
+    ) as form:
+        patient_id = (form.value("patient_id") or "").strip() or None
+        return await service.upload_files(
+            session=session,
+            orthanc=runtime.orthanc,
+            pool=runtime.pool,
+            settings=settings,
+            files=form.files_of("file", "files"),
+            patient_id=patient_id,
+        )
+
+
+@router.post(
+    "/api/orthanc/upload-patient/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=FolderUploadResult,
+    summary="Upload a folder of series as one new study of a cached patient",
+    operation_id="uploadPatientFolder",
+    responses=error_responses(*UPLOAD_ERRORS),
+    openapi_extra=FOLDER_UPLOAD_BODY,
+)
+async def upload_patient_folder(
+    request: Request, runtime: RuntimeDep, session: SessionDep
+) -> FolderUploadResult:
+    """All files become one study; each distinct series_path one series; zips are expanded."""
+    settings = runtime.settings
+    async with spool_multipart(
+        request.headers.get("content-type"),
+        request.headers.get("content-length"),
+        request.stream(),
+        max_file_bytes=settings.max_upload_bytes,
+        max_files=settings.max_files,
+        spool_dir=settings.spool_dir,
+    ) as form:
+        return await service.upload_folder(
+            session=session,
+            orthanc=runtime.orthanc,
+            pool=runtime.pool,
+            settings=settings,
+            form=form,
+        )

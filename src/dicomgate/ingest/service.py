@@ -1,0 +1,357 @@
+"""Ingest: check the patient, then per file parse → stamp → transcode (pool) → store (Orthanc).
+
+The patient is looked up before anything else, so an unknown ``patient_id`` stores nothing.
+Each file costs one worker call (``ingest.worker.ingest_file``) and one ``POST /instances``.
+Orthanc failures abort the request (503/502/504: the client retries; a file sent twice is
+stored once); a bad file only fails itself when several were sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+from pydicom.uid import generate_uid
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dicomgate.codec.pool import WorkerPool
+from dicomgate.codec.transcode import TranscodeOptions
+from dicomgate.dicom.demographics import Demographics
+from dicomgate.dicom.unify import SeriesAssignment, series_label
+from dicomgate.errors import (
+    DicomgateError,
+    OrthancFailure,
+    PatientNotFound,
+    UnprocessableInput,
+    UploadTooLarge,
+)
+from dicomgate.ingest.schemas import (
+    FailedFile,
+    FolderUploadResult,
+    MultiUploadResult,
+    OrthancStoreAnswer,
+    UploadResult,
+)
+from dicomgate.ingest.spool import SpooledFile, SpooledForm
+from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
+from dicomgate.ingest.zipfiles import UnsafeArchive, expand_zip, is_zip_upload
+from dicomgate.orthanc import OrthancClient
+from dicomgate.patients.service import get_patient
+from dicomgate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONVERTED_MESSAGE = "Uploaded and converted successfully"
+PASS_THROUGH_TEXT = {
+    "no_pixel_data": "no pixel data to transcode",
+    "already_htj2k": "already HTJ2K",
+    "lossy_source": "lossy-compressed source kept as it is",
+    "float_pixels": "float pixel data is not transcoded",
+    "bits_allocated_1": "1-bit pixel data is not transcoded",
+    "subsampled_ybr": "chroma-subsampled pixel data is kept as it is",
+    "unsupported_transfer_syntax": "its transfer syntax cannot be decoded here",
+    "codec_refused": "the encoder refused this image",
+    "verification_failed": "the re-encoded pixels did not match, original kept",
+}
+ZIP_TOTAL_FACTOR = 4  # a zip may expand to this many times the per-file upload cap
+STREAM_ABOVE_BYTES = 16 * 1024 * 1024  # larger outputs are streamed to Orthanc from disk
+STREAM_CHUNK_BYTES = 1024 * 1024
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as fh:
+        while chunk := await fh.read(STREAM_CHUNK_BYTES):
+            yield chunk
+
+
+@dataclass(frozen=True)
+class UploadItem:
+    """One file to ingest: its label for the client, its spooled path, its folder."""
+
+    name: str
+    path: Path
+    series_path: str = ""
+
+
+def transcode_options(settings: Settings) -> TranscodeOptions:
+    """The codec options the settings ask for."""
+    return TranscodeOptions(
+        target=settings.target_syntax,
+        lossy_quality=settings.lossy_quality,
+        max_pixels=settings.max_pixels,
+    )
+
+
+def result_message(outcome: IngestOutcome) -> str:
+    """'Uploaded and converted successfully', or 'Uploaded unchanged: <why>'."""
+    result = outcome.result
+    if result.converted:
+        return CONVERTED_MESSAGE
+    reason = result.reason or "unknown"
+    return f"Uploaded unchanged: {PASS_THROUGH_TEXT.get(reason, reason)}"
+
+
+async def lookup_demographics(session: AsyncSession, *, patient_id: str) -> Demographics:
+    """The cached patient's demographics, or PatientNotFound (422) — before anything is stored."""
+    patient = await get_patient(session, patient_id=patient_id)
+    if patient is None:
+        raise PatientNotFound(
+            f"Unknown patient_id {patient_id!r}: not in the patient cache; nothing was stored"
+        )
+    return patient.demographics()
+
+
+async def _gather_or_cancel(aws: Sequence[Awaitable[T]]) -> list[T]:
+    """Run all; on the first exception cancel the rest and re-raise it."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class _Ingestor:
+    """Runs files through the pool and into Orthanc with bounded concurrency."""
+
+    def __init__(self, *, orthanc: OrthancClient, pool: WorkerPool, settings: Settings) -> None:
+        self.orthanc = orthanc
+        self.pool = pool
+        # Enough queued work to keep every worker busy, without holding many results at once.
+        self._processing = asyncio.Semaphore(max(2, pool.workers * 2))
+        self._storing = asyncio.Semaphore(settings.orthanc_concurrency)
+
+    async def ingest(self, item: UploadItem, plan: IngestPlan) -> UploadResult:
+        """One file: transcode in a worker, store in Orthanc; domain errors propagate."""
+        output = item.path.with_name(item.path.name + ".out")
+        try:
+            async with self._processing:
+                outcome: IngestOutcome = await self.pool.run(
+                    ingest_file, str(item.path), str(output), plan
+                )
+            async with self._storing:
+                answer = await self._store(output, size=outcome.result.size)
+        finally:
+            await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
+        return _upload_result(item.name, outcome, answer)
+
+    async def _store(self, path: Path, *, size: int) -> dict[str, Any]:
+        """Send the worker's output file to Orthanc: whole when small, streamed when large."""
+        if size <= STREAM_ABOVE_BYTES:
+            data = await anyio.to_thread.run_sync(path.read_bytes)
+            return await self.orthanc.store_instance(data)
+        return await self.orthanc.store_instance_stream(_file_chunks(path), size=size)
+
+    async def ingest_or_fail(self, item: UploadItem, plan: IngestPlan) -> UploadResult | FailedFile:
+        """Like ``ingest``, but a bad file becomes a FailedFile; Orthanc failures still raise."""
+        try:
+            return await self.ingest(item, plan)
+        except OrthancFailure:
+            raise
+        except DicomgateError as exc:
+            log.info("Upload of %r refused: %s", item.name, exc.message)
+            return FailedFile(name=item.name, error=exc.message)
+
+
+def _upload_result(name: str, outcome: IngestOutcome, answer: dict[str, Any]) -> UploadResult:
+    result = outcome.result
+    return UploadResult(
+        message=result_message(outcome),
+        filename=name,
+        patient_id=outcome.patient_id or None,
+        orthanc_response=OrthancStoreAnswer(
+            ID=str(answer["ID"]),
+            ParentPatient=str(answer.get("ParentPatient", "")),
+            ParentStudy=str(answer.get("ParentStudy", "")),
+            ParentSeries=str(answer.get("ParentSeries", "")),
+            Path=str(answer.get("Path", f"/instances/{answer['ID']}")),
+            Status=str(answer.get("Status", "Success")),
+        ),
+        source_transfer_syntax=result.source_transfer_syntax,
+        stored_transfer_syntax=result.transfer_syntax,
+        original_size=result.original_size,
+        stored_size=result.size,
+        converted=result.converted,
+        pass_through_reason=result.reason,
+    )
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+async def upload_files(
+    *,
+    session: AsyncSession,
+    orthanc: OrthancClient,
+    pool: WorkerPool,
+    settings: Settings,
+    files: Sequence[SpooledFile],
+    patient_id: str | None,
+) -> UploadResult | MultiUploadResult:
+    """Single-upload route: one file → its result (errors raise); several → per-file results."""
+    if not files:
+        raise UnprocessableInput("No file was sent: use the multipart field 'file'")
+    demographics = None
+    if patient_id:
+        demographics = await lookup_demographics(session, patient_id=patient_id)
+    plan = IngestPlan(
+        demographics=demographics, assignment=None, options=transcode_options(settings), now=_now()
+    )
+    ingestor = _Ingestor(orthanc=orthanc, pool=pool, settings=settings)
+    items = [UploadItem(name=f.filename, path=f.path) for f in files]
+    if len(items) == 1:
+        return await ingestor.ingest(items[0], plan)
+    outcomes = await _gather_or_cancel([ingestor.ingest_or_fail(i, plan) for i in items])
+    stored = [o for o in outcomes if isinstance(o, UploadResult)]
+    failed = [o for o in outcomes if isinstance(o, FailedFile)]
+    if not stored:
+        raise UnprocessableInput(
+            "No file was stored: " + "; ".join(f"{f.name}: {f.error}" for f in failed)
+        )
+    message = (
+        f"Uploaded {len(stored)} files"
+        if not failed
+        else f"Uploaded {len(stored)} of {len(items)} files"
+    )
+    return MultiUploadResult(
+        success=not failed,
+        message=message,
+        patient_id=patient_id,
+        uploaded=len(stored),
+        results=stored,
+        failed_files=failed,
+    )
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(4)
+
+
+async def _expand_uploads(
+    files: Sequence[SpooledFile], series_paths: Sequence[str], *, settings: Settings
+) -> tuple[list[UploadItem], list[FailedFile]]:
+    """Turn the uploaded files (zips expanded, their folders appended) into upload items."""
+    items: list[UploadItem] = []
+    failed: list[FailedFile] = []
+    for index, (spooled, series_path) in enumerate(zip(files, series_paths, strict=True)):
+        head = await anyio.to_thread.run_sync(_head, spooled.path)
+        if not is_zip_upload(spooled.filename, head):
+            items.append(UploadItem(spooled.filename, spooled.path, series_path))
+            continue
+        try:
+            expanded = await anyio.to_thread.run_sync(
+                partial(
+                    expand_zip,
+                    spooled.path,
+                    spooled.path.parent / f"zip-{index:05d}",
+                    max_entries=settings.max_files,
+                    max_entry_bytes=settings.max_upload_bytes,
+                    max_total_bytes=settings.max_upload_bytes * ZIP_TOTAL_FACTOR,
+                )
+            )
+        except UnsafeArchive as exc:
+            failed.append(FailedFile(name=spooled.filename, error=exc.message))
+            continue
+        for name, reason in expanded.refused:
+            failed.append(FailedFile(name=f"{spooled.filename}/{name}", error=reason))
+        for entry in expanded.entries:
+            folder = "/".join(p for p in (series_path, entry.folder) if p)
+            items.append(UploadItem(f"{spooled.filename}/{entry.name}", entry.path, folder))
+    return items, failed
+
+
+def _series_key(series_path: str) -> str:
+    return "/".join(p for p in series_path.replace("\\", "/").split("/") if p.strip())
+
+
+async def upload_folder(
+    *,
+    session: AsyncSession,
+    orthanc: OrthancClient,
+    pool: WorkerPool,
+    settings: Settings,
+    form: SpooledForm,
+) -> FolderUploadResult:
+    """Folder upload: every file into one new study, one new series per distinct series_path."""
+    patient_id = (form.value("patient_id") or "").strip()
+    if not patient_id:
+        raise UnprocessableInput("patient_id is required for a folder upload")
+    study_description = form.value("study_description") or ""
+    files = form.files_of("files", "file")
+    if not files:
+        raise UnprocessableInput("No files were sent: use the repeated multipart field 'files'")
+    series_paths = form.values("series_path")
+    if series_paths and len(series_paths) != len(files):
+        raise UnprocessableInput(
+            f"{len(series_paths)} series_path values for {len(files)} files: "
+            "send one per file, or none for a single series"
+        )
+    demographics = await lookup_demographics(session, patient_id=patient_id)
+
+    items, failed = await _expand_uploads(
+        files, series_paths or [""] * len(files), settings=settings
+    )
+    if len(items) > settings.max_files:
+        raise UploadTooLarge(
+            f"Too many files after expanding zips: {len(items)}; the limit is {settings.max_files}"
+        )
+    now = _now()
+    study_uid = str(generate_uid())
+    assignments: dict[str, SeriesAssignment] = {}
+    for item in items:
+        key = _series_key(item.series_path)
+        if key not in assignments:
+            assignments[key] = SeriesAssignment(
+                study_instance_uid=study_uid,
+                study_description=study_description,
+                series_instance_uid=str(generate_uid()),
+                series_number=len(assignments) + 1,
+                series_description=series_label(key) or None,
+            )
+    options = transcode_options(settings)
+    ingestor = _Ingestor(orthanc=orthanc, pool=pool, settings=settings)
+    plans = {
+        key: IngestPlan(demographics=demographics, assignment=a, options=options, now=now)
+        for key, a in assignments.items()
+    }
+    outcomes = await _gather_or_cancel(
+        [ingestor.ingest_or_fail(i, plans[_series_key(i.series_path)]) for i in items]
+    )
+    stored = [o for o in outcomes if isinstance(o, UploadResult)]
+    failed += [o for o in outcomes if isinstance(o, FailedFile)]
+    if not stored:
+        raise UnprocessableInput(
+            "No file was stored: " + "; ".join(f"{f.name}: {f.error}" for f in failed)
+            if failed
+            else "No file was stored: the upload held no files"
+        )
+    # Orthanc series IDs in series-number order (dict order = first appearance = number).
+    first_stored: dict[str, str] = {}
+    for item, outcome in zip(items, outcomes, strict=True):
+        if isinstance(outcome, UploadResult):
+            first_stored.setdefault(
+                _series_key(item.series_path), outcome.orthanc_response.ParentSeries
+            )
+    series_ids = [first_stored[key] for key in assignments if key in first_stored]
+    return FolderUploadResult(
+        patientId=patient_id,
+        studyUid=study_uid,
+        studyId=stored[0].orthanc_response.ParentStudy,
+        studyDescription=study_description,
+        uploaded=len(stored),
+        failedFiles=failed,
+        orthancSeriesIds=series_ids,
+    )

@@ -1,0 +1,239 @@
+"""Stream a multipart upload to size-capped temp files, without buffering it in memory.
+
+Starlette's ``request.form()`` spools files too, but has no per-file size limit: a 50 GiB part
+would be written to disk whole before any check. Here each file part is counted while it
+arrives and the request fails with 413 the moment one file passes ``max_file_bytes``. Files are
+written under names dicomgate chooses (``0000.part`` …) in a private temp folder; the client's
+file names are kept as labels only.
+"""
+
+from __future__ import annotations
+
+import codecs
+import shutil
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from dicomgate.errors import BadRequest, UploadTooLarge
+
+CHUNK_FLUSH_BYTES = 1024 * 1024  # buffered per file before one write in a thread
+MAX_FIELD_BYTES = 64 * 1024  # a text field (patient_id, series_path …)
+MAX_FIELDS = 100_000  # text fields per request (series_path is one per file)
+MULTIPART_OVERHEAD = 1024 * 1024  # headers and boundaries allowed on top of the files
+
+
+@dataclass
+class SpooledFile:
+    """One uploaded file on disk; ``filename`` is the client's label, never a path."""
+
+    field_name: str
+    filename: str
+    path: Path
+    size: int = 0
+
+
+@dataclass
+class SpooledForm:
+    """The parsed form: text fields in order, files on disk (deleted when the scope ends)."""
+
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    files: list[SpooledFile] = field(default_factory=list)
+
+    def values(self, name: str) -> list[str]:
+        """Every value of a repeated text field, in the order sent."""
+        return [value for key, value in self.fields if key == name]
+
+    def value(self, name: str) -> str | None:
+        """The first value of a text field, or None."""
+        values = self.values(name)
+        return values[0] if values else None
+
+    def files_of(self, *names: str) -> list[SpooledFile]:
+        """The files sent under any of these field names, in the order sent."""
+        return [f for f in self.files if f.field_name in names]
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024**2:.1f} MiB" if n >= 1024**2 else f"{n} bytes"
+
+
+class _Spooler:
+    """python-multipart callbacks that route file parts to capped temp files."""
+
+    def __init__(self, folder: Path, *, max_file_bytes: int, max_files: int, charset: str) -> None:
+        self.folder = folder
+        self.max_file_bytes = max_file_bytes
+        self.max_files = max_files
+        self.charset = charset
+        self.form = SpooledForm()
+        self._header_name = b""
+        self._header_value = b""
+        self._disposition = b""
+        self._field_name = ""
+        self._text: bytearray | None = None
+        self._file: SpooledFile | None = None
+        self._handle: BinaryIO | None = None
+        self._pending: list[tuple[BinaryIO, bytes]] = []
+        self._buffer = bytearray()
+        self.handles: list[BinaryIO] = []
+
+    # --- python-multipart callbacks (synchronous; no disk I/O here) --------------------
+    def on_part_begin(self) -> None:
+        self._disposition = b""
+        self._text = None
+        self._file = None
+        self._handle = None
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self._header_name.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_name = b""
+        self._header_value = b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        if b"name" not in options:
+            raise BadRequest('A multipart part has no Content-Disposition "name"')
+        self._field_name = options[b"name"].decode(self.charset, errors="replace")
+        if b"filename" in options:
+            if len(self.form.files) >= self.max_files:
+                raise UploadTooLarge(
+                    f"Too many files: this service accepts at most {self.max_files} per request"
+                )
+            index = len(self.form.files)
+            spooled = SpooledFile(
+                field_name=self._field_name,
+                filename=options[b"filename"].decode(self.charset, errors="replace"),
+                path=self.folder / f"{index:05d}.part",
+            )
+            # Opening a new empty file in our own private folder: negligible blocking.
+            self._handle = spooled.path.open("wb")
+            self.handles.append(self._handle)
+            self._file = spooled
+            self.form.files.append(spooled)
+        else:
+            if len(self.form.fields) >= MAX_FIELDS:
+                raise BadRequest(f"Too many form fields (more than {MAX_FIELDS})")
+            self._text = bytearray()
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        size = end - start
+        if self._file is not None and self._handle is not None:
+            self._file.size += size
+            if self._file.size > self.max_file_bytes:
+                raise UploadTooLarge(
+                    f"File {self._file.filename!r} is larger than the limit of "
+                    f"{_mib(self.max_file_bytes)}"
+                )
+            self._pending.append((self._handle, data[start:end]))
+        elif self._text is not None:
+            if len(self._text) + size > MAX_FIELD_BYTES:
+                raise BadRequest(
+                    f"Form field {self._field_name!r} is longer than {MAX_FIELD_BYTES} bytes"
+                )
+            self._text += data[start:end]
+
+    def on_part_end(self) -> None:
+        if self._text is not None:
+            value = self._text.decode(self.charset, errors="replace")
+            self.form.fields.append((self._field_name, value))
+        self._text = None
+
+    # --- disk I/O, called from a worker thread -----------------------------------------
+    def take_pending(self) -> list[tuple[BinaryIO, bytes]]:
+        pending, self._pending = self._pending, []
+        return pending
+
+
+def _write_all(pending: list[tuple[BinaryIO, bytes]]) -> None:
+    for handle, data in pending:
+        handle.write(data)
+
+
+def _close_all(handles: list[BinaryIO]) -> None:
+    for handle in handles:
+        handle.close()
+
+
+@asynccontextmanager
+async def spool_multipart(
+    content_type: str | None,
+    content_length: str | None,
+    stream: AsyncIterable[bytes],
+    *,
+    max_file_bytes: int,
+    max_files: int,
+    spool_dir: Path | None = None,
+) -> AsyncIterator[SpooledForm]:
+    """Parse a ``multipart/form-data`` body into capped temp files; delete them on exit.
+
+    Raises UploadTooLarge (413) as soon as a file passes ``max_file_bytes`` or the count passes
+    ``max_files`` (and up front when Content-Length already says so), BadRequest (400) for a
+    body that is not valid multipart.
+    """
+    kind, params = parse_options_header(content_type)
+    if kind != b"multipart/form-data":
+        raise BadRequest("The upload must be sent as multipart/form-data")
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise BadRequest("The multipart upload has no boundary")
+    charset_name = params.get(b"charset", b"utf-8").decode("latin-1")
+    try:
+        charset = codecs.lookup(charset_name).name
+    except LookupError:
+        charset = "utf-8"
+    if content_length is not None and content_length.isdigit():
+        ceiling = max_file_bytes * max_files + MULTIPART_OVERHEAD
+        if int(content_length) > ceiling:
+            raise UploadTooLarge(
+                f"The upload ({_mib(int(content_length))}) is larger than this service accepts"
+            )
+
+    folder = Path(
+        await anyio.to_thread.run_sync(
+            lambda: tempfile.mkdtemp(prefix="dicomgate-upload-", dir=spool_dir)
+        )
+    )
+    spooler = _Spooler(folder, max_file_bytes=max_file_bytes, max_files=max_files, charset=charset)
+    callbacks = {
+        "on_part_begin": spooler.on_part_begin,
+        "on_part_data": spooler.on_part_data,
+        "on_part_end": spooler.on_part_end,
+        "on_header_field": spooler.on_header_field,
+        "on_header_value": spooler.on_header_value,
+        "on_header_end": spooler.on_header_end,
+        "on_headers_finished": spooler.on_headers_finished,
+    }
+    try:
+        try:
+            parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+            buffered = 0
+            async for chunk in stream:
+                parser.write(chunk)
+                buffered += len(chunk)
+                if buffered >= CHUNK_FLUSH_BYTES:
+                    await anyio.to_thread.run_sync(_write_all, spooler.take_pending())
+                    buffered = 0
+            parser.finalize()
+            await anyio.to_thread.run_sync(_write_all, spooler.take_pending())
+        except FormParserError as exc:
+            raise BadRequest(f"The multipart upload is malformed: {exc}") from None
+        finally:
+            await anyio.to_thread.run_sync(_close_all, spooler.handles)
+        yield spooler.form
+    finally:
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))

@@ -1,0 +1,102 @@
+"""Ingest fixtures: patients in the real patient cache, Orthanc inspection helpers."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from io import BytesIO
+from typing import Any
+
+import httpx
+import pydicom
+import pytest
+from fastapi import FastAPI
+from pydicom.dataset import Dataset
+
+from dicomgate.app import create_app
+from dicomgate.db import session_scope
+from dicomgate.dicom.demographics import Demographics
+from dicomgate.patients.schemas import PatientFields
+from dicomgate.patients.service import upsert_patient
+from dicomgate.settings import Settings
+from tests.orthanc_process import OrthancProcess
+
+MakePatient = Callable[..., Awaitable[Demographics]]
+
+
+@pytest.fixture
+def make_patient(app: FastAPI) -> MakePatient:
+    """Insert a patient with a unique Patient ID into the app's patient cache."""
+
+    async def _make(
+        *,
+        family_name: str = "Doe",
+        given_name: str = "Jane",
+        birth_date: str | None = "1970-01-31",
+        gender: str = "female",
+    ) -> Demographics:
+        patient_id = f"ING-{uuid.uuid4().hex[:10]}"
+        fields = PatientFields.model_validate(
+            {
+                "family_name": family_name,
+                "given_name": given_name,
+                "birth_date": birth_date,
+                "gender": gender,
+            }
+        )
+        async with session_scope(app.state.runtime.sessions) as session:
+            patient, _ = await upsert_patient(session, patient_id=patient_id, fields=fields)
+            return patient.demographics()
+
+    return _make
+
+
+class OrthancView:
+    """Read what Orthanc really stored, through its own REST API (not through dicomgate)."""
+
+    def __init__(self, server: OrthancProcess) -> None:
+        self.server = server
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = httpx.get(f"{self.server.url}{path}", params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def instance_count(self) -> int:
+        return int(self.get("/statistics")["CountInstances"])
+
+    def file(self, instance_id: str) -> bytes:
+        response = httpx.get(f"{self.server.url}/instances/{instance_id}/file", timeout=30)
+        response.raise_for_status()
+        return response.content
+
+    def dataset(self, instance_id: str) -> Dataset:
+        return pydicom.dcmread(BytesIO(self.file(instance_id)))
+
+    def transfer_syntax(self, instance_id: str) -> str:
+        header = self.get(f"/instances/{instance_id}/header", simplify="")
+        return str(header["TransferSyntaxUID"])
+
+
+@pytest.fixture
+def stored(clean_orthanc: OrthancProcess) -> OrthancView:
+    """An emptied Orthanc, seen through its own API."""
+    return OrthancView(clean_orthanc)
+
+
+@pytest.fixture
+async def small_cap_client(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A second app whose upload caps are tiny: 4 KiB per file, 3 files per request."""
+    small = settings.model_copy(update={"max_upload_bytes": 4096, "max_files": 3, "workers": 1})
+    application = create_app(small)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dicomgate.test") as c:
+            yield c
+
+
+def now_utc() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
