@@ -1,0 +1,132 @@
+"""Benchmark: in-place HTJ2K conversion vs a plain download + re-upload round trip.
+
+Usage (from the project folder): ``.venv/bin/python bench/convert.py [--instances 500]``.
+Starts its own Orthanc (OverwriteInstances off) in a temporary folder, stores a generated
+CT-like study (512×512, 16-bit allocated, 12 stored), then measures (1) the round trip each
+instance needs without conversion (download, delete, re-post) and (2) the real conversion job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.builders import make_dataset, to_bytes
+from tests.orthanc_process import OrthancProcess
+
+from dicomgate.app import open_runtime
+from dicomgate.conversions.plan import make_selection
+from dicomgate.conversions.service import run_job, start_or_resume
+from dicomgate.migrations import upgrade_database
+from dicomgate.settings import Settings
+
+
+def ct_slice(index: int, rng: np.random.Generator) -> np.ndarray:
+    """A CT-like slice: air, a body ellipse of soft tissue, a bone ring, noise (12-bit)."""
+    y, x = np.mgrid[-256:256, -256:256].astype(np.float32)
+    body = (x / 200) ** 2 + (y / (150 + index % 20)) ** 2 <= 1
+    bone = ((x / 60) ** 2 + (y / 50) ** 2 <= 1) & ((x / 45) ** 2 + (y / 35) ** 2 > 1)
+    image = np.full((512, 512), 24.0, dtype=np.float32)  # air (HU -1000 + 1024)
+    image[body] = 1064.0
+    image[bone] = 2000.0
+    image += rng.normal(0, 12, size=image.shape) * body
+    return np.clip(image, 0, 4095).astype(np.uint16)
+
+
+async def round_trip(settings: Settings, concurrency: int) -> float:
+    """Seconds to download, delete and re-post every instance (no conversion)."""
+    async with open_runtime(settings) as runtime:
+        ids: list[str] = [i["ID"] for i in await runtime.orthanc.list_expanded("instances")]
+        queue = list(ids)
+        started = time.perf_counter()
+
+        async def worker() -> None:
+            while queue:
+                orthanc_id = queue.pop()
+                data = await runtime.orthanc.instance_file(orthanc_id)
+                await runtime.orthanc.delete("instances", orthanc_id)
+                await runtime.orthanc.store_instance(data)
+                await runtime.orthanc.instance_file(orthanc_id)  # the verify download
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+async def convert(settings: Settings, concurrency: int) -> tuple[float, int, int, int]:
+    async with open_runtime(settings) as runtime:
+        await runtime.pool.run(pow, 2, 2)  # workers up before timing
+        job_id = await start_or_resume(
+            runtime, selection=make_selection(all_studies=True), dry_run=False, resume=False
+        )
+        started = time.perf_counter()
+        summary = await run_job(runtime, job_id, concurrency=concurrency)
+        elapsed = time.perf_counter() - started
+        return elapsed, summary.converted, summary.bytes_before, summary.bytes_after
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--instances", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "orthanc").mkdir()
+        orthanc = OrthancProcess(folder / "orthanc")
+        orthanc.start()
+        try:
+            rng = np.random.default_rng(1)
+            study = "1.2.826.0.1.3680043.10.77.1"
+            for i in range(args.instances):
+                ds = make_dataset(
+                    rows=512,
+                    columns=512,
+                    pixels=ct_slice(i, rng),
+                    study_uid=study,
+                    series_uid=study + ".1",
+                    instance_number=i + 1,
+                    patient_id="BENCH",
+                )
+                orthanc.store(to_bytes(ds))
+            settings = Settings(
+                orthanc_url=orthanc.url,
+                database_url=f"sqlite+aiosqlite:///{folder / 'bench.db'}",
+                workers=args.workers,
+                journal_dir=folder / "journal",
+            )
+            upgrade_database(settings)
+            trip = asyncio.run(round_trip(settings, args.concurrency))
+            elapsed, converted, before, after = asyncio.run(convert(settings, args.concurrency))
+        finally:
+            orthanc.stop()
+    n = args.instances
+    print(
+        f"instances: {n} (512×512, 16-bit), concurrency {args.concurrency}, "
+        f"{args.workers} codec workers"
+    )
+    print(
+        f"round trip (download, delete, re-post, verify download): {trip:.1f} s, "
+        f"{n / trip:.1f} instances/s"
+    )
+    print(
+        f"conversion: {elapsed:.1f} s, {converted / elapsed:.1f} instances/s "
+        f"({converted} converted)"
+    )
+    print(f"ratio conversion / round trip: {(converted / elapsed) / (n / trip):.2f}×")
+    print(
+        f"bytes: {before / 2**20:.1f} MiB → {after / 2**20:.1f} MiB "
+        f"({100 * (1 - after / before):.1f}% saved)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""``dicomgate convert-to-htj2k``: the batch conversion, from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from dicomgate.conversions.plan import make_selection
+from dicomgate.conversions.service import (
+    InstanceResult,
+    RunSummary,
+    reason_text,
+    run_job,
+    start_or_resume,
+)
+from dicomgate.errors import DicomgateError
+from dicomgate.settings import Settings
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
+
+
+def register(subparsers: Any) -> None:
+    """Add ``convert-to-htj2k`` to the ``dicomgate`` command."""
+    parser = subparsers.add_parser(
+        "convert-to-htj2k",
+        help="convert studies stored in Orthanc to lossless HTJ2K, in place and resumable",
+        description="Convert stored instances to lossless HTJ2K. Each original is kept in the "
+        "journal (DICOMGATE_JOURNAL_DIR) until Orthanc verifiably serves the converted file; "
+        "running the same command again after a crash is always safe.",
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study", metavar="UID", help="one study (StudyInstanceUID)")
+    which.add_argument("--patient", metavar="ID", help="every study of one patient (PatientID)")
+    which.add_argument("--all", action="store_true", help="every study in Orthanc")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="measure what would be converted; change nothing"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="instances in flight (default: the worker count)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished job with the same selectors, else start one",
+    )
+    parser.add_argument(
+        "--shard", metavar="K/N", help="with --all: only studies whose UID hashes to shard K of N"
+    )
+    parser.set_defaults(func=handle_convert)
+
+
+def handle_convert(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the conversion; exit 0 (done), 1 (some failed), 2 (bad usage), 3 (stopped, resumable)."""
+    try:
+        selection = make_selection(
+            study=args.study, patient=args.patient, all_studies=args.all, shard=args.shard
+        )
+    except DicomgateError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    concurrency = args.concurrency or settings.workers
+    if concurrency < 1:
+        print("error: --concurrency must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(
+        _convert(
+            settings,
+            selection=selection,
+            dry_run=args.dry_run,
+            resume=args.resume,
+            concurrency=concurrency,
+        )
+    )
+
+
+class RichProgress:
+    """A progress bar on a terminal: studies and instances, rate and ETA."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._studies = self._progress.add_task("studies", total=None, rate="")
+        self._instances = self._progress.add_task("instances", total=None, rate="")
+        self._seen: set[str] = set()
+        self._count = 0
+        self._start = 0.0
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def started(self, *, studies: int, instances: int, already_done: int) -> None:
+        import time
+
+        self._start = time.perf_counter()
+        self._progress.update(self._studies, total=studies)
+        self._progress.update(self._instances, total=instances, completed=already_done)
+
+    def study(self, study_instance_uid: str) -> None:
+        if study_instance_uid not in self._seen:
+            self._seen.add(study_instance_uid)
+            self._progress.update(
+                self._studies,
+                completed=len(self._seen),
+                description=f"studies ({study_instance_uid[-16:]})",
+            )
+
+    def advanced(self, result: InstanceResult) -> None:
+        import time
+
+        self._count += 1
+        elapsed = time.perf_counter() - self._start
+        rate = f"{self._count / elapsed:.1f} inst/s" if elapsed > 0 else ""
+        self._progress.update(self._instances, advance=1, rate=rate)
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{count} B"
+        value /= 1024
+    return f"{count} B"
+
+
+def format_summary(summary: RunSummary) -> str:
+    """The final report of a run (dry or real), for a person."""
+    lines: list[str] = []
+    for recovered in summary.recovered:
+        lines.append(f"Recovered instance {recovered.entry.orthanc_id}: {recovered.result}")
+    if summary.dry_run:
+        lines.append(f"Dry run of job {summary.job_id} ({summary.selection}): nothing was changed")
+        for study_uid, tally in sorted(summary.studies.items()):
+            skipped = ", ".join(f"{n} {reason_text(r)}" for r, n in sorted(tally.skipped.items()))
+            lines.append(
+                f"  study {study_uid}: {tally.to_convert} to convert"
+                + (f", skipped: {skipped}" if skipped else "")
+                + f"; {_size(tally.bytes_now)} now → ~{_size(tally.bytes_projected)}"
+            )
+        lines.append(f"Instances to convert: {summary.converted}")
+    else:
+        lines.append(f"Conversion job {summary.job_id} ({summary.selection}): {summary.state}")
+        lines.append(f"Converted: {summary.converted}")
+    lines.append(f"Already HTJ2K: {summary.skipped_by_reason.get('already_htj2k', 0)}")
+    others = {r: n for r, n in summary.skipped_by_reason.items() if r != "already_htj2k"}
+    lines.append(
+        "Skipped: "
+        + (", ".join(f"{n} {reason_text(r)}" for r, n in sorted(others.items())) or "none")
+    )
+    lines.append(f"Failed: {summary.failed}")
+    for error in summary.errors[-10:]:
+        lines.append(f"  {error}")
+    after_label = (
+        "Projected bytes (estimate, measured by transcoding)" if summary.dry_run else "Bytes after"
+    )
+    lines.append(
+        f"Bytes before: {_size(summary.bytes_before)}; {after_label}: "
+        f"{_size(summary.bytes_after)}; saved {summary.saved_percent:.1f}%"
+    )
+    lines.append(
+        f"Elapsed: {summary.elapsed:.1f} s; {summary.rate:.1f} instances/s "
+        f"({summary.instances_this_run} this run)"
+    )
+    if summary.dry_run and summary.rate > 0:
+        lines.append(
+            f"Projected time for a real run: ~{summary.elapsed * 1.3:.0f} s "
+            "(estimate: transcoding time plus the replacement round trips)"
+        )
+    if summary.stop_message:
+        lines.append(summary.stop_message)
+    return "\n".join(lines)
+
+
+async def _convert(
+    settings: Settings, *, selection: Any, dry_run: bool, resume: bool, concurrency: int
+) -> int:
+    from dicomgate.app import open_runtime
+
+    async with open_runtime(settings) as runtime:
+        try:
+            job_id = await start_or_resume(
+                runtime, selection=selection, dry_run=dry_run, resume=resume
+            )
+        except DicomgateError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            if sys.stderr.isatty():
+                with RichProgress() as progress:
+                    summary = await run_job(
+                        runtime, job_id, concurrency=concurrency, progress=progress
+                    )
+            else:
+                summary = await run_job(runtime, job_id, concurrency=concurrency)
+        except DicomgateError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return EXIT_USAGE
+    print(format_summary(summary))
+    if summary.state == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURES if summary.failed else EXIT_OK

@@ -1,0 +1,89 @@
+"""Conversion jobs and their per-instance outcomes (so a restarted run resumes, not restarts)."""
+
+from __future__ import annotations
+
+import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dicomgate.db import Base
+
+JOB_STATES: tuple[str, ...] = (
+    "pending",
+    "running",
+    "interrupted",
+    "completed",
+    "cancelled",
+    "failed",
+)
+UNFINISHED_STATES: tuple[str, ...] = ("pending", "running", "interrupted")
+OUTCOMES: tuple[str, ...] = ("converted", "skipped", "failed", "planned")
+
+
+class ConversionJob(Base):
+    """One run of ``convert-to-htj2k`` (CLI or API) over a selection of studies."""
+
+    __tablename__ = "conversion_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    selector: Mapped[str] = mapped_column(String(16))  # study | patient | all
+    selector_value: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    shard: Mapped[str | None] = mapped_column(String(32), nullable=True)  # "K/N"
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    instances_total: Mapped[int] = mapped_column(Integer, default=0)
+    converted: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_by_reason: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    bytes_before: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_after: Mapped[int] = mapped_column(BigInteger, default=0)
+    elapsed: Mapped[float] = mapped_column(default=0.0)
+    current_study: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    errors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    started_at: Mapped[datetime.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    updated_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class ConversionOutcome(Base):
+    """What happened to one instance in one job (keyed by its Orthanc instance ID)."""
+
+    __tablename__ = "conversion_outcomes"
+    __table_args__ = (UniqueConstraint("job_id", "orthanc_id", name="uq_conversion_outcomes_job"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("conversion_jobs.id", ondelete="CASCADE"), index=True
+    )
+    orthanc_id: Mapped[str] = mapped_column(String(64))
+    study_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    outcome: Mapped[str] = mapped_column(String(16))  # converted | skipped | failed | planned
+    reason: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    bytes_before: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_after: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

@@ -1,0 +1,127 @@
+"""What a conversion job covers: its selection of studies and instances, and ``--shard K/N``."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+from dicomgate.errors import BadRequest, NotFound
+from dicomgate.orthanc import OrthancClient
+
+SelectorKind = Literal["study", "patient", "all"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which studies a job converts: one study, one patient's, or all (optionally one shard)."""
+
+    selector: SelectorKind
+    value: str | None = None
+    shard: tuple[int, int] | None = None  # (K, N), 1 ≤ K ≤ N
+
+    @property
+    def shard_text(self) -> str | None:
+        return f"{self.shard[0]}/{self.shard[1]}" if self.shard else None
+
+    def describe(self) -> str:
+        """A human phrase for logs and summaries."""
+        if self.selector == "all":
+            return "all studies" + (f" (shard {self.shard_text})" if self.shard else "")
+        return f"{self.selector} {self.value}"
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` → (K, N) with 1 ≤ K ≤ N; None stays None."""
+    if text is None:
+        return None
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise BadRequest(f"--shard must look like K/N (e.g. 1/4), not {text!r}") from None
+    if not 1 <= k <= n:
+        raise BadRequest(f"--shard K/N needs 1 ≤ K ≤ N, not {text!r}")
+    return (k, n)
+
+
+def make_selection(
+    *,
+    study: str | None = None,
+    patient: str | None = None,
+    all_studies: bool = False,
+    shard: str | None = None,
+) -> Selection:
+    """Validate the selectors (exactly one of study, patient, all; a shard only with all)."""
+    chosen = [s for s in (study is not None, patient is not None, all_studies) if s]
+    if len(chosen) != 1:
+        raise BadRequest("Choose exactly one of a study, a patient or all studies")
+    parsed = parse_shard(shard)
+    if parsed is not None and not all_studies:
+        raise BadRequest("A shard splits --all; it cannot be combined with a study or patient")
+    if study is not None:
+        return Selection("study", study.strip())
+    if patient is not None:
+        return Selection("patient", patient.strip())
+    return Selection("all", None, parsed)
+
+
+def shard_of(study_instance_uid: str, count: int) -> int:
+    """The 1-based shard of a study: a stable hash of its UID (same on every machine)."""
+    digest = hashlib.sha256(study_instance_uid.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count + 1
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    orthanc_id: str
+    study_instance_uid: str
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    orthanc_id: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    file_size: int
+
+
+async def select_studies(orthanc: OrthancClient, selection: Selection) -> list[StudyRef]:
+    """The studies a selection covers, in a stable order (by StudyInstanceUID)."""
+    if selection.selector == "study":
+        found = await orthanc.find("Study", {"StudyInstanceUID": selection.value or ""})
+        studies = [s for s in found if isinstance(s, dict)]
+        if not studies:
+            raise NotFound(f"No study with StudyInstanceUID {selection.value}")
+    elif selection.selector == "patient":
+        patients = await orthanc.find("Patient", {"PatientID": selection.value or ""})
+        if not patients:
+            raise NotFound(f"No patient with PatientID {selection.value}")
+        studies = []
+        for patient in patients:
+            studies.extend(await orthanc.children("patients", patient["ID"], "studies"))
+    else:
+        studies = await orthanc.list_expanded("studies")
+    refs = [
+        StudyRef(s["ID"], str(s.get("MainDicomTags", {}).get("StudyInstanceUID", "")))
+        for s in studies
+    ]
+    if selection.shard is not None:
+        k, n = selection.shard
+        refs = [r for r in refs if shard_of(r.study_instance_uid, n) == k]
+    return sorted(refs, key=lambda r: (r.study_instance_uid, r.orthanc_id))
+
+
+async def study_instances(orthanc: OrthancClient, study: StudyRef) -> list[InstanceRef]:
+    """Every instance of a study, with its SOP Instance UID and stored size."""
+    instances = await orthanc.children("studies", study.orthanc_id, "instances")
+    refs = [
+        InstanceRef(
+            orthanc_id=i["ID"],
+            sop_instance_uid=str(i.get("MainDicomTags", {}).get("SOPInstanceUID", "")),
+            study_instance_uid=study.study_instance_uid,
+            file_size=int(i.get("FileSize", 0)),
+        )
+        for i in instances
+    ]
+    return sorted(refs, key=lambda r: r.orthanc_id)

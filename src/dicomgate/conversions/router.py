@@ -1,0 +1,91 @@
+"""Admin API for batch conversions: start, watch, list and cancel jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Query, status
+
+from dicomgate.conversions import service
+from dicomgate.conversions.plan import make_selection
+from dicomgate.conversions.schemas import ConversionJobList, ConversionJobOut, ConversionRequest
+from dicomgate.errors import BadRequest, ConversionJobNotFound, error_responses
+from dicomgate.runtime import Runtime, RuntimeDep, SessionDep
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/ris/conversions", tags=["conversions"])
+
+# Background runs, kept referenced so they are not garbage-collected mid-run.
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+async def _run_in_background(runtime: Runtime, job_id: int, concurrency: int) -> None:
+    try:
+        await service.run_job(runtime, job_id, concurrency=concurrency)
+    except Exception:
+        log.exception("Conversion job %d failed", job_id)
+
+
+@router.post(
+    "/",
+    response_model=ConversionJobOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Start a conversion job (runs in the background)",
+    operation_id="startConversion",
+    responses=error_responses(BadRequest),
+)
+async def start_conversion(
+    body: ConversionRequest, session: SessionDep, runtime: RuntimeDep
+) -> ConversionJobOut:
+    selection = make_selection(
+        study=body.study_instance_uid,
+        patient=body.patient_id,
+        all_studies=body.all,
+        shard=body.shard,
+    )
+    job = await service.create_job(session, selection=selection, dry_run=body.dry_run)
+    out = ConversionJobOut.model_validate(job)
+    # The one commit outside the session dependency: the background run (its own session)
+    # must see the job, and the dependency commits only after this function returns.
+    await session.commit()
+    task = asyncio.create_task(_run_in_background(runtime, job.id, body.concurrency))
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+    return out
+
+
+@router.get(
+    "/",
+    response_model=ConversionJobList,
+    summary="List conversion jobs, newest first",
+    operation_id="listConversions",
+)
+async def list_conversions(
+    session: SessionDep, limit: int = Query(default=100, ge=1, le=1000)
+) -> ConversionJobList:
+    jobs = await service.list_jobs(session, limit=limit)
+    return ConversionJobList(jobs=[ConversionJobOut.model_validate(j) for j in jobs])
+
+
+@router.get(
+    "/{job_id}/",
+    response_model=ConversionJobOut,
+    summary="One conversion job: state, counts, bytes, current study, errors",
+    operation_id="getConversion",
+    responses=error_responses(ConversionJobNotFound),
+)
+async def get_conversion(job_id: int, session: SessionDep) -> ConversionJobOut:
+    return ConversionJobOut.model_validate(await service.get_job(session, job_id))
+
+
+@router.post(
+    "/{job_id}/cancel/",
+    response_model=ConversionJobOut,
+    summary="Cancel a conversion job after the instances in flight",
+    operation_id="cancelConversion",
+    responses=error_responses(ConversionJobNotFound),
+)
+async def cancel_conversion(job_id: int, session: SessionDep) -> ConversionJobOut:
+    return ConversionJobOut.model_validate(await service.request_cancel(session, job_id))

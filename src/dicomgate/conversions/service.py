@@ -1,0 +1,623 @@
+"""Batch conversion of stored instances to HTJ2K: safe replacement, recovery, jobs, runs.
+
+The replacement never trusts Orthanc's answer alone. With ``OverwriteInstances: false`` a
+re-posted instance (same UIDs, so the same Orthanc ID) is ``AlreadyStored`` and the old file kept;
+with ``true`` a post replaces it. So, whatever the setting, each instance is: journaled durably on
+disk (original bytes, fsync) → deleted → the converted file posted (only ``Success`` counts) →
+the served file's SHA-256 checked against the converted file → journal entry dropped. Any failure
+re-posts the journaled original; a crash leaves the entry, which :func:`recover_journal` finishes
+or rolls back before new work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.pool import WorkerPool
+from dicomgate.conversions.journal import JournalEntry, ReplaceJournal, sha256
+from dicomgate.conversions.models import UNFINISHED_STATES, ConversionJob, ConversionOutcome
+from dicomgate.conversions.plan import (
+    InstanceRef,
+    Selection,
+    select_studies,
+    study_instances,
+)
+from dicomgate.db import session_scope
+from dicomgate.errors import (
+    ConversionJobNotFound,
+    DicomgateError,
+    NotFound,
+    OrthancTimeout,
+    OrthancUnavailable,
+    ReplaceFailed,
+)
+from dicomgate.orthanc import OrthancClient
+from dicomgate.runtime import Runtime
+from dicomgate.settings import Settings
+
+if TYPE_CHECKING:
+    from dicomgate.codec.transcode import TranscodeOptions
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["converted", "skipped", "failed", "planned"]
+REASON_TEXT: dict[str, str] = {
+    "already_htj2k": "already HTJ2K",
+    "no_pixel_data": "no pixel data",
+    "lossy_source": "lossy source (re-encoding would not be lossless)",
+    "float_pixels": "floating-point pixels",
+    "bits_allocated_1": "1-bit pixels",
+    "subsampled_ybr": "subsampled YBR colour",
+    "unsupported_transfer_syntax": "unsupported transfer syntax",
+    "codec_refused": "the encoder refused it",
+    "verification_failed": "lossless verification failed",
+}
+STOPPING_ERRORS = (OrthancUnavailable, OrthancTimeout)
+MAX_JOB_ERRORS = 50
+
+
+def transcode_options(settings: Settings) -> TranscodeOptions:
+    """The codec options a conversion uses (always lossless: conversions never lose data)."""
+    from dicomgate.codec.transcode import TranscodeOptions
+
+    return TranscodeOptions(target=settings.target_syntax, max_pixels=settings.max_pixels)
+
+
+def reason_text(reason: str | None) -> str:
+    """A person's phrase for a pass-through reason code."""
+    return REASON_TEXT.get(reason or "", reason or "unknown")
+
+
+# --- The replacement of one instance ---------------------------------------------------------
+async def _served(orthanc: OrthancClient, orthanc_id: str) -> bytes | None:
+    try:
+        return await orthanc.instance_file(orthanc_id)
+    except NotFound:
+        return None
+
+
+async def _delete_instance(orthanc: OrthancClient, orthanc_id: str) -> None:
+    with contextlib.suppress(NotFound):
+        await orthanc.delete("instances", orthanc_id)
+
+
+async def _post_expecting(orthanc: OrthancClient, data: bytes, orthanc_id: str) -> None:
+    answer = await orthanc.store_instance(data)
+    status = answer.get("Status")
+    if status != "Success" or answer.get("ID") != orthanc_id:
+        # AlreadyStored after a delete means something else wrote the instance meanwhile: the
+        # file Orthanc keeps is not the one posted, so this is never success.
+        raise ReplaceFailed(
+            f"Orthanc answered {status!r} (ID {answer.get('ID')}) when instance {orthanc_id} "
+            "was posted; it does not hold the posted file"
+        )
+
+
+async def restore_original(
+    orthanc: OrthancClient, journal: ReplaceJournal, entry: JournalEntry
+) -> None:
+    """Make Orthanc serve the journaled original again (verified by hash), then drop the entry."""
+    original = await asyncio.to_thread(journal.original, entry)
+    served = await _served(orthanc, entry.orthanc_id)
+    if served is not None and sha256(served) != entry.original_sha256:
+        await _delete_instance(orthanc, entry.orthanc_id)
+        served = None
+    if served is None:
+        await _post_expecting(orthanc, original, entry.orthanc_id)
+        served = await _served(orthanc, entry.orthanc_id)
+    if served is None or sha256(served) != entry.original_sha256:
+        raise ReplaceFailed(
+            f"Orthanc does not serve the original of instance {entry.orthanc_id} after it was "
+            f"re-posted; it stays in the journal at {journal.folder}"
+        )
+    await asyncio.to_thread(journal.drop, entry.orthanc_id)
+
+
+async def replace_instance(
+    orthanc: OrthancClient,
+    journal: ReplaceJournal,
+    *,
+    entry: JournalEntry,
+    original: bytes,
+    converted: bytes,
+) -> None:
+    """Journal the original, swap in the converted file, verify what Orthanc serves; or undo."""
+    await asyncio.to_thread(journal.record, entry, original)
+    try:
+        await _delete_instance(orthanc, entry.orthanc_id)
+        await _post_expecting(orthanc, converted, entry.orthanc_id)
+        served = await _served(orthanc, entry.orthanc_id)
+        if served is None or sha256(served) != entry.converted_sha256:
+            raise ReplaceFailed(
+                f"Orthanc does not serve the converted file of instance {entry.orthanc_id}"
+            )
+    except asyncio.CancelledError:
+        raise  # the journal entry stays; recovery finishes or rolls it back
+    except Exception as exc:
+        log.warning("Rolling back instance %s: %s", entry.orthanc_id, exc)
+        try:
+            await restore_original(orthanc, journal, entry)
+        except Exception as restore_exc:
+            log.error(
+                "Could not roll back instance %s yet (%s); the original is kept in the "
+                "journal and restored at the next start",
+                entry.orthanc_id,
+                restore_exc,
+            )
+        raise
+    await asyncio.to_thread(journal.drop, entry.orthanc_id)
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """An unfinished replacement found in the journal and settled."""
+
+    entry: JournalEntry
+    result: Literal["finished", "untouched", "rolled_back"]
+
+
+async def recover_journal(orthanc: OrthancClient, journal: ReplaceJournal) -> list[Recovered]:
+    """Settle each journal entry: kept if Orthanc serves the converted file, else rolled back."""
+    settled: list[Recovered] = []
+    for entry in await asyncio.to_thread(journal.entries):
+        served = await _served(orthanc, entry.orthanc_id)
+        digest = sha256(served) if served is not None else None
+        if digest == entry.converted_sha256:
+            await asyncio.to_thread(journal.drop, entry.orthanc_id)
+            settled.append(Recovered(entry, "finished"))
+            log.info("Recovered instance %s: the converted file is in place", entry.orthanc_id)
+        elif digest == entry.original_sha256:
+            await asyncio.to_thread(journal.drop, entry.orthanc_id)
+            settled.append(Recovered(entry, "untouched"))
+            log.info("Recovered instance %s: the original is still in place", entry.orthanc_id)
+        else:
+            await restore_original(orthanc, journal, entry)
+            settled.append(Recovered(entry, "rolled_back"))
+            log.warning("Recovered instance %s: the original was re-posted", entry.orthanc_id)
+    return settled
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    """What happened to one instance."""
+
+    ref: InstanceRef
+    outcome: Outcome
+    reason: str | None
+    bytes_before: int
+    bytes_after: int
+
+
+async def convert_instance(
+    orthanc: OrthancClient,
+    pool: WorkerPool,
+    journal: ReplaceJournal,
+    ref: InstanceRef,
+    *,
+    options: TranscodeOptions,
+    dry_run: bool,
+    recovered: dict[str, JournalEntry] | None = None,
+) -> InstanceResult:
+    """Convert one stored instance in place (or, in a dry run, only measure what it would give)."""
+    header = await orthanc.instance_header(ref.orthanc_id)
+    syntax = str(header.get("TransferSyntaxUID", ""))
+    if syntax in HTJ2K_SYNTAXES:
+        done = (recovered or {}).get(ref.orthanc_id)
+        if done is not None:  # converted by this job before a crash; settled by recovery
+            return InstanceResult(ref, "converted", None, done.original_size, done.converted_size)
+        log.info("Skipping instance %s: already HTJ2K", ref.orthanc_id)
+        return InstanceResult(ref, "skipped", "already_htj2k", ref.file_size, ref.file_size)
+    original = await orthanc.instance_file(ref.orthanc_id)
+    if not dry_run:
+        log.info(
+            "Converting instance %s (SOP Instance UID %s)", ref.orthanc_id, ref.sop_instance_uid
+        )
+    from dicomgate.codec.transcode import transcode
+
+    result = await pool.run(transcode, original, options)
+    if not result.converted:
+        log.info("Skipping instance %s: %s", ref.orthanc_id, reason_text(result.reason))
+        return InstanceResult(ref, "skipped", result.reason, len(original), len(original))
+    if dry_run:
+        return InstanceResult(ref, "planned", None, len(original), result.size)
+    entry = JournalEntry(
+        orthanc_id=ref.orthanc_id,
+        sop_instance_uid=result.sop_instance_uid,
+        original_sha256=sha256(original),
+        original_size=len(original),
+        original_frame_crc32=tuple(result.frame_crc32),
+        converted_sha256=sha256(result.data),
+        converted_size=len(result.data),
+    )
+    await replace_instance(orthanc, journal, entry=entry, original=original, converted=result.data)
+    saved = 100.0 * (1 - len(result.data) / len(original)) if original else 0.0
+    log.info(
+        "Replaced instance %s: %d → %d bytes (%.1f%% saved)",
+        ref.orthanc_id,
+        len(original),
+        len(result.data),
+        saved,
+    )
+    return InstanceResult(ref, "converted", None, len(original), len(result.data))
+
+
+# --- Jobs ------------------------------------------------------------------------------------
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def selection_of(job: ConversionJob) -> Selection:
+    """The selection a stored job was created with."""
+    shard = None
+    if job.shard:
+        k, n = job.shard.split("/")
+        shard = (int(k), int(n))
+    return Selection(job.selector, job.selector_value, shard)  # type: ignore[arg-type]
+
+
+async def create_job(
+    session: AsyncSession, *, selection: Selection, dry_run: bool
+) -> ConversionJob:
+    """A new pending job for a selection."""
+    job = ConversionJob(
+        selector=selection.selector,
+        selector_value=selection.value,
+        shard=selection.shard_text,
+        dry_run=dry_run,
+        state="pending",
+        cancel_requested=False,
+        instances_total=0,
+        converted=0,
+        skipped=0,
+        failed=0,
+        skipped_by_reason={},
+        bytes_before=0,
+        bytes_after=0,
+        elapsed=0.0,
+        errors=[],
+    )
+    session.add(job)
+    await session.flush()
+    return job
+
+
+async def find_unfinished_job(
+    session: AsyncSession, *, selection: Selection, dry_run: bool
+) -> ConversionJob | None:
+    """The latest unfinished job with exactly these selectors, if any."""
+    query = (
+        select(ConversionJob)
+        .where(
+            ConversionJob.state.in_(UNFINISHED_STATES),
+            ConversionJob.selector == selection.selector,
+            ConversionJob.dry_run == dry_run,
+        )
+        .order_by(ConversionJob.id.desc())
+    )
+    query = query.where(
+        ConversionJob.selector_value.is_(None)
+        if selection.value is None
+        else ConversionJob.selector_value == selection.value
+    )
+    query = query.where(
+        ConversionJob.shard.is_(None)
+        if selection.shard is None
+        else ConversionJob.shard == selection.shard_text
+    )
+    return (await session.scalars(query.limit(1))).first()
+
+
+async def get_job(session: AsyncSession, job_id: int) -> ConversionJob:
+    """One job by ID, or ConversionJobNotFound."""
+    job = await session.get(ConversionJob, job_id)
+    if job is None:
+        raise ConversionJobNotFound(f"No conversion job with ID {job_id}")
+    return job
+
+
+async def list_jobs(session: AsyncSession, *, limit: int = 100) -> Sequence[ConversionJob]:
+    """The latest jobs, newest first."""
+    query = select(ConversionJob).order_by(ConversionJob.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def request_cancel(session: AsyncSession, job_id: int) -> ConversionJob:
+    """Ask a job to stop after the instances in flight (a pending job is cancelled at once)."""
+    job = await get_job(session, job_id)
+    if job.state in UNFINISHED_STATES:
+        job.cancel_requested = True
+        if job.state != "running":
+            job.state = "cancelled"
+            job.finished_at = _now()
+    await session.flush()
+    return job
+
+
+async def done_instance_ids(session: AsyncSession, job_id: int) -> set[str]:
+    """Orthanc IDs of the instances a job already has an outcome for."""
+    query = select(ConversionOutcome.orthanc_id).where(ConversionOutcome.job_id == job_id)
+    return set((await session.scalars(query)).all())
+
+
+# --- Running a job ---------------------------------------------------------------------------
+class ProgressSink(Protocol):
+    """Where a run reports progress (the CLI's progress bar; nothing for the API)."""
+
+    def started(self, *, studies: int, instances: int, already_done: int) -> None: ...
+
+    def study(self, study_instance_uid: str) -> None: ...
+
+    def advanced(self, result: InstanceResult) -> None: ...
+
+
+@dataclass
+class StudyTally:
+    """Per-study counts (for the dry-run report)."""
+
+    to_convert: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    failed: int = 0
+    bytes_now: int = 0
+    bytes_projected: int = 0
+
+
+@dataclass
+class RunSummary:
+    """What one run (or resumed run) of a job did."""
+
+    job_id: int
+    state: str
+    dry_run: bool
+    selection: str
+    converted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    bytes_before: int = 0
+    bytes_after: int = 0
+    elapsed: float = 0.0
+    instances_this_run: int = 0
+    recovered: list[Recovered] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    stop_message: str | None = None
+    studies: dict[str, StudyTally] = field(default_factory=dict)
+
+    @property
+    def saved_percent(self) -> float:
+        return 100.0 * (1 - self.bytes_after / self.bytes_before) if self.bytes_before else 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.instances_this_run / self.elapsed if self.elapsed > 0 else 0.0
+
+
+async def _record(runtime: Runtime, job_id: int, result: InstanceResult) -> bool:
+    """Store one outcome and the job's counters in one transaction; True if cancel was asked."""
+    async with session_scope(runtime.sessions) as session:
+        session.add(
+            ConversionOutcome(
+                job_id=job_id,
+                orthanc_id=result.ref.orthanc_id,
+                study_instance_uid=result.ref.study_instance_uid[:64],
+                sop_instance_uid=result.ref.sop_instance_uid[:64],
+                outcome=result.outcome,
+                reason=(result.reason or "")[:512] or None,
+                bytes_before=result.bytes_before,
+                bytes_after=result.bytes_after,
+            )
+        )
+        job = await get_job(session, job_id)
+        if result.outcome in ("converted", "planned"):
+            job.converted += 1
+        elif result.outcome == "skipped":
+            job.skipped += 1
+            reasons = dict(job.skipped_by_reason or {})
+            reasons[result.reason or "unknown"] = reasons.get(result.reason or "unknown", 0) + 1
+            job.skipped_by_reason = reasons
+        else:
+            job.failed += 1
+            message = f"{result.ref.orthanc_id}: {result.reason}"
+            job.errors = [*(job.errors or []), message][-MAX_JOB_ERRORS:]
+        job.bytes_before += result.bytes_before
+        job.bytes_after += result.bytes_after
+        job.current_study = result.ref.study_instance_uid[:128]
+        return bool(job.cancel_requested)
+
+
+async def _set_state(runtime: Runtime, job_id: int, **values: object) -> ConversionJob:
+    async with session_scope(runtime.sessions) as session:
+        job = await get_job(session, job_id)
+        for key, value in values.items():
+            setattr(job, key, value)
+        return job
+
+
+async def run_job(
+    runtime: Runtime,
+    job_id: int,
+    *,
+    concurrency: int = 2,
+    progress: ProgressSink | None = None,
+) -> RunSummary:
+    """Run (or resume) a job to its end: recovery first, then every instance without an outcome."""
+    journal = ReplaceJournal(runtime.settings.journal_dir)
+    with journal.exclusive() as owned:
+        if not owned:
+            summary = RunSummary(job_id=job_id, state="interrupted", dry_run=False, selection="")
+            return await _stopped(
+                runtime,
+                summary,
+                time.perf_counter(),
+                f"another conversion is running with the journal {journal.folder}",
+            )
+        return await _run_job(runtime, journal, job_id, concurrency=concurrency, progress=progress)
+
+
+async def _run_job(
+    runtime: Runtime,
+    journal: ReplaceJournal,
+    job_id: int,
+    *,
+    concurrency: int,
+    progress: ProgressSink | None,
+) -> RunSummary:
+    started = time.perf_counter()
+    options = transcode_options(runtime.settings)
+    async with session_scope(runtime.sessions) as session:
+        job = await get_job(session, job_id)
+        selection = selection_of(job)
+        dry_run = job.dry_run
+        already = await done_instance_ids(session, job_id)
+        if job.state not in UNFINISHED_STATES:
+            raise ConversionJobNotFound(f"Conversion job {job_id} is already {job.state}")
+        job.state = "running"
+        job.started_at = job.started_at or _now()
+    summary = RunSummary(
+        job_id=job_id, state="running", dry_run=dry_run, selection=selection.describe()
+    )
+    try:
+        summary.recovered = await recover_journal(runtime.orthanc, journal)
+        recovered = {
+            r.entry.orthanc_id: r.entry for r in summary.recovered if r.result == "finished"
+        }
+        studies = await select_studies(runtime.orthanc, selection)
+        todo: list[InstanceRef] = []
+        total = 0
+        for study in studies:
+            instances = await study_instances(runtime.orthanc, study)
+            total += len(instances)
+            todo.extend(i for i in instances if i.orthanc_id not in already)
+    except STOPPING_ERRORS as exc:
+        return await _stopped(runtime, summary, started, str(exc))
+    except DicomgateError as exc:
+        summary.stop_message = f"Failed: {exc.message}"
+        return await _finish(runtime, summary, started, "failed", exc.message)
+    await _set_state(runtime, job_id, instances_total=total)
+    if progress is not None:
+        progress.started(studies=len(studies), instances=total, already_done=total - len(todo))
+
+    queue: asyncio.Queue[InstanceRef] = asyncio.Queue()
+    for ref in todo:
+        queue.put_nowait(ref)
+    stop: dict[str, str] = {}
+    current_study: list[str] = []
+
+    async def worker() -> None:
+        while not stop and not queue.empty():
+            ref = queue.get_nowait()
+            if not current_study or current_study[-1] != ref.study_instance_uid:
+                current_study.append(ref.study_instance_uid)
+                if progress is not None:
+                    progress.study(ref.study_instance_uid)
+            try:
+                result = await convert_instance(
+                    runtime.orthanc,
+                    runtime.pool,
+                    journal,
+                    ref,
+                    options=options,
+                    dry_run=dry_run,
+                    recovered=recovered,
+                )
+            except STOPPING_ERRORS as exc:
+                stop.setdefault("reason", str(exc))
+                return
+            except DicomgateError as exc:
+                log.error("Failed instance %s: %s", ref.orthanc_id, exc.message)
+                result = InstanceResult(
+                    ref, "failed", f"{exc.type}: {exc.message}", ref.file_size, ref.file_size
+                )
+            except Exception as exc:  # a bug: keep going, but never silently
+                log.exception("Failed instance %s", ref.orthanc_id)
+                result = InstanceResult(
+                    ref, "failed", f"{type(exc).__name__}: {exc}", ref.file_size, ref.file_size
+                )
+            _tally(summary, result)
+            if progress is not None:
+                progress.advanced(result)
+            if await _record(runtime, job_id, result):
+                stop.setdefault("cancel", "cancelled on request")
+
+    await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    if "reason" in stop:
+        return await _stopped(runtime, summary, started, stop["reason"])
+    final_state = "cancelled" if "cancel" in stop else "completed"
+    return await _finish(runtime, summary, started, final_state)
+
+
+def _tally(summary: RunSummary, result: InstanceResult) -> None:
+    summary.instances_this_run += 1
+    tally = summary.studies.setdefault(result.ref.study_instance_uid, StudyTally())
+    tally.bytes_now += result.bytes_before
+    tally.bytes_projected += result.bytes_after
+    if result.outcome in ("converted", "planned"):
+        tally.to_convert += 1
+    elif result.outcome == "skipped":
+        tally.skipped[result.reason or "unknown"] += 1
+    else:
+        tally.failed += 1
+
+
+async def _finish(
+    runtime: Runtime, summary: RunSummary, started: float, state: str, message: str | None = None
+) -> RunSummary:
+    elapsed = time.perf_counter() - started
+    async with session_scope(runtime.sessions) as session:
+        job = await get_job(session, summary.job_id)
+        job.state = state
+        job.elapsed = (job.elapsed or 0.0) + elapsed
+        if state != "interrupted":
+            job.finished_at = _now()
+        if message:
+            job.errors = [*(job.errors or []), message][-MAX_JOB_ERRORS:]
+        summary.converted, summary.skipped, summary.failed = job.converted, job.skipped, job.failed
+        summary.skipped_by_reason = dict(job.skipped_by_reason or {})
+        summary.bytes_before, summary.bytes_after = job.bytes_before, job.bytes_after
+        summary.errors = list(job.errors or [])
+    summary.state = state
+    summary.elapsed = elapsed
+    return summary
+
+
+async def _stopped(
+    runtime: Runtime, summary: RunSummary, started: float, reason: str
+) -> RunSummary:
+    message = (
+        f"Stopped: {reason}. No instance is missing: unfinished replacements are kept in "
+        f"the journal and settled at the next start; run again with --resume."
+    )
+    log.error("%s", message)
+    summary.stop_message = message
+    return await _finish(runtime, summary, started, "interrupted", message)
+
+
+async def start_or_resume(
+    runtime: Runtime, *, selection: Selection, dry_run: bool, resume: bool
+) -> int:
+    """The job a run works on: the unfinished one with these selectors (resume), else a new one."""
+    async with session_scope(runtime.sessions) as session:
+        if resume:
+            job = await find_unfinished_job(session, selection=selection, dry_run=dry_run)
+            if job is not None:
+                log.info("Resuming conversion job %d (%s)", job.id, selection.describe())
+                return job.id
+        job = await create_job(session, selection=selection, dry_run=dry_run)
+        log.info(
+            "Started conversion job %d (%s%s)",
+            job.id,
+            selection.describe(),
+            ", dry run" if dry_run else "",
+        )
+        return job.id

@@ -1,0 +1,140 @@
+"""The journal and recovery: every interrupted replacement ends finished or rolled back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dicomgate.codec.transcode import TranscodeOptions, transcode
+from dicomgate.conversions.journal import JournalEntry, ReplaceJournal, sha256
+from dicomgate.conversions.service import _post_expecting, recover_journal
+from dicomgate.errors import ReplaceFailed
+from dicomgate.runtime import Runtime
+from tests.builders import make_dataset, to_bytes
+from tests.conversions.conftest import delete_instance, served_file
+from tests.orthanc_process import OrthancProcess
+
+
+def _entry(orthanc_id: str, original: bytes, converted: bytes) -> JournalEntry:
+    return JournalEntry(
+        orthanc_id=orthanc_id,
+        sop_instance_uid="1.2.3",
+        original_sha256=sha256(original),
+        original_size=len(original),
+        original_frame_crc32=(1, 2),
+        converted_sha256=sha256(converted),
+        converted_size=len(converted),
+    )
+
+
+class TestReplaceJournal:
+    def test_entries_survive_and_drop_removes_both_files(self, tmp_path: Path) -> None:
+        journal = ReplaceJournal(tmp_path)
+        entry = _entry("abc-1", b"original", b"converted")
+        journal.record(entry, b"original")
+
+        reopened = ReplaceJournal(tmp_path)
+        assert reopened.entries() == [entry]
+        assert reopened.original(entry) == b"original"
+        reopened.drop("abc-1")
+        assert reopened.entries() == []
+        assert not list(tmp_path.glob("abc-1*"))
+
+    def test_an_original_without_its_marker_is_an_unstarted_entry_and_removed(
+        self, tmp_path: Path
+    ) -> None:
+        (tmp_path / "abc-2.dcm").write_bytes(b"half written")
+        assert ReplaceJournal(tmp_path).entries() == []
+        assert not (tmp_path / "abc-2.dcm").exists()
+
+    def test_a_damaged_original_is_refused(self, tmp_path: Path) -> None:
+        journal = ReplaceJournal(tmp_path)
+        entry = _entry("abc-3", b"original", b"converted")
+        journal.record(entry, b"original")
+        (tmp_path / "abc-3.dcm").write_bytes(b"0riginal")
+        with pytest.raises(OSError, match="damaged"):
+            journal.original(entry)
+
+    def test_record_refuses_bytes_the_entry_does_not_describe(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match="does not describe"):
+            ReplaceJournal(tmp_path).record(_entry("abc-4", b"a", b"b"), b"other")
+
+    def test_only_one_run_holds_the_journal(self, tmp_path: Path) -> None:
+        journal = ReplaceJournal(tmp_path)
+        with journal.exclusive() as first, ReplaceJournal(tmp_path).exclusive() as second:
+            assert (first, second) == (True, False)
+
+
+def _stored_pair(orthanc: OrthancProcess) -> tuple[str, bytes, bytes]:
+    original = to_bytes(make_dataset(rows=16, columns=16))
+    orthanc_id = orthanc.store(original)["ID"]
+    converted = transcode(original, TranscodeOptions()).data
+    return orthanc_id, original, converted
+
+
+class TestRecovery:
+    async def test_crash_between_delete_and_post_reposts_the_original(
+        self, conv_orthanc: OrthancProcess, runtime: Runtime
+    ) -> None:
+        orthanc_id, original, converted = _stored_pair(conv_orthanc)
+        journal = ReplaceJournal(runtime.settings.journal_dir)
+        journal.record(_entry(orthanc_id, original, converted), original)
+        delete_instance(conv_orthanc, orthanc_id)
+
+        settled = await recover_journal(runtime.orthanc, journal)
+
+        assert [s.result for s in settled] == ["rolled_back"]
+        assert served_file(conv_orthanc, orthanc_id) == original
+        assert journal.entries() == []
+
+    async def test_crash_after_the_post_keeps_the_converted_file(
+        self, conv_orthanc: OrthancProcess, runtime: Runtime
+    ) -> None:
+        orthanc_id, original, converted = _stored_pair(conv_orthanc)
+        journal = ReplaceJournal(runtime.settings.journal_dir)
+        journal.record(_entry(orthanc_id, original, converted), original)
+        delete_instance(conv_orthanc, orthanc_id)
+        assert conv_orthanc.store(converted)["Status"] == "Success"
+
+        settled = await recover_journal(runtime.orthanc, journal)
+
+        assert [s.result for s in settled] == ["finished"]
+        assert served_file(conv_orthanc, orthanc_id) == converted
+        assert journal.entries() == []
+
+    async def test_something_else_served_is_replaced_by_the_original(
+        self, conv_orthanc: OrthancProcess, runtime: Runtime
+    ) -> None:
+        orthanc_id, original, converted = _stored_pair(conv_orthanc)
+        journal = ReplaceJournal(runtime.settings.journal_dir)
+        journal.record(_entry(orthanc_id, original, converted + b"\0\0"), original)
+        delete_instance(conv_orthanc, orthanc_id)
+        assert conv_orthanc.store(converted)["Status"] == "Success"  # not the journaled result
+
+        settled = await recover_journal(runtime.orthanc, journal)
+
+        assert [s.result for s in settled] == ["rolled_back"]
+        assert served_file(conv_orthanc, orthanc_id) == original
+
+    async def test_nothing_happened_yet_leaves_the_original(
+        self, conv_orthanc: OrthancProcess, runtime: Runtime
+    ) -> None:
+        orthanc_id, original, converted = _stored_pair(conv_orthanc)
+        journal = ReplaceJournal(runtime.settings.journal_dir)
+        journal.record(_entry(orthanc_id, original, converted), original)
+
+        settled = await recover_journal(runtime.orthanc, journal)
+
+        assert [s.result for s in settled] == ["untouched"]
+        assert served_file(conv_orthanc, orthanc_id) == original
+
+
+@pytest.mark.parametrize("any_orthanc", [False], indirect=True, ids=["overwrite-off"])
+async def test_already_stored_is_never_success(
+    conv_orthanc: OrthancProcess, runtime: Runtime
+) -> None:
+    orthanc_id, original, converted = _stored_pair(conv_orthanc)
+    with pytest.raises(ReplaceFailed, match="'AlreadyStored'"):
+        await _post_expecting(runtime.orthanc, converted, orthanc_id)
+    assert served_file(conv_orthanc, orthanc_id) == original
