@@ -1,0 +1,1 @@
+"""The audit trail: who did what to which resource, when, from where, and how it ended."""

@@ -1,0 +1,1 @@
+"""Authentication (JWT bearer, API keys) and the route → scope policy."""

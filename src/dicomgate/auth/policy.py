@@ -1,0 +1,78 @@
+"""Which scope each route needs: one table, so no route can be added without a decision.
+
+A route missing from this table is refused to everyone (default deny), and the test suite fails
+on it. ``None`` marks the few public routes (health and the API docs).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+READ: Final = "dicom:read"
+WRITE: Final = "dicom:write"
+DELETE: Final = "dicom:delete"
+PATIENTS_READ: Final = "patients:read"
+PATIENTS_WRITE: Final = "patients:write"
+ADMIN: Final = "admin"
+ALL_SCOPES: Final = frozenset({READ, WRITE, DELETE, PATIENTS_READ, PATIENTS_WRITE, ADMIN})
+
+PUBLIC: Final = None
+
+ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
+    # health and docs
+    ("GET", "/api/ris/health/"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/redoc"): PUBLIC,
+    # browse
+    ("GET", "/api/orthanc/patients/"): READ,
+    ("GET", "/api/orthanc/studies/"): READ,
+    ("GET", "/api/orthanc/series/"): READ,
+    ("GET", "/api/orthanc/instances/"): READ,
+    ("GET", "/api/orthanc/instances/{instance_id}/file/"): READ,
+    ("GET", "/api/orthanc/instances/{instance_id}/preview/"): READ,
+    ("GET", "/api/orthanc/patients/{patient_id}/images/"): READ,
+    ("DELETE", "/api/orthanc/patients/{orthanc_id}/"): DELETE,
+    ("DELETE", "/api/orthanc/studies/{orthanc_id}/"): DELETE,
+    ("DELETE", "/api/orthanc/series/{orthanc_id}/"): DELETE,
+    ("DELETE", "/api/orthanc/instances/{orthanc_id}/"): DELETE,
+    # ingest
+    ("POST", "/api/ris/upload/dicom/"): WRITE,
+    ("POST", "/api/orthanc/upload-patient/"): WRITE,
+    # patients
+    ("GET", "/api/ris/patients/"): PATIENTS_READ,
+    ("GET", "/api/ris/patients/{patient_id}/"): PATIENTS_READ,
+    ("PUT", "/api/ris/patients/{patient_id}/"): PATIENTS_WRITE,
+    ("DELETE", "/api/ris/patients/{patient_id}/"): PATIENTS_WRITE,
+    ("POST", "/api/ris/patients/import/"): PATIENTS_WRITE,
+    # conversions (admin)
+    ("POST", "/api/ris/conversions/"): ADMIN,
+    ("GET", "/api/ris/conversions/"): ADMIN,
+    ("GET", "/api/ris/conversions/{job_id}/"): ADMIN,
+    ("POST", "/api/ris/conversions/{job_id}/cancel/"): ADMIN,
+    # audit
+    ("GET", "/api/ris/audit/"): ADMIN,
+}
+
+# Actions written to the audit trail (with refused and failed attempts).
+AUDITED_ACTIONS: dict[tuple[str, str], str] = {
+    ("GET", "/api/orthanc/instances/{instance_id}/file/"): "download",
+    ("DELETE", "/api/orthanc/patients/{orthanc_id}/"): "delete",
+    ("DELETE", "/api/orthanc/studies/{orthanc_id}/"): "delete",
+    ("DELETE", "/api/orthanc/series/{orthanc_id}/"): "delete",
+    ("DELETE", "/api/orthanc/instances/{orthanc_id}/"): "delete",
+    ("POST", "/api/ris/upload/dicom/"): "upload",
+    ("POST", "/api/orthanc/upload-patient/"): "upload",
+    ("PUT", "/api/ris/patients/{patient_id}/"): "patient_change",
+    ("DELETE", "/api/ris/patients/{patient_id}/"): "patient_change",
+    ("POST", "/api/ris/patients/import/"): "patient_change",
+    ("POST", "/api/ris/conversions/"): "convert",
+    ("POST", "/api/ris/conversions/{job_id}/cancel/"): "convert",
+}
+
+UNCLASSIFIED: Final = object()
+
+
+def required_scope(method: str, path: str) -> str | object | None:
+    """The scope a route needs, ``None`` when public, ``UNCLASSIFIED`` when nobody decided."""
+    return ROUTE_SCOPES.get((method.upper(), path), UNCLASSIFIED)
