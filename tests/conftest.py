@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,6 +13,10 @@ from fastapi import FastAPI
 from dicomgate.app import create_app
 from dicomgate.settings import Settings
 from tests.orthanc_process import OrthancProcess
+
+# Feature tests run with authentication off (the app logs its warning); tests/auth builds apps
+# with it on and checks every route against every kind of caller.
+os.environ.setdefault("DICOMGATE_AUTH_ENABLED", "false")
 
 
 @pytest.fixture(scope="session")
@@ -34,13 +39,18 @@ def clean_orthanc(orthanc: OrthancProcess) -> OrthancProcess:
 @pytest.fixture(scope="session")
 def settings(orthanc: OrthancProcess, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     db = tmp_path_factory.mktemp("db") / "dicomgate.db"
-    return Settings(
+    settings = Settings(
         orthanc_url=orthanc.url,
         database_url=f"sqlite+aiosqlite:///{db}",
         workers=2,
         orthanc_timeout=30,
         journal_dir=tmp_path_factory.mktemp("journal"),
     )
+    # The app refuses to start on an unmigrated database: apply the migrations first.
+    from dicomgate.migrations import upgrade_database
+
+    upgrade_database(settings)
+    return settings
 
 
 @pytest.fixture(scope="session")

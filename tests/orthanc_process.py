@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 
-ORTHANC_BINARY = os.environ.get("DICOMGATE_TEST_ORTHANC", shutil.which("Orthanc") or "/usr/sbin/Orthanc")
+ORTHANC_BINARY = os.environ.get(
+    "DICOMGATE_TEST_ORTHANC", shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+)
 
 
 def free_port() -> int:
@@ -64,14 +66,18 @@ class OrthancProcess:
             return
         log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
-            [ORTHANC_BINARY, str(self.config_path)], stdout=log, stderr=subprocess.STDOUT,
+            [ORTHANC_BINARY, str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
             cwd=self.workdir,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited at start; see {self.log_path}:\n"
-                                   + self.log_path.read_text()[-3000:])
+                raise RuntimeError(
+                    f"Orthanc exited at start; see {self.log_path}:\n"
+                    + self.log_path.read_text()[-3000:]
+                )
             try:
                 if httpx.get(f"{self.url}/system", timeout=1).status_code == 200:
                     return

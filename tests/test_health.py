@@ -16,7 +16,8 @@ class TestHealth:
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["status"] == "ok"
-        expected_version = httpx.get(f"{orthanc.url}/system").json()["Version"]
+        async with httpx.AsyncClient() as http:
+            expected_version = (await http.get(f"{orthanc.url}/system")).json()["Version"]
         assert body["orthanc"] == {"ok": True, "detail": "reachable", "version": expected_version}
         assert body["database"] == {"ok": True, "detail": "sqlite reachable"}
         assert body["codec"]["encoder"] == "htj2k"

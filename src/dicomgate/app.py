@@ -5,16 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from dicomgate import __version__
+from dicomgate.audit.middleware import AuditMiddleware
+from dicomgate.auth.dependencies import AuthorizeDep
+from dicomgate.auth.policy import required_scope
+from dicomgate.auth.service import JwtVerifier
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.db import create_engine, create_sessionmaker
-from dicomgate.errors import install_error_handlers
+from dicomgate.errors import ConfigurationError, install_error_handlers
 from dicomgate.orthanc import OrthancClient, build_http_client
+from dicomgate.requestid import RequestIdMiddleware
 from dicomgate.runtime import Runtime
 from dicomgate.settings import Settings
 
@@ -23,6 +29,10 @@ log = logging.getLogger(__name__)
 TAGS = [
     {"name": "health", "description": "Is the service and everything it depends on working?"},
     {"name": "browse", "description": "The Orthanc Patient → Study → Series → Instance hierarchy."},
+    {"name": "patients", "description": "The patient cache that uploads stamp demographics from."},
+    {"name": "ingest", "description": "Uploads: validate, stamp the patient, transcode, store."},
+    {"name": "conversions", "description": "Admin: convert stored studies to HTJ2K in place."},
+    {"name": "audit", "description": "Admin: who did what to which resource, and the outcome."},
 ]
 
 
@@ -47,16 +57,67 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await engine.dispose()
 
 
+def check_auth_configuration(settings: Settings) -> None:
+    """Secure by default: refuse to build an app that would serve PHI to anyone."""
+    if not settings.auth_enabled:
+        log.warning(
+            "AUTHENTICATION IS DISABLED (DICOMGATE_AUTH_ENABLED=false): every caller can read, "
+            "upload and delete patient images. Use this only for local development on loopback."
+        )
+        return
+    if not (settings.jwt_secret or settings.jwks_url or settings.jwks_file):
+        raise ConfigurationError(
+            "Authentication is on but no JWT key is configured: set DICOMGATE_JWT_SECRET "
+            "(HS256), DICOMGATE_JWKS_URL or DICOMGATE_JWKS_FILE (RS256/ES256); or, for local "
+            "development only, DICOMGATE_AUTH_ENABLED=false"
+        )
+    if settings.jwt_secret and len(settings.jwt_secret.get_secret_value().encode()) < 32:
+        # RFC 7518 §3.2: an HS256 key must have at least 256 bits.
+        raise ConfigurationError("DICOMGATE_JWT_SECRET is too short: use at least 32 bytes")
+
+
+def _document_security(app: FastAPI) -> None:
+    """Per-operation OpenAPI security from the one policy table (public routes have none)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                scope = required_scope(method, path)
+                if scope is None:
+                    operation.pop("security", None)
+                elif isinstance(scope, str):
+                    operation["security"] = [{"bearer": [scope]}, {"apiKey": [scope]}]
+                    operation["description"] = (
+                        operation.get("description", "") + f"\n\nRequires scope `{scope}`."
+                    ).strip()
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; nothing is opened until the lifespan starts."""
     settings = settings or Settings()
+    check_auth_configuration(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from dicomgate.migrations import ensure_database_current
+
+        await ensure_database_current(settings)  # refuse to serve on an unmigrated database
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
-            log.info("dicomgate %s: Orthanc at %s, %d workers", __version__,
-                     settings.orthanc_url, settings.workers)
+            log.info(
+                "dicomgate %s: Orthanc at %s, %d workers",
+                __version__,
+                settings.orthanc_url,
+                settings.workers,
+            )
             yield
 
     app = FastAPIOffline(
@@ -65,8 +126,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Lossless HTJ2K ingest, browse and migration in front of an Orthanc PACS.",
         openapi_tags=TAGS,
         lifespan=lifespan,
+        dependencies=[AuthorizeDep],
     )
     app.state.settings = settings
+    app.state.jwt_verifier = JwtVerifier(settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -79,4 +142,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from dicomgate.health import router as health_router
 
     app.include_router(health_router)
+    from dicomgate.browse.router import router as browse_router
+
+    app.include_router(browse_router)
+    from dicomgate.patients.router import router as patients_router
+
+    app.include_router(patients_router)
+    from dicomgate.ingest.router import router as ingest_router
+
+    app.include_router(ingest_router)
+    from dicomgate.conversions.router import router as conversions_router
+
+    app.include_router(conversions_router)
+    from dicomgate.audit.router import router as audit_router
+
+    app.include_router(audit_router)
+    app.add_middleware(AuditMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: ids on audit writes and errors too
+    _document_security(app)
     return app

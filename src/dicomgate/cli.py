@@ -10,11 +10,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dicomgate import __version__
+from dicomgate.requestid import RequestIdFilter
 from dicomgate.settings import Settings
 
 # Each module has ``register(subparsers)`` adding its sub-commands; a parsed command carries
 # ``handler(args, settings) -> int`` as its ``func``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "dicomgate.patients.commands",
+    "dicomgate.conversions.commands",
+    "dicomgate.codec.commands",
+    "dicomgate.auth.commands",
+]
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -22,12 +28,18 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 def configure_logging(settings: Settings) -> None:
     """Readable (or JSON-lines) logs on stderr at the configured level."""
     if settings.log_format == "json":
-        fmt = ('{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
-               '"message":%(message)r}')
+        fmt = (
+            '{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
+            '"request_id":"%(request_id)s","message":%(message)r}'
+        )
     else:
-        fmt = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    logging.basicConfig(level=settings.log_level.upper(), format=fmt, stream=sys.stderr,
-                        force=True)
+        fmt = "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter(fmt))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+    # httpx logs every request URL at INFO: noise, and URLs can carry identifiers.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def alembic_config(settings: Settings) -> object:
@@ -48,9 +60,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from dicomgate.app import create_app
+    from dicomgate.errors import ConfigurationError
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port,
-                log_level=settings.log_level.lower(), proxy_headers=True)
+    try:
+        app = create_app(settings)
+    except ConfigurationError as exc:
+        print(f"dicomgate: {exc.message}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
     return 0
 
 

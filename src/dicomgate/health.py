@@ -10,13 +10,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from dicomgate import __version__
-from dicomgate.codec.pool import ping as pool_ping
 from dicomgate.codec.capabilities import codec_status
+from dicomgate.codec.pool import ping as pool_ping
 from dicomgate.db import ping as db_ping
 from dicomgate.errors import DicomgateError, ErrorBody
 from dicomgate.runtime import RuntimeDep
 
 router = APIRouter(tags=["health"])
+
+AUTH_DISABLED_WARNING = (
+    "AUTHENTICATION IS DISABLED (DICOMGATE_AUTH_ENABLED=false): anyone who can reach this "
+    "service can read, upload and delete patient images"
+)
 
 
 class Check(BaseModel):
@@ -41,6 +46,9 @@ class HealthReport(BaseModel):
     database: Check
     codec: CodecCheck
     workers: Check
+    warnings: list[str] = Field(
+        default_factory=list, description="Unsafe settings in force (e.g. authentication off)."
+    )
 
     model_config = {
         "json_schema_extra": {
@@ -50,9 +58,13 @@ class HealthReport(BaseModel):
                     "version": __version__,
                     "orthanc": {"ok": True, "detail": "reachable", "version": "1.10.1"},
                     "database": {"ok": True, "detail": "sqlite reachable"},
-                    "codec": {"ok": True, "detail": "OpenJPH 0.18", "encoder": "htj2k",
-                              "target_transfer_syntax": "1.2.840.10008.1.2.4.201",
-                              "fallback": False},
+                    "codec": {
+                        "ok": True,
+                        "detail": "OpenJPH 0.18",
+                        "encoder": "htj2k",
+                        "target_transfer_syntax": "1.2.840.10008.1.2.4.201",
+                        "fallback": False,
+                    },
                     "workers": {"ok": True, "detail": "2 workers answering"},
                 }
             ]
@@ -90,8 +102,10 @@ async def _check_workers(runtime: RuntimeDep) -> Check:
     response_model=HealthReport,
     summary="Health of dicomgate and its dependencies",
     operation_id="getHealth",
-    responses={503: {"model": HealthReport, "description": "One or more checks failed"},
-               500: {"model": ErrorBody}},
+    responses={
+        503: {"model": HealthReport, "description": "One or more checks failed"},
+        500: {"model": ErrorBody},
+    },
 )
 async def health(runtime: RuntimeDep) -> JSONResponse:
     """200 when Orthanc, the database, the HTJ2K codec and the worker pool all work; else 503."""
@@ -114,5 +128,6 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
         database=database,
         codec=codec,
         workers=workers,
+        warnings=[] if runtime.settings.auth_enabled else [AUTH_DISABLED_WARNING],
     )
     return JSONResponse(status_code=200 if healthy else 503, content=report.model_dump())

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import importlib
 
-MODEL_MODULES: list[str] = []
+MODEL_MODULES: list[str] = [
+    "dicomgate.patients.models",
+    "dicomgate.conversions.models",
+    "dicomgate.auth.models",
+    "dicomgate.audit.models",
+]
 
 
 def load_models() -> None:

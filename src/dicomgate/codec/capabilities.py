@@ -36,11 +36,21 @@ def codec_status(target: str, *, force_fallback: bool = False) -> CodecStatus:
     """Resolve the configured target (htj2k, htj2k-rpcl, jpeg2000) against what is installed."""
     if target == "jpeg2000":
         ok = bool(imagecodecs.JPEG2K.available)
-        return CodecStatus(ok, "jpeg2000", JPEG2000_LOSSLESS, False,
-                           f"OpenJPEG {imagecodecs.jpeg2k_version()} (configured)")
+        return CodecStatus(
+            ok,
+            "jpeg2000",
+            JPEG2000_LOSSLESS,
+            False,
+            f"OpenJPEG {imagecodecs.jpeg2k_version()} (configured)",
+        )
     if htj2k_available() and not force_fallback:
         syntax = HTJ2K_LOSSLESS_RPCL if target == "htj2k-rpcl" else HTJ2K_LOSSLESS
         return CodecStatus(True, "htj2k", syntax, False, imagecodecs.htj2k_version())
     ok = bool(imagecodecs.JPEG2K.available)
-    return CodecStatus(ok, "jpeg2000", JPEG2000_LOSSLESS, True,
-                       "HTJ2K encoding unavailable; falling back to JPEG 2000 lossless")
+    return CodecStatus(
+        ok,
+        "jpeg2000",
+        JPEG2000_LOSSLESS,
+        True,
+        "HTJ2K encoding unavailable; falling back to JPEG 2000 lossless",
+    )
