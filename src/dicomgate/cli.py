@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dicomgate import __version__
+from dicomgate.phi import RevealPhi
 from dicomgate.requestid import RequestIdFilter
 from dicomgate.settings import Settings
 
@@ -36,6 +37,8 @@ def configure_logging(settings: Settings) -> None:
         fmt = "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s"
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
+    if settings.log_phi:
+        handler.addFilter(RevealPhi())
     handler.setFormatter(logging.Formatter(fmt))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
     # httpx logs every request URL at INFO: noise, and URLs can carry identifiers.

@@ -8,6 +8,7 @@ from typing import Literal
 
 from dicomgate.errors import BadRequest, NotFound
 from dicomgate.orthanc import OrthancClient
+from dicomgate.phi import Phi
 
 SelectorKind = Literal["study", "patient", "all"]
 
@@ -23,6 +24,12 @@ class Selection:
     @property
     def shard_text(self) -> str | None:
         return f"{self.shard[0]}/{self.shard[1]}" if self.shard else None
+
+    def for_log(self) -> object:
+        """``describe()`` for log lines: a patient selector's ID is PHI (redacted by default)."""
+        if self.selector == "patient":
+            return Phi(self.describe(), redacted="patient <phi redacted>")
+        return self.describe()
 
     def describe(self) -> str:
         """A human phrase for logs and summaries."""

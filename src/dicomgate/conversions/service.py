@@ -611,13 +611,13 @@ async def start_or_resume(
         if resume:
             job = await find_unfinished_job(session, selection=selection, dry_run=dry_run)
             if job is not None:
-                log.info("Resuming conversion job %d (%s)", job.id, selection.describe())
+                log.info("Resuming conversion job %d (%s)", job.id, selection.for_log())
                 return job.id
         job = await create_job(session, selection=selection, dry_run=dry_run)
         log.info(
             "Started conversion job %d (%s%s)",
             job.id,
-            selection.describe(),
+            selection.for_log(),
             ", dry run" if dry_run else "",
         )
         return job.id

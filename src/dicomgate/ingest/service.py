@@ -44,6 +44,7 @@ from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
 from dicomgate.ingest.zipfiles import UnsafeArchive, expand_zip, is_zip_upload
 from dicomgate.orthanc import OrthancClient
 from dicomgate.patients.service import get_patient
+from dicomgate.phi import Phi
 from dicomgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class _Ingestor:
         except OrthancFailure:
             raise
         except DicomgateError as exc:
-            log.info("Upload of %r refused: %s", item.name, exc.message)
+            log.info("Upload of %s refused: %s", Phi(repr(item.name)), exc.type)
             return FailedFile(name=item.name, error=exc.message)
 
 
