@@ -17,6 +17,7 @@ from dicomgate.auth.dependencies import AuthorizeDep
 from dicomgate.auth.policy import required_scope
 from dicomgate.auth.service import JwtVerifier
 from dicomgate.codec.pool import WorkerPool
+from dicomgate.conversions.background import BackgroundJobs
 from dicomgate.db import create_engine, create_sessionmaker
 from dicomgate.errors import ConfigurationError, install_error_handlers
 from dicomgate.orthanc import OrthancClient, build_http_client
@@ -112,13 +113,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await ensure_database_current(settings)  # refuse to serve on an unmigrated database
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            jobs = app.state.conversion_jobs = BackgroundJobs(runtime)
             log.info(
                 "dicomgate %s: Orthanc at %s, %d workers",
                 __version__,
                 settings.orthanc_url,
                 settings.workers,
             )
-            yield
+            if settings.resume_conversions_on_start:
+                await jobs.resume_unfinished()
+            try:
+                yield
+            finally:
+                await jobs.stop()  # before the runtime closes under the running jobs
 
     app = FastAPIOffline(
         title="dicomgate",

@@ -123,12 +123,22 @@ class Settings(BaseSettings):
     )
     jwt_leeway: float = Field(default=30.0, ge=0, description="Clock skew allowed, seconds.")
 
+    resume_conversions_on_start: bool = Field(
+        default=True,
+        description="Resume conversion jobs left unfinished when the service starts. With "
+        "several replicas, turn it on for one of them only.",
+    )
+
     # --- HTTP ----------------------------------------------------------------------------------
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)."
     )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(default="text", description="text or json.")
+    log_phi: bool = Field(
+        default=False,
+        description="Write patient IDs/names and client file names into logs (off: redacted).",
+    )
 
     @field_validator(
         "jwt_issuer",

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
 from dicomgate.conversions import service
+from dicomgate.conversions.background import BackgroundJobs
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.schemas import ConversionJobList, ConversionJobOut, ConversionRequest
 from dicomgate.errors import BadRequest, ConversionJobNotFound, error_responses
-from dicomgate.runtime import Runtime, RuntimeDep, SessionDep
+from dicomgate.runtime import SessionDep
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/ris/conversions", tags=["conversions"])
-
-# Background runs, kept referenced so they are not garbage-collected mid-run.
-_RUNNING: set[asyncio.Task[None]] = set()
-
-
-async def _run_in_background(runtime: Runtime, job_id: int, concurrency: int) -> None:
-    try:
-        await service.run_job(runtime, job_id, concurrency=concurrency)
-    except Exception:
-        log.exception("Conversion job %d failed", job_id)
 
 
 @router.post(
@@ -37,7 +27,7 @@ async def _run_in_background(runtime: Runtime, job_id: int, concurrency: int) ->
     responses=error_responses(BadRequest),
 )
 async def start_conversion(
-    body: ConversionRequest, session: SessionDep, runtime: RuntimeDep
+    body: ConversionRequest, session: SessionDep, request: Request
 ) -> ConversionJobOut:
     selection = make_selection(
         study=body.study_instance_uid,
@@ -50,9 +40,8 @@ async def start_conversion(
     # The one commit outside the session dependency: the background run (its own session)
     # must see the job, and the dependency commits only after this function returns.
     await session.commit()
-    task = asyncio.create_task(_run_in_background(runtime, job.id, body.concurrency))
-    _RUNNING.add(task)
-    task.add_done_callback(_RUNNING.discard)
+    jobs: BackgroundJobs = request.app.state.conversion_jobs
+    jobs.start(job.id, concurrency=body.concurrency)
     return out
 
 

@@ -1,0 +1,73 @@
+"""Conversion jobs the service runs in the background: resumed at start, interrupted at stop.
+
+A job interrupted anywhere (shutdown, crash, kill -9) is safe to resume: every half-done
+replacement is in the journal and ``run_job`` settles it before new work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy import select
+
+from dicomgate.conversions import service
+from dicomgate.conversions.models import UNFINISHED_STATES, ConversionJob
+from dicomgate.db import session_scope
+from dicomgate.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundJobs:
+    """The running conversion tasks of this process (kept referenced until they end)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+
+    def start(self, job_id: int, *, concurrency: int) -> None:
+        """Run a job in the background unless this process already runs it."""
+        if job_id in self._tasks:
+            return
+        task = asyncio.create_task(self._run(job_id, concurrency), name=f"conversion-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+
+    async def _run(self, job_id: int, concurrency: int) -> None:
+        try:
+            await service.run_job(self._runtime, job_id, concurrency=concurrency)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("Conversion job %d failed", job_id)
+
+    async def resume_unfinished(self, *, concurrency: int = 2) -> list[int]:
+        """Start every job a previous process left unfinished; return their ids."""
+        async with session_scope(self._runtime.sessions) as session:
+            ids = list(
+                await session.scalars(
+                    select(ConversionJob.id)
+                    .where(ConversionJob.state.in_(UNFINISHED_STATES))
+                    .order_by(ConversionJob.id)
+                )
+            )
+        for job_id in ids:
+            log.info("Resuming conversion job %d left unfinished by a previous run", job_id)
+            self.start(job_id, concurrency=concurrency)
+        return ids
+
+    async def stop(self) -> None:
+        """Cancel running jobs and mark them interrupted (resumed at the next start)."""
+        tasks = dict(self._tasks)
+        for task in tasks.values():
+            task.cancel()
+        for job_id, task in tasks.items():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            async with session_scope(self._runtime.sessions) as session:
+                job = await session.get(ConversionJob, job_id)
+                if job is not None and job.state in UNFINISHED_STATES:
+                    job.state = "interrupted"
+            log.warning("Conversion job %d interrupted by shutdown; it resumes at start", job_id)
