@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -182,13 +183,14 @@ def plain_loop(src: Path, out: Path) -> None:
         ds.save_as(out / path.name, enforce_file_format=True)
 
 
-def bench_cli(count: int, workers: int) -> None:
+def bench_cli(count: int, workers: int, rounds: int) -> None:
+    """Both sides as whole processes (interpreter start and imports included), alternated."""
     with tempfile.TemporaryDirectory(prefix="dicomgate-bench-") as tmp:
         root = Path(tmp)
         src = root / "in"
         src.mkdir()
         make_ct_files(src, count)
-        _, plain = _timed(plain_loop, src, root / "plain")
+        plain_cmd = [sys.executable, __file__, "--plain-loop", str(src), str(root / "plain")]
         cli = [
             sys.executable,
             "-m",
@@ -200,18 +202,30 @@ def bench_cli(count: int, workers: int) -> None:
             "--workers",
             str(workers),
         ]
-        proc, whole = _timed(subprocess.run, cli, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(proc.stdout + proc.stderr)
+        plains, wholes = [], []
+        for _ in range(rounds):
+            for cmd, times, out in ((plain_cmd, plains, "plain"), (cli, wholes, "cli")):
+                shutil.rmtree(root / out, ignore_errors=True)
+                proc, seconds = _timed(subprocess.run, cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise SystemExit(proc.stdout + proc.stderr)
+                times.append(seconds)
         converted = sum(1 for _ in (root / "cli").iterdir())
-        print(f"\n{count} CT-like 512×512 files, {workers} workers:")
+        plain, whole = statistics.median(plains), statistics.median(wholes)
+        ratios = sorted(p / w for p, w in zip(plains, wholes, strict=True))
+        print(
+            f"\n{count} CT-like 512×512 files, {workers} workers, {rounds} alternated rounds "
+            "(medians; both sides timed as whole processes):"
+        )
         print(f"  plain single-process loop : {count / plain:7.1f} files/s ({plain:.1f} s)")
         print(
-            f"  dicomgate transcode (proc): {count / whole:7.1f} files/s ({whole:.1f} s), "
+            f"  dicomgate transcode       : {count / whole:7.1f} files/s ({whole:.1f} s), "
             f"{converted} outputs"
         )
-        print(f"  speedup                   : {plain / whole:.2f}x")
-        shutil.rmtree(root / "plain")
+        print(
+            f"  speedup (median of rounds): {statistics.median(ratios):.2f}x "
+            f"(min {ratios[0]:.2f}x, max {ratios[-1]:.2f}x)"
+        )
 
 
 def main() -> None:
@@ -219,7 +233,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-codecs", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--plain-loop", nargs=2, metavar=("SRC", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.plain_loop:
+        plain_loop(Path(args.plain_loop[0]), Path(args.plain_loop[1]))
+        return
     warnings.simplefilter("ignore")
     print(
         f"HTJ2K {imagecodecs.htj2k_version()}, JPEG 2000 {imagecodecs.jpeg2k_version()}, "
@@ -228,7 +247,7 @@ def main() -> None:
     _ = TranscodeOptions()
     if not args.skip_codecs:
         bench_codecs()
-    bench_cli(args.files, args.workers)
+    bench_cli(args.files, args.workers, args.rounds)
 
 
 if __name__ == "__main__":

@@ -391,7 +391,10 @@ def _decode_frame(stream: bytes, plan: _Plan) -> np.ndarray:
 
 def crc32_of(frame: np.ndarray) -> int:
     """CRC32 of one decoded frame in canonical little-endian layout."""
-    return zlib.crc32(np.ascontiguousarray(frame).astype(frame.dtype.newbyteorder("<")).tobytes())
+    little = frame.dtype.newbyteorder("<")
+    if frame.dtype != little:  # only big-endian sources need a byte-swapped copy
+        frame = frame.astype(little)
+    return zlib.crc32(np.ascontiguousarray(frame).data)
 
 
 # --- Output --------------------------------------------------------------------------------------
