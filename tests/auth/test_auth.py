@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -244,6 +245,25 @@ class TestOpenAPISecurity:
         assert "security" not in schema["paths"]["/api/ris/health/"]["get"]
 
 
+async def _audit_actions(database_url: str, key_name: str) -> list[tuple[str, str]]:
+    from sqlalchemy import select
+
+    from dicomgate.audit.models import AuditEvent
+    from dicomgate.db import create_engine, create_sessionmaker, session_scope
+
+    engine = create_engine(database_url)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            rows = await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.resource.contains(key_name))
+                .order_by(AuditEvent.id)
+            )
+            return [(r.action, r.outcome) for r in rows if r.actor.startswith("cli:")]
+    finally:
+        await engine.dispose()
+
+
 class TestApiKeyCommand:
     def test_create_use_and_revoke(self, auth_settings: Settings, auth_app: FastAPI) -> None:
         env = dict(os.environ, DICOMGATE_DATABASE_URL=auth_settings.database_url)
@@ -285,6 +305,8 @@ class TestApiKeyCommand:
             timeout=60,
         )
         assert revoked.returncode == 0 and '"revoked": true' in revoked.stdout
+        audit = asyncio.run(_audit_actions(auth_settings.database_url, name))
+        assert audit == [("apikey_create", "success"), ("apikey_revoke", "success")]
 
     def test_unknown_scope_is_refused(self, auth_settings: Settings) -> None:
         env = dict(os.environ, DICOMGATE_DATABASE_URL=auth_settings.database_url)

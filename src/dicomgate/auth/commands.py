@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import json
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dicomgate.audit.service import record_event
+from dicomgate.auth.models import ApiKey
 from dicomgate.auth.policy import ALL_SCOPES
 from dicomgate.auth.service import create_api_key, describe_key, list_api_keys, revoke_api_key
 from dicomgate.db import create_engine, create_sessionmaker, session_scope
 from dicomgate.errors import DicomgateError
 from dicomgate.settings import Settings
+
+
+async def _audit(session: AsyncSession, action: str, row: ApiKey) -> None:
+    """Key changes happen on the server's console: record them with the OS user as actor."""
+    await record_event(
+        session,
+        actor=f"cli:{getpass.getuser()}",
+        action=action,
+        resource=json.dumps({"api_key": row.name, "scopes": row.scopes.split()}),
+        client="cli",
+        status_code=200,
+    )
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -18,10 +36,12 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         async with session_scope(create_sessionmaker(engine)) as session:
             if args.apikey_command == "create":
                 row, key = await create_api_key(session, name=args.name, scopes=args.scopes)
+                await _audit(session, "apikey_create", row)
                 print(describe_key(row))
                 print(f"key (shown once, store it now): {key}")
             elif args.apikey_command == "revoke":
                 row = await revoke_api_key(session, name=args.name)
+                await _audit(session, "apikey_revoke", row)
                 print(describe_key(row))
             else:
                 for row in await list_api_keys(session):
