@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,8 +54,6 @@ class AuditMiddleware:
             return
         principal = scope.get("state", {}).get("principal")
         resource: dict[str, Any] = dict(scope.get("path_params", {}))
-        from urllib.parse import parse_qsl
-
         for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
             if key in AUDITED_QUERY:
                 resource[key] = value
