@@ -77,6 +77,13 @@ def check_auth_configuration(settings: Settings) -> None:
         raise ConfigurationError("DICOMGATE_JWT_SECRET is too short: use at least 32 bytes")
 
 
+AUTH_RESPONSES = (
+    ("401", "Unauthorized: no credential, or one that does not verify"),
+    ("403", "Forbidden: the caller lacks the route's scope"),
+)
+ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
+
+
 def _document_security(app: FastAPI) -> None:
     """Per-operation OpenAPI security from the one policy table (public routes have none)."""
     build = app.openapi
@@ -92,6 +99,14 @@ def _document_security(app: FastAPI) -> None:
                     operation.pop("security", None)
                 elif isinstance(scope, str):
                     operation["security"] = [{"bearer": [scope]}, {"apiKey": [scope]}]
+                    for code, text in AUTH_RESPONSES:
+                        operation.setdefault("responses", {}).setdefault(
+                            code,
+                            {
+                                "description": text,
+                                "content": {"application/json": {"schema": ERROR_BODY_REF}},
+                            },
+                        )
                     operation["description"] = (
                         operation.get("description", "") + f"\n\nRequires scope `{scope}`."
                     ).strip()

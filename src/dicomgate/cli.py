@@ -96,6 +96,19 @@ def _db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _openapi(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from dicomgate.app import create_app
+
+    # The schema does not depend on keys being configured: build without starting anything.
+    logging.getLogger("dicomgate.app").setLevel(logging.ERROR)
+    app = create_app(settings.model_copy(update={"auth_enabled": False}))
+    json.dump(app.openapi(), sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dicomgate", description="Lossless HTJ2K gateway in front of Orthanc."
@@ -107,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=_serve)
+
+    sub.add_parser("openapi", help="print the OpenAPI schema (no server started)").set_defaults(
+        func=_openapi
+    )
 
     db = sub.add_parser("db", help="database schema (Alembic)")
     db_sub = db.add_subparsers(dest="db_command", required=True)

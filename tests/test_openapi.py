@@ -1,0 +1,55 @@
+"""The OpenAPI schema the front end generates its client from: valid, stable ids, security."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+
+from dicomgate.auth.policy import ROUTE_SCOPES
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    """Exported by ``dicomgate openapi``, the way a build pipeline would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "dicomgate.cli", "openapi"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(m.upper(), p, op) for p, ops in schema["paths"].items() for m, op in ops.items()]
+
+
+def test_schema_is_valid_openapi(schema: dict[str, Any]) -> None:
+    validate(schema)
+    assert schema["info"]["title"] == "dicomgate"
+
+
+def test_operation_ids_are_unique_camel_case(schema: dict[str, Any]) -> None:
+    ids = [op.get("operationId") for _, _, op in operations(schema)]
+    assert all(ids), "every operation needs an operationId"
+    assert [i for i, n in Counter(ids).items() if n > 1] == []
+    assert all(i[0].islower() and "_" not in i for i in ids if i)
+
+
+def test_every_operation_has_tag_summary_and_documented_security(schema: dict[str, Any]) -> None:
+    for method, path, op in operations(schema):
+        assert op.get("tags") and op.get("summary"), (method, path)
+        scope = ROUTE_SCOPES[(method, path)]
+        if scope is None:
+            assert "security" not in op, (method, path)
+        else:
+            assert op["security"] == [{"bearer": [scope]}, {"apiKey": [scope]}], (method, path)
+            assert {"401", "403"} <= set(op["responses"]), (method, path)
