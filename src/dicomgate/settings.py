@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=2 * 1024**3, ge=1, description="Largest single uploaded file, in bytes."
     )
+    max_request_bytes: int = Field(
+        default=8 * 1024**3, ge=1, description="Largest upload request (all files), in bytes."
+    )
     max_files: int = Field(default=2000, ge=1, description="Most files in one upload request.")
     spool_dir: Path | None = Field(
         default=None, description="Where uploads are spooled (default: the system temp folder)."

@@ -89,8 +89,16 @@ def stored(clean_orthanc: OrthancProcess) -> OrthancView:
 async def small_cap_client(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A second app whose upload caps are tiny: 4 KiB per file, 3 files per request."""
-    small = settings.model_copy(update={"max_upload_bytes": 4096, "max_files": 3, "workers": 1})
+    """A second app whose upload caps are tiny: 4 KiB per file, 3 files and 10,000 bytes per
+    request."""
+    small = settings.model_copy(
+        update={
+            "max_upload_bytes": 4096,
+            "max_files": 3,
+            "max_request_bytes": 10_000,
+            "workers": 1,
+        }
+    )
     application = create_app(small)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)

@@ -284,6 +284,20 @@ class TestRefusals:
         )
         assert stored.instance_count() == 0
 
+    async def test_request_over_the_total_cap_is_413(
+        self, small_cap_client: httpx.AsyncClient, stored: OrthancView
+    ) -> None:
+        each = to_bytes(make_dataset(rows=40, columns=40))  # under the 4 KiB file cap
+        assert len(each) < 4096 and 3 * len(each) > 10_000
+        response = await small_cap_client.post(
+            URL, files=[part(each, f"{i}.dcm") for i in range(3)]
+        )
+        assert response.status_code == 413
+        assert response.json()["error"] == (
+            "The upload is larger than the limit of 10000 bytes per request"
+        )
+        assert stored.instance_count() == 0
+
     async def test_orthanc_down_is_503_then_retry_works(
         self, client: httpx.AsyncClient, clean_orthanc: OrthancProcess
     ) -> None:

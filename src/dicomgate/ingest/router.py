@@ -115,6 +115,7 @@ async def upload_dicom(
         request.headers.get("content-length"),
         request.stream(),
         max_file_bytes=settings.max_upload_bytes,
+        max_request_bytes=settings.max_request_bytes,
         max_files=settings.max_files,
         spool_dir=settings.spool_dir,
     ) as form:
@@ -148,6 +149,7 @@ async def upload_patient_folder(
         request.headers.get("content-length"),
         request.stream(),
         max_file_bytes=settings.max_upload_bytes,
+        max_request_bytes=settings.max_request_bytes,
         max_files=settings.max_files,
         spool_dir=settings.spool_dir,
     ) as form:

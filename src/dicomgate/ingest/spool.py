@@ -68,9 +68,19 @@ def _mib(n: int) -> str:
 class _Spooler:
     """python-multipart callbacks that route file parts to capped temp files."""
 
-    def __init__(self, folder: Path, *, max_file_bytes: int, max_files: int, charset: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        max_file_bytes: int,
+        max_files: int,
+        max_request_bytes: int,
+        charset: str,
+    ) -> None:
         self.folder = folder
         self.max_file_bytes = max_file_bytes
+        self.max_request_bytes = max_request_bytes
+        self.total_file_bytes = 0
         self.max_files = max_files
         self.charset = charset
         self.form = SpooledForm()
@@ -134,6 +144,12 @@ class _Spooler:
         size = end - start
         if self._file is not None and self._handle is not None:
             self._file.size += size
+            self.total_file_bytes += size
+            if self.total_file_bytes > self.max_request_bytes:
+                raise UploadTooLarge(
+                    f"The upload is larger than the limit of {_mib(self.max_request_bytes)} "
+                    "per request"
+                )
             if self._file.size > self.max_file_bytes:
                 raise UploadTooLarge(
                     f"File {self._file.filename!r} is larger than the limit of "
@@ -177,6 +193,7 @@ async def spool_multipart(
     *,
     max_file_bytes: int,
     max_files: int,
+    max_request_bytes: int,
     spool_dir: Path | None = None,
 ) -> AsyncIterator[SpooledForm]:
     """Parse a ``multipart/form-data`` body into capped temp files; delete them on exit.
@@ -197,7 +214,7 @@ async def spool_multipart(
     except LookupError:
         charset = "utf-8"
     if content_length is not None and content_length.isdigit():
-        ceiling = max_file_bytes * max_files + MULTIPART_OVERHEAD
+        ceiling = min(max_file_bytes * max_files, max_request_bytes) + MULTIPART_OVERHEAD
         if int(content_length) > ceiling:
             raise UploadTooLarge(
                 f"The upload ({_mib(int(content_length))}) is larger than this service accepts"
@@ -208,7 +225,13 @@ async def spool_multipart(
             lambda: tempfile.mkdtemp(prefix="dicomgate-upload-", dir=spool_dir)
         )
     )
-    spooler = _Spooler(folder, max_file_bytes=max_file_bytes, max_files=max_files, charset=charset)
+    spooler = _Spooler(
+        folder,
+        max_file_bytes=max_file_bytes,
+        max_files=max_files,
+        max_request_bytes=max_request_bytes,
+        charset=charset,
+    )
     callbacks = {
         "on_part_begin": spooler.on_part_begin,
         "on_part_data": spooler.on_part_data,
