@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.orthanc_process import OrthancProcess  # noqa: E402
 
-from bench.servers import start_dicomgate  # noqa: E402
+from tests.dicomgate_process import start_dicomgate  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

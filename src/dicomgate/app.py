@@ -20,6 +20,7 @@ from dicomgate.codec.pool import WorkerPool
 from dicomgate.conversions.background import BackgroundJobs
 from dicomgate.db import create_engine, create_sessionmaker
 from dicomgate.errors import ConfigurationError, install_error_handlers
+from dicomgate.metrics import MetricsMiddleware
 from dicomgate.orthanc import OrthancClient, build_http_client
 from dicomgate.requestid import RequestIdMiddleware
 from dicomgate.runtime import Runtime
@@ -179,7 +180,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from dicomgate.audit.router import router as audit_router
 
     app.include_router(audit_router)
+    from dicomgate.metrics import router as metrics_router
+
+    app.include_router(metrics_router)
     app.add_middleware(AuditMiddleware)
+    app.add_middleware(MetricsMiddleware)  # inside the request id: its access line carries it
     app.add_middleware(RequestIdMiddleware)  # outermost: ids on audit writes and errors too
     _document_security(app)
     return app

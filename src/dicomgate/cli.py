@@ -26,20 +26,26 @@ COMMAND_MODULES: list[str] = [
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-def configure_logging(settings: Settings) -> None:
-    """Readable (or JSON-lines) logs on stderr at the configured level."""
-    if settings.log_format == "json":
-        fmt = (
-            '{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
-            '"request_id":"%(request_id)s","message":%(message)r}'
+def log_formatter(log_format: str) -> logging.Formatter:
+    """JSON lines (one object per record, extras as fields) or a readable line."""
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        return JsonFormatter(
+            "%(levelname)s %(name)s %(request_id)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",  # ISO 8601, UTC
         )
-    else:
-        fmt = "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s"
+    return logging.Formatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")
+
+
+def configure_logging(settings: Settings) -> None:
+    """Readable (or JSON-lines) logs on stderr at the configured level, request id on each."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     if settings.log_phi:
         handler.addFilter(RevealPhi())
-    handler.setFormatter(logging.Formatter(fmt))
+    handler.setFormatter(log_formatter(settings.log_format))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
     # httpx logs every request URL at INFO: noise, and URLs can carry identifiers.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -76,6 +82,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        # Our handler and format for uvicorn's records too; no uvicorn access log: its raw path
+        # and query can carry patient IDs and names. dicomgate.metrics writes the access line
+        # with the route template instead.
+        log_config=None,
+        access_log=False,
     )
     return 0
 

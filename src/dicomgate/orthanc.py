@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
 from dicomgate.errors import (
+    DicomgateError,
     NotFound,
     OrthancError,
     OrthancRejectedFile,
     OrthancTimeout,
     OrthancUnavailable,
 )
+from dicomgate.metrics import record_orthanc_error
 from dicomgate.requestid import propagate_to_orthanc
 from dicomgate.settings import Settings
 
@@ -51,17 +53,28 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
+E = TypeVar("E", bound=DicomgateError)
+
+
+def _counted(exc: E) -> E:
+    """Count an Orthanc failure by kind (``dicomgate_orthanc_errors_total``) as it is raised."""
+    record_orthanc_error(exc.type)
+    return exc
+
+
 @contextmanager
 def map_exceptions(what: str) -> Iterator[None]:
     """Convert httpx transport failures into domain errors (credentials never in messages)."""
     try:
         yield
     except httpx.TimeoutException:
-        raise OrthancTimeout(f"Orthanc did not answer in time ({what})") from None
+        raise _counted(OrthancTimeout(f"Orthanc did not answer in time ({what})")) from None
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-        raise OrthancUnavailable(f"Orthanc is unreachable ({what})") from None
+        raise _counted(OrthancUnavailable(f"Orthanc is unreachable ({what})")) from None
     except httpx.TransportError as exc:
-        raise OrthancUnavailable(f"Orthanc is unreachable ({what}: {type(exc).__name__})") from None
+        raise _counted(
+            OrthancUnavailable(f"Orthanc is unreachable ({what}: {type(exc).__name__})")
+        ) from None
 
 
 def _raise_for_status(
@@ -83,11 +96,20 @@ def _raise_for_status(
     elif storing and response.status_code in (400, 404, 415):
         # Orthanc parsed the file and refused it (e.g. "Inexistent tag" for a missing Study
         # Instance UID): the file is at fault, not Orthanc.
-        raise OrthancRejectedFile(
-            f"Orthanc refused the file: {detail}" if detail else "Orthanc refused the file"
+        raise _counted(
+            OrthancRejectedFile(
+                f"Orthanc refused the file: {detail}" if detail else "Orthanc refused the file"
+            )
         )
     message = f"Orthanc answered {response.status_code} to {what}"
-    raise OrthancError(f"{message}: {detail}" if detail else message)
+    raise _counted(OrthancError(f"{message}: {detail}" if detail else message))
+
+
+def _stored_answer(result: Any) -> dict[str, Any]:
+    """Orthanc's answer to ``POST /instances``, which must name the stored instance."""
+    if not isinstance(result, dict) or "ID" not in result:
+        raise _counted(OrthancError("Orthanc did not accept the instance (no ID in its answer)"))
+    return result
 
 
 class OrthancClient:
@@ -118,7 +140,7 @@ class OrthancClient:
         try:
             return response.json()
         except ValueError:
-            raise OrthancError(f"Orthanc sent a non-JSON answer to {what}") from None
+            raise _counted(OrthancError(f"Orthanc sent a non-JSON answer to {what}")) from None
 
     # --- System ----------------------------------------------------------------------------
     async def system(self) -> dict[str, Any]:
@@ -276,7 +298,7 @@ class OrthancClient:
 
     async def store_instance(self, data: bytes) -> dict[str, Any]:
         """``POST /instances``: store one DICOM file; Orthanc answers ID, parents, Status."""
-        result: dict[str, Any] = await self._json(
+        result = await self._json(
             "POST",
             "/instances",
             content=data,
@@ -284,15 +306,13 @@ class OrthancClient:
             what="POST /instances",
             storing=True,
         )
-        if not isinstance(result, dict) or "ID" not in result:
-            raise OrthancError("Orthanc did not accept the instance (no ID in its answer)")
-        return result
+        return _stored_answer(result)
 
     async def store_instance_stream(
         self, chunks: AsyncIterator[bytes], *, size: int
     ) -> dict[str, Any]:
         """``POST /instances`` from a stream of ``size`` bytes (never whole in memory)."""
-        result: dict[str, Any] = await self._json(
+        result = await self._json(
             "POST",
             "/instances",
             content=chunks,
@@ -300,6 +320,4 @@ class OrthancClient:
             what="POST /instances",
             storing=True,
         )
-        if not isinstance(result, dict) or "ID" not in result:
-            raise OrthancError("Orthanc did not accept the instance (no ID in its answer)")
-        return result
+        return _stored_answer(result)

@@ -14,7 +14,8 @@ DELETE: Final = "dicom:delete"
 PATIENTS_READ: Final = "patients:read"
 PATIENTS_WRITE: Final = "patients:write"
 ADMIN: Final = "admin"
-ALL_SCOPES: Final = frozenset({READ, WRITE, DELETE, PATIENTS_READ, PATIENTS_WRITE, ADMIN})
+METRICS: Final = "metrics"  # a scraper's key needs only this (no access to any image)
+ALL_SCOPES: Final = frozenset({READ, WRITE, DELETE, PATIENTS_READ, PATIENTS_WRITE, ADMIN, METRICS})
 
 PUBLIC: Final = None
 
@@ -24,6 +25,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/redoc"): PUBLIC,
+    ("GET", "/metrics"): METRICS,
     # browse
     ("GET", "/api/orthanc/patients/"): READ,
     ("GET", "/api/orthanc/studies/"): READ,

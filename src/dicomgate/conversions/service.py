@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dicomgate import metrics
 from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.conversions.journal import JournalEntry, ReplaceJournal, sha256
@@ -227,6 +228,7 @@ async def convert_instance(
     from dicomgate.codec.transcode import transcode
 
     result = await pool.run(transcode, original, options)
+    metrics.record_transcode("conversion", result)
     if not result.converted:
         log.info("Skipping instance %s: %s", ref.orthanc_id, reason_text(result.reason))
         return InstanceResult(ref, "skipped", result.reason, len(original), len(original))
@@ -558,6 +560,9 @@ async def _run_job(
 
 
 def _tally(summary: RunSummary, result: InstanceResult) -> None:
+    metrics.record_conversion(
+        result.outcome, reason=result.reason, before=result.bytes_before, after=result.bytes_after
+    )
     summary.instances_this_run += 1
     tally = summary.studies.setdefault(result.ref.study_instance_uid, StudyTally())
     tally.bytes_now += result.bytes_before

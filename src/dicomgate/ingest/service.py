@@ -21,6 +21,7 @@ import anyio
 from pydicom.uid import generate_uid
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dicomgate import metrics
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.codec.transcode import TranscodeOptions
 from dicomgate.dicom.demographics import Demographics
@@ -141,8 +142,10 @@ class _Ingestor:
                 outcome: IngestOutcome = await self.pool.run(
                     ingest_file, str(item.path), str(output), plan
                 )
+            metrics.record_transcode("ingest", outcome.result)
             async with self._storing:
                 answer = await self._store(output, size=outcome.result.size)
+            metrics.record_ingested(outcome.result)
         finally:
             await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
         return _upload_result(item.name, outcome, answer)
