@@ -1,0 +1,81 @@
+"""The container files, checked without a Docker engine (none runs on the CI machines).
+
+What is checked: docker-compose.yml against the Compose Specification's JSON schema (vendored by
+check-jsonschema, so offline); every DICOMGATE_* variable it sets is a real setting (a typo would
+be ignored silently at run time); secrets are required, never defaulted; only dicomgate is
+published. The Dockerfile runs as a non-root user, its health check calls the health route, and
+its start command is one the CLI accepts. Not checked here: building the image and running it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dicomgate.cli import build_parser
+from dicomgate.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_file_is_valid_against_the_compose_specification() -> None:
+    schema = ["--builtin-schema", "vendor.compose-spec"]
+    check = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", *schema, str(COMPOSE)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_every_dicomgate_variable_in_compose_is_a_setting(compose: dict) -> None:
+    environment = compose["services"]["dicomgate"]["environment"]
+    known = {f"DICOMGATE_{name.upper()}" for name in Settings.model_fields}
+    names = {name for name in environment if name.startswith("DICOMGATE_")}
+    assert names, "the dicomgate service sets no DICOMGATE_* variable"
+    assert names - known == set()
+
+
+def test_secrets_are_required_not_defaulted(compose: dict) -> None:
+    text = COMPOSE.read_text()
+    for secret in ("POSTGRES_PASSWORD", "ORTHANC_PASSWORD", "DICOMGATE_JWT_SECRET"):
+        assert re.search(rf"\$\{{{secret}:\?", text), f"{secret} must use ${{{secret}:?…}}"
+    gate = compose["services"]["dicomgate"]["environment"]
+    assert gate["DICOMGATE_ORTHANC_PASSWORD"] == "${ORTHANC_PASSWORD}"
+    assert "DICOMGATE_AUTH_ENABLED" not in gate  # never shipped with authentication off
+
+
+def test_only_dicomgate_is_published(compose: dict) -> None:
+    published = {name for name, svc in compose["services"].items() if svc.get("ports")}
+    assert published == {"dicomgate"}
+
+
+def test_dockerfile_runs_non_root_checks_health_and_starts_a_real_command() -> None:
+    text = DOCKERFILE.read_text()
+    users = re.findall(r"^USER\s+(\S+)", text, flags=re.M)
+    assert users and users[-1] not in ("root", "0")
+    healthcheck = re.search(r"^HEALTHCHECK[\s\S]*?CMD (.+)$", text, flags=re.M)
+    assert healthcheck and "/api/ris/health/" in healthcheck.group(1)
+    cmd = re.search(r'^CMD \["sh", "-c", "(.+)"\]$', text, flags=re.M)
+    assert cmd, "CMD should be the migrate-then-serve shell line"
+    steps = [shlex.split(step.replace("exec ", "")) for step in cmd.group(1).split("&&")]
+    assert [s[:3] for s in steps] == [
+        ["dicomgate", "db", "upgrade"],
+        ["dicomgate", "serve", "--host"],
+    ]
+    parser = build_parser()
+    for step in steps:
+        parser.parse_args(step[1:])  # exits (fails the test) on an option the CLI lacks
