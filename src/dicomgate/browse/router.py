@@ -193,7 +193,7 @@ def _delete_route(level: Level, noun: str, operation_id: str) -> None:
         delete,
         methods=["DELETE"],
         response_model=DeleteResult,
-        summary=f"Delete a {noun}",
+        summary=f"Delete {'an' if noun[0] in 'aeiou' else 'a'} {noun}",
         operation_id=operation_id,
         responses=error_responses(NotFound, *ORTHANC_ERRORS),
     )
