@@ -100,9 +100,11 @@ async def test_orthanc_failures_are_counted_by_kind(
         clean_orthanc.start()
     after = await scrape(client)
     kind = {"kind": "OrthancUnavailable"}
-    assert value(after, "dicomgate_orthanc_errors_total", **kind) - value(
-        before, "dicomgate_orthanc_errors_total", **kind
-    ) == 1
+    assert (
+        value(after, "dicomgate_orthanc_errors_total", **kind)
+        - value(before, "dicomgate_orthanc_errors_total", **kind)
+        == 1
+    )
     listing = {"method": "GET", "route": "/api/orthanc/patients/", "status": "503"}
     assert value(after, "dicomgate_http_requests_total", **listing) >= 1
 

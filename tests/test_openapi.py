@@ -53,3 +53,20 @@ def test_every_operation_has_tag_summary_and_documented_security(schema: dict[st
         else:
             assert op["security"] == [{"bearer": [scope]}, {"apiKey": [scope]}], (method, path)
             assert {"401", "403"} <= set(op["responses"]), (method, path)
+
+
+def test_readme_api_table_lists_every_operation_with_its_scope(schema: dict[str, Any]) -> None:
+    """The README's 'API at a glance' is the schema's list of routes, with the policy's scopes."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## API at a glance", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z]+) (\S+)` \| ([a-z:]+) \|", section, flags=re.M)
+    documented = {(method, path): scope for method, path, scope in rows}
+    expected = {
+        (method.upper(), path): ROUTE_SCOPES[(method.upper(), path)] or "public"
+        for path, operations in schema["paths"].items()
+        for method in operations
+    }
+    assert documented == expected
