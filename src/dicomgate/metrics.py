@@ -17,13 +17,22 @@ import time
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from dicomgate.codec.transcode import TranscodeResult
 
 log = logging.getLogger("dicomgate.access")
+
+disable_created_metrics()  # no *_created series: a timestamp per label set is only noise here
 
 UNMATCHED = "<unmatched>"  # the route label of requests no route matched (404s)
 
