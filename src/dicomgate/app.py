@@ -85,6 +85,19 @@ AUTH_RESPONSES = (
 ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
 
 
+def _document_validation_error(operation: dict[str, Any]) -> None:
+    """A 422 that FastAPI documents as ``HTTPValidationError`` is answered as ErrorBody.
+
+    errors.py renders request validation failures in the one error shape (type
+    ``ValidationError``), not FastAPI's ``{"detail": [...]}``: say so, or clients generated from
+    the schema type those errors wrongly.
+    """
+    content = operation.get("responses", {}).get("422", {}).get("content", {})
+    body = content.get("application/json", {})
+    if body.get("schema") == {"$ref": "#/components/schemas/HTTPValidationError"}:
+        body["schema"] = ERROR_BODY_REF
+
+
 def _document_security(app: FastAPI) -> None:
     """Per-operation OpenAPI security from the one policy table (public routes have none)."""
     build = app.openapi
@@ -95,6 +108,7 @@ def _document_security(app: FastAPI) -> None:
         schema = build()
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
+                _document_validation_error(operation)
                 scope = required_scope(method, path)
                 if scope is None:
                     operation.pop("security", None)
