@@ -26,9 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from pydicom.uid import generate_uid  # noqa: E402
 from tests.builders import make_dataset, to_bytes  # noqa: E402
-from tests.orthanc_process import OrthancProcess  # noqa: E402
-
 from tests.dicomgate_process import start_dicomgate  # noqa: E402
+from tests.orthanc_process import OrthancProcess  # noqa: E402
 
 
 def store_series(orthanc: OrthancProcess, *, instances: int, size: int) -> str:

@@ -35,9 +35,8 @@ from pydicom.uid import generate_uid
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.orthanc_process import OrthancProcess  # noqa: E402
-
 from tests.dicomgate_process import start_dicomgate  # noqa: E402
+from tests.orthanc_process import OrthancProcess  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -23,10 +23,12 @@ from typing import Any
 import imagecodecs
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate, encapsulate_extended
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import iter_pixels
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -84,6 +86,7 @@ SUPPORTED_PHOTOMETRIC = frozenset(
 # Past this, a Basic Offset Table's 32-bit offsets overflow: use the Extended Offset Table.
 _BOT_LIMIT = 2**32 - 1
 _MIN_LOWEST_RESOLUTION = 64  # HTJ2K Lossless RPCL: lowest resolution ≤ 64 pixels (PS3.5 §A.4.x)
+_UNUSED_BITS_SLICE = 1 << 20  # samples checked at once for bits above the high bit
 
 
 @dataclass(frozen=True)
@@ -273,16 +276,19 @@ def _check_unused_bits(ds: Dataset, source: UID, stored: int, allocated: int, si
     if source in NATIVE_SYNTAXES:
         dtype = np.dtype(f"{'>' if source == ExplicitVRBigEndian else '<'}u{allocated // 8}")
         raw = np.frombuffer(ds.PixelData, dtype=dtype, count=len(ds.PixelData) // dtype.itemsize)
-        high = raw >> stored
-        if signed:
-            full = (1 << (allocated - stored)) - 1
-            sign = (raw >> (stored - 1)) & 1
-            # Per pixel: all-zero high bits, or a correct sign extension of a negative value.
-            bad = bool(np.any((high != 0) & ~((high == full) & (sign == 1))))
-        else:
-            bad = bool(np.any(high))
-        if bad:
-            raise _PassThrough("unused_bits_set", "bits above the high bit are set")
+        full = (1 << (allocated - stored)) - 1
+        # In slices: the temporaries below are several times the slice, never the whole image.
+        for start in range(0, raw.size, _UNUSED_BITS_SLICE):
+            part = raw[start : start + _UNUSED_BITS_SLICE]
+            high = part >> stored
+            if signed:
+                sign = (part >> (stored - 1)) & 1
+                # Per pixel: all-zero high bits, or a correct sign extension of a negative value.
+                bad = bool(np.any((high != 0) & ~((high == full) & (sign == 1))))
+            else:
+                bad = bool(np.any(high))
+            if bad:
+                raise _PassThrough("unused_bits_set", "bits above the high bit are set")
 
 
 def _encoder_array(frame: np.ndarray, stored: int, signed: bool) -> tuple[np.ndarray, int]:
@@ -510,13 +516,18 @@ def _convert(
     streams: list[bytes] = []
     crcs: list[int] = []
     raw_size = 0
-    try:
-        source_frames = list(_source_frames(ds))
-    except Exception as exc:
-        raise _PassThrough("codec_refused", f"source pixels cannot be decoded: {exc}") from None
-    if len(source_frames) != frames:
-        raise _PassThrough("codec_refused", f"decoded {len(source_frames)} of {frames} frames")
-    for frame in source_frames:
+    # Frame by frame: decode one source frame, encode it, decode the codestream and compare,
+    # then let both go. Only the codestreams accumulate, never the whole decoded image.
+    source_frames = _source_frames(ds)
+    while True:
+        try:
+            frame = next(source_frames, None)
+        except Exception as exc:
+            raise _PassThrough("codec_refused", f"source pixels cannot be decoded: {exc}") from None
+        if frame is None:
+            break
+        if len(streams) == frames:
+            raise _PassThrough("codec_refused", f"decoded more than the {frames} frames declared")
         _check_range(frame, stored, bool(signed))
         crcs.append(crc32_of(frame))
         raw_size += frame.nbytes
@@ -533,6 +544,9 @@ def _convert(
         if plan.lossy_step is None and not np.array_equal(decoded, frame):
             raise _PassThrough("verification_failed", "decoded pixels differ from the source")
         streams.append(stream)
+        del frame, decoded
+    if len(streams) != frames:
+        raise _PassThrough("codec_refused", f"decoded {len(streams)} of {frames} frames")
     if source == ExplicitVRBigEndian:
         _to_little_endian(ds)
     # keys(), not the dataset: iterating elements would convert every raw value (slow).
@@ -606,7 +620,8 @@ def _run(
         )
     try:
         _pass_through_reason(ds, source)
-        work = copy.deepcopy(ds) if original is None else ds  # the caller's dataset stays as is
+        # The caller's dataset stays as is (it is the fallback if anything below fails).
+        work = _detached_copy(ds) if original is None else ds
         if getattr(work, "file_meta", None) is None or "TransferSyntaxUID" not in work.file_meta:
             work.file_meta = FileMetaDataset(getattr(work, "file_meta", None) or {})
             work.file_meta.TransferSyntaxUID = source
@@ -651,8 +666,28 @@ def _run(
         )
 
 
+def _detached_copy(ds: Dataset) -> Dataset:
+    """A deep copy of ``ds`` without the buffer pydicom keeps of the bytes it was read from.
+
+    ``FileDataset.buffer`` is the whole file again, and ``copy.deepcopy`` copies a BytesIO's
+    contents, so a plain deep copy doubles the instance in memory. The buffer is only read back
+    for deferred elements: when there are none, the copy does not need it. (Pixel Data itself
+    is immutable ``bytes``, which a deep copy shares; it is replaced, never changed in place.)
+    """
+    buffer = getattr(ds, "buffer", None)
+    if buffer is None or any(_is_deferred(ds, tag) for tag in ds.keys()):  # noqa: SIM118
+        return copy.deepcopy(ds)
+    return copy.deepcopy(ds, {id(buffer): None})
+
+
+def _is_deferred(ds: Dataset, tag: BaseTag) -> bool:
+    """True for an element whose value pydicom has not read yet (``dcmread(defer_size=…)``)."""
+    elem = ds.get_item(tag, keep_deferred=True)  # without keep_deferred it would read it
+    return isinstance(elem, RawDataElement) and elem.value is None and bool(elem.length)
+
+
 def _fresh_copy(ds: Dataset, source: UID) -> Dataset:
-    work = copy.deepcopy(ds)
+    work = _detached_copy(ds)
     work.file_meta = FileMetaDataset(getattr(ds, "file_meta", None) or {})
     if "TransferSyntaxUID" not in work.file_meta:
         work.file_meta.TransferSyntaxUID = source

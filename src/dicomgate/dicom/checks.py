@@ -64,6 +64,10 @@ def read_part10(data: bytes) -> FileDataset:
         ) from None
     except PARSE_ERRORS as exc:
         raise InvalidDicom(f"The DICOM file is truncated or corrupt: {exc}") from None
+    # Everything is read (nothing deferred), so the dataset no longer needs the buffer it was
+    # parsed from; keeping it would keep the caller's whole file alive as a second copy (and
+    # a deep copy of the dataset would copy it a third time).
+    ds.buffer = None
     require_shallow_nesting(ds)
     require_file_meta(ds)
     require_sop_identity(ds)
