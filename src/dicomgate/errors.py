@@ -72,6 +72,12 @@ class InvalidPatient(UnprocessableInput):
     default_message = "Invalid patient record"
 
 
+class InvalidUploadId(UnprocessableInput):
+    """A folder upload's idempotency key (``upload_id``) is too short, too long or not plain."""
+
+    default_message = "Invalid upload_id"
+
+
 class UnsupportedImportFormat(DicomgateError):
     status_code = 415
     default_message = "The import file must be CSV or JSON"

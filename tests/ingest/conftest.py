@@ -1,7 +1,14 @@
-"""Ingest fixtures: patients in the real patient cache, Orthanc inspection helpers."""
+"""Ingest fixtures: patients in the real patient cache, Orthanc inspection helpers.
+
+The patient cache is SQLite unless a test is marked ``@BOTH_DATABASES``: then it runs twice,
+once on SQLite and once on a fresh PostgreSQL database (``tests/databases.py``; PostgreSQL
+unreachable → the test fails, never skips). Only the tests where the lookup matters (stamping,
+unknown patient, folder upload) take both: every other test stays on SQLite.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,17 +24,61 @@ from pydicom.dataset import Dataset
 from dicomgate.app import create_app
 from dicomgate.db import session_scope
 from dicomgate.dicom.demographics import Demographics
+from dicomgate.migrations import upgrade_database
 from dicomgate.patients.schemas import PatientFields
 from dicomgate.patients.service import upsert_patient
 from dicomgate.settings import Settings
+from tests.databases import KINDS, fresh_database
 from tests.orthanc_process import OrthancProcess
 
 MakePatient = Callable[..., Awaitable[Demographics]]
 
+# Runs the marked test on SQLite and on PostgreSQL (overrides the ``db_kind`` fixture below).
+BOTH_DATABASES = pytest.mark.parametrize("db_kind", KINDS)
+
+
+@pytest.fixture(scope="session")
+async def postgres_app(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FastAPI]:
+    """The session app's twin (same Orthanc and caps) on a fresh, migrated PostgreSQL database."""
+    async with fresh_database(
+        "postgresql", tmp_path_factory.mktemp("ingest-db"), prefix="ingest"
+    ) as url:
+        on_postgres = settings.model_copy(
+            update={"database_url": url, "journal_dir": tmp_path_factory.mktemp("pg-journal")}
+        )
+        await asyncio.to_thread(upgrade_database, on_postgres)
+        application = create_app(on_postgres)
+        async with application.router.lifespan_context(application):
+            yield application
+
 
 @pytest.fixture
-def make_patient(app: FastAPI) -> MakePatient:
-    """Insert a patient with a unique Patient ID into the app's patient cache."""
+def db_kind() -> str:
+    """The patient cache's database for this test: SQLite unless marked ``BOTH_DATABASES``."""
+    return "sqlite"
+
+
+@pytest.fixture
+def ingest_app(db_kind: str, request: pytest.FixtureRequest) -> FastAPI:
+    """The app on ``db_kind``; the PostgreSQL one is only started when a test asks for it."""
+    name = {"sqlite": "app", "postgresql": "postgres_app"}[db_kind]
+    application: FastAPI = request.getfixturevalue(name)
+    return application
+
+
+@pytest.fixture
+async def client(ingest_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app on ``db_kind`` (overrides the suite-wide SQLite ``client``)."""
+    transport = httpx.ASGITransport(app=ingest_app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://dicomgate.test") as c:
+        yield c
+
+
+@pytest.fixture
+def make_patient(ingest_app: FastAPI) -> MakePatient:
+    """Insert a patient with a unique Patient ID into the patient cache of the app on test."""
 
     async def _make(
         *,
@@ -45,7 +96,7 @@ def make_patient(app: FastAPI) -> MakePatient:
                 "gender": gender,
             }
         )
-        async with session_scope(app.state.runtime.sessions) as session:
+        async with session_scope(ingest_app.state.runtime.sessions) as session:
             patient, _ = await upsert_patient(session, patient_id=patient_id, fields=fields)
             return patient.demographics()
 

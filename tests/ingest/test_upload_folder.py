@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pydicom
+import pytest
+from fastapi import FastAPI
 
 from dicomgate.codec.capabilities import HTJ2K_LOSSLESS
+from dicomgate.ingest.idempotency import series_uid_for, study_uid_for
+from dicomgate.patients.service import get_patient
 from tests.builders import make_dataset, to_bytes
-from tests.ingest.conftest import MakePatient, OrthancView
+from tests.ingest.conftest import BOTH_DATABASES, MakePatient, OrthancView
 
 URL = "/api/orthanc/upload-patient/"
 CORPUS = {"CT": "CT_small.dcm", "MR": "MR_small.dcm", "SC": "SC_rgb_small_odd.dcm"}
@@ -31,6 +36,7 @@ def zip_of(entries: dict[str, bytes], *, compression: int = zipfile.ZIP_STORED) 
 
 
 class TestFolderUpload:
+    @BOTH_DATABASES
     async def test_three_corpus_series_become_one_study(
         self,
         client: httpx.AsyncClient,
@@ -195,6 +201,7 @@ class TestFolderUpload:
 
 
 class TestFolderRefusals:
+    @BOTH_DATABASES
     async def test_unknown_patient_is_422_and_nothing_stored(
         self, client: httpx.AsyncClient, stored: OrthancView
     ) -> None:
@@ -265,3 +272,219 @@ class TestFolderRefusals:
             "Too many files after expanding zips: 4; the limit is 3"
         )
         assert stored.instance_count() == 0
+
+
+@BOTH_DATABASES
+async def test_the_app_on_test_uses_the_database_asked_for(
+    ingest_app: FastAPI, db_kind: str, make_patient: MakePatient
+) -> None:
+    """The PostgreSQL runs really look patients up in PostgreSQL."""
+    runtime = ingest_app.state.runtime
+    assert runtime.engine.dialect.name == db_kind
+    patient = await make_patient()
+    async with runtime.sessions() as session:
+        assert await get_patient(session, patient_id=patient.patient_id) is not None
+
+
+class TestIdempotentRetry:
+    """``upload_id``: a retried folder upload stores into the same study, not a duplicate."""
+
+    KEY = "3f1c9a52-7b1e-4c0d-9e55-0a1b2c3d4e5f"
+
+    @staticmethod
+    def folder(
+        sources: dict[str, bytes],
+    ) -> tuple[list[tuple[str, tuple[str, bytes, str]]], list[str]]:
+        files = [files_part(name, data) for name, data in sources.items()]
+        return files, ["exam/CT chest", "exam/CT chest", "exam/MR head"]
+
+    @staticmethod
+    def sources(corpus_dir: Path) -> dict[str, bytes]:
+        return {
+            "ct1.dcm": (corpus_dir / CORPUS["CT"]).read_bytes(),
+            "ct2.dcm": to_bytes(make_dataset(rows=16, columns=16)),
+            "mr1.dcm": (corpus_dir / CORPUS["MR"]).read_bytes(),
+        }
+
+    async def test_same_key_twice_is_one_study(
+        self,
+        client: httpx.AsyncClient,
+        stored: OrthancView,
+        make_patient: MakePatient,
+        corpus_dir: Path,
+    ) -> None:
+        patient = await make_patient()
+        files, paths = self.folder(self.sources(corpus_dir))
+        data = {
+            "patient_id": patient.patient_id,
+            "study_description": "Retried",
+            "series_path": paths,
+            "upload_id": self.KEY,
+        }
+        first = await client.post(URL, files=files, data=data)
+        second = await client.post(URL, files=files, data=data)  # the client lost the answer
+
+        assert (first.status_code, second.status_code) == (201, 201), second.text
+        one, two = first.json(), second.json()
+        assert one == two  # same studyUid, studyId, series IDs, counts
+        assert one["uploaded"] == 3 and one["failedFiles"] == []
+        assert one["studyUid"] == study_uid_for(upload_id=self.KEY, patient_id=patient.patient_id)
+        assert one["studyUid"].startswith("2.25.") and len(one["studyUid"]) <= 64
+        assert stored.get("/studies") == [one["studyId"]]
+        assert stored.instance_count() == 3
+        series = [stored.get(f"/series/{sid}") for sid in one["orthancSeriesIds"]]
+        assert [s["MainDicomTags"]["SeriesInstanceUID"] for s in series] == [
+            series_uid_for(study_uid=one["studyUid"], series_key="exam/CT chest"),
+            series_uid_for(study_uid=one["studyUid"], series_key="exam/MR head"),
+        ]
+        assert [len(s["Instances"]) for s in series] == [2, 1]
+
+    async def test_retry_reports_already_stored_files_as_stored(
+        self,
+        client: httpx.AsyncClient,
+        stored: OrthancView,
+        make_patient: MakePatient,
+        corpus_dir: Path,
+    ) -> None:
+        """First attempt stored only part of the folder; the retry completes the same study."""
+        patient = await make_patient()
+        sources = self.sources(corpus_dir)
+        files, paths = self.folder(sources)
+        data = {"patient_id": patient.patient_id, "upload_id": self.KEY}
+        partial = await client.post(URL, files=files[:1], data={**data, "series_path": paths[:1]})
+        assert partial.status_code == 201, partial.text
+        complete = await client.post(URL, files=files, data={**data, "series_path": paths})
+        assert complete.status_code == 201, complete.text
+        body = complete.json()
+        assert body["uploaded"] == 3
+        assert body["studyUid"] == partial.json()["studyUid"]
+        assert body["orthancSeriesIds"][0] == partial.json()["orthancSeriesIds"][0]
+        assert stored.get("/studies") == [body["studyId"]]
+        assert stored.instance_count() == 3
+
+    async def test_different_keys_are_two_studies(
+        self,
+        client: httpx.AsyncClient,
+        stored: OrthancView,
+        make_patient: MakePatient,
+        corpus_dir: Path,
+    ) -> None:
+        patient = await make_patient()
+        files, paths = self.folder(self.sources(corpus_dir))
+        answers = []
+        for key in (self.KEY, "another-upload-0000000001"):
+            response = await client.post(
+                URL,
+                files=files,
+                data={"patient_id": patient.patient_id, "series_path": paths, "upload_id": key},
+            )
+            assert response.status_code == 201, response.text
+            answers.append(response.json())
+        assert answers[0]["studyUid"] != answers[1]["studyUid"]
+        assert sorted(stored.get("/studies")) == sorted(a["studyId"] for a in answers)
+        assert stored.instance_count() == 6
+
+    async def test_same_key_for_another_patient_is_an_unrelated_study(
+        self,
+        client: httpx.AsyncClient,
+        stored: OrthancView,
+        make_patient: MakePatient,
+    ) -> None:
+        first, second = await make_patient(), await make_patient()
+        upload = to_bytes(make_dataset())
+        answers = []
+        for patient in (first, second):
+            response = await client.post(
+                URL,
+                files=[files_part("a.dcm", upload)],
+                data={"patient_id": patient.patient_id, "upload_id": self.KEY},
+            )
+            assert response.status_code == 201, response.text
+            answers.append(response.json())
+        assert answers[0]["studyUid"] != answers[1]["studyUid"]
+        assert len(stored.get("/studies")) == 2
+        assert len(stored.get("/patients")) == 2
+
+    async def test_without_a_key_each_request_is_a_new_study(
+        self, client: httpx.AsyncClient, stored: OrthancView, make_patient: MakePatient
+    ) -> None:
+        patient = await make_patient()
+        upload = to_bytes(make_dataset())
+        answers = []
+        for empty_counts_as_none in ({}, {"upload_id": ""}):
+            response = await client.post(
+                URL,
+                files=[files_part("a.dcm", upload)],
+                data={"patient_id": patient.patient_id, **empty_counts_as_none},
+            )
+            assert response.status_code == 201, response.text
+            answers.append(response.json()["studyUid"])
+        assert answers[0] != answers[1]
+        assert len(stored.get("/studies")) == 2
+
+    @pytest.mark.parametrize(
+        ("upload_id", "message"),
+        [
+            (
+                "short-key",
+                "upload_id must be 16 to 128 characters long (a UUID is a good choice); got 9",
+            ),
+            (
+                "k" * 129,
+                "upload_id must be 16 to 128 characters long (a UUID is a good choice); got 129",
+            ),
+            (
+                "upload id with spaces",
+                "upload_id may contain only letters, digits and . _ : - (a UUID is a good choice)",
+            ),
+            (
+                "../../etc/passwd-0000",
+                "upload_id may contain only letters, digits and . _ : - (a UUID is a good choice)",
+            ),
+            (
+                "3f1c9a52-7b1e-4c0d-9e55\n",
+                "upload_id may contain only letters, digits and . _ : - (a UUID is a good choice)",
+            ),
+            (
+                ["3f1c9a52-7b1e-4c0d-9e55-0a1b2c3d4e5f", "3f1c9a52-7b1e-4c0d-9e55-000000000000"],
+                "upload_id was sent 2 times with different values: send it once",
+            ),
+        ],
+        ids=["too-short", "too-long", "spaces", "slashes", "newline", "two-values"],
+    )
+    async def test_invalid_key_is_422_and_nothing_stored(
+        self,
+        client: httpx.AsyncClient,
+        stored: OrthancView,
+        make_patient: MakePatient,
+        upload_id: str | list[str],
+        message: str,
+    ) -> None:
+        patient = await make_patient()
+        response = await client.post(
+            URL,
+            files=[files_part("a.dcm", to_bytes(make_dataset()))],
+            data={"patient_id": patient.patient_id, "upload_id": upload_id},
+        )
+        assert response.status_code == 422
+        assert response.json() == {"success": False, "error": message, "type": "InvalidUploadId"}
+        assert stored.instance_count() == 0
+
+
+def test_derived_uids_are_valid_and_distinct() -> None:
+    """PS3.5 §9.1 / §B.2: digits and dots, no leading zeros, ≤ 64 characters."""
+    uids = {
+        study_uid_for(upload_id="a" * 128, patient_id="P" * 64),
+        study_uid_for(upload_id="a" * 128, patient_id="Q" * 64),
+        study_uid_for(upload_id="b" * 128, patient_id="P" * 64),
+        series_uid_for(study_uid="2.25.1", series_key=""),
+        series_uid_for(study_uid="2.25.1", series_key="a/b"),
+        series_uid_for(study_uid="2.25.2", series_key="a/b"),
+    }
+    assert len(uids) == 6
+    for uid in uids:
+        assert re.fullmatch(r"2\.25\.(0|[1-9][0-9]{0,38})", uid), uid
+    # Fixed forever: a retry after an upgrade must still land in the same study.
+    assert study_uid_for(upload_id="3f1c9a52-7b1e-4c0d-9e55-0a1b2c3d4e5f", patient_id="P1") == (
+        "2.25.148760914681898322325941572149703231700"
+    )

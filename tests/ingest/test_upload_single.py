@@ -1,4 +1,4 @@
-"""POST /api/ris/upload/dicom/ against a real Orthanc, the real worker pool and SQLite cache."""
+"""POST /api/ris/upload/dicom/ against a real Orthanc, the real worker pool and patient cache."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 
 from dicomgate.codec.capabilities import HTJ2K_LOSSLESS
 from tests.builders import from_bytes, make_dataset, to_bytes
-from tests.ingest.conftest import MakePatient, OrthancView
+from tests.ingest.conftest import BOTH_DATABASES, MakePatient, OrthancView
 from tests.orthanc_process import OrthancProcess
 
 URL = "/api/ris/upload/dicom/"
@@ -41,6 +41,7 @@ def part(
 
 
 class TestSingleUpload:
+    @BOTH_DATABASES
     async def test_stamps_transcodes_and_stores(
         self, client: httpx.AsyncClient, stored: OrthancView, make_patient: MakePatient
     ) -> None:
@@ -188,6 +189,7 @@ class TestSingleUpload:
 
 
 class TestRefusals:
+    @BOTH_DATABASES
     async def test_unknown_patient_is_422_and_nothing_stored(
         self, client: httpx.AsyncClient, stored: OrthancView
     ) -> None:
@@ -332,5 +334,9 @@ async def test_openapi_documents_the_upload_routes(client: httpx.AsyncClient) ->
     assert set(body) == {"file", "files", "patient_id"}
     folder_body = folder["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert folder_body["required"] == ["patient_id", "files"]
+    upload_id = folder_body["properties"]["upload_id"]
+    assert (upload_id["minLength"], upload_id["maxLength"]) == (16, 128)
+    assert upload_id["pattern"] == "^[A-Za-z0-9._:-]+$"
+    assert "Idempotency key" in upload_id["description"]
     assert {"201", "400", "413", "415", "422", "502", "503", "504"} <= set(single["responses"])
     assert "201" in folder["responses"] and "413" in folder["responses"]

@@ -1,78 +1,27 @@
 """Patient-cache fixtures: the same tests against SQLite and PostgreSQL, each on a fresh database.
 
-PostgreSQL comes from ``DICOMGATE_TEST_POSTGRES_URL`` (default: the ``test`` database on
-127.0.0.1:5432). Each test session creates its own throw-away database on that server (so runs
-are repeatable and never collide with other suites using ``test``) and drops it afterwards. If
-the server cannot be reached the tests FAIL with a message saying so; they never skip.
+The databases come from ``tests/databases.py`` (shared with the ingest tests): PostgreSQL from
+``DICOMGATE_TEST_POSTGRES_URL``, a throw-away database per session, dropped afterwards; if the
+server cannot be reached the tests FAIL with a message saying so; they never skip.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import delete
-from sqlalchemy.engine import make_url
 
 from dicomgate.app import create_app
 from dicomgate.migrations import upgrade_database
 from dicomgate.patients.models import Patient
 from dicomgate.settings import Settings
-
-DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-KINDS = ["sqlite", "postgresql"]
-
-
-def postgres_admin_url() -> str:
-    return os.environ.get("DICOMGATE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-
-
-def _asyncpg_dsn(sqlalchemy_url: str) -> str:
-    return (
-        make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-
-
-async def _admin(sql: str) -> None:
-    admin = postgres_admin_url()
-    try:
-        conn = await asyncpg.connect(_asyncpg_dsn(admin), timeout=10)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {make_url(admin).render_as_string()} "
-            f"({type(exc).__name__}: {exc}). The patient tests must run on PostgreSQL too: "
-            "start it or set DICOMGATE_TEST_POSTGRES_URL.",
-            pytrace=False,
-        )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@asynccontextmanager
-async def fresh_database(kind: str, tmp_dir: Path) -> AsyncIterator[str]:
-    """The URL of a new, empty database of this kind; dropped afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_dir / f'patients-{uuid.uuid4().hex[:8]}.db'}"
-        return
-    name = f"dicomgate_patients_{uuid.uuid4().hex[:12]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield (
-            make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
-        )
-    finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+from tests.databases import KINDS, fresh_database
 
 
 def settings_for(database_url: str) -> Settings:

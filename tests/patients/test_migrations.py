@@ -20,7 +20,7 @@ from dicomgate.migrations import (
     head_revisions,
     upgrade_database,
 )
-from tests.patients import conftest
+from tests import databases
 from tests.patients.conftest import KINDS, settings_for
 
 
@@ -122,7 +122,7 @@ async def test_unreachable_postgres_fails_loudly_never_skips(
         "DICOMGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:9/test"
     )
     with pytest.raises(pytest.fail.Exception) as caught:
-        await conftest._admin("SELECT 1")
+        await databases.admin_execute("SELECT 1")
     assert "PostgreSQL is not reachable at postgresql+asyncpg://postgres@127.0.0.1:9/test" in str(
         caught.value
     )

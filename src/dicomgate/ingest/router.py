@@ -27,6 +27,7 @@ from dicomgate.errors import (
     error_responses,
 )
 from dicomgate.ingest import service
+from dicomgate.ingest.idempotency import UPLOAD_ID_MAX, UPLOAD_ID_MIN, UPLOAD_ID_PATTERN
 from dicomgate.ingest.schemas import FolderUploadResult, MultiUploadResult, UploadResult
 from dicomgate.ingest.spool import SpooledForm, spool_multipart
 from dicomgate.runtime import RuntimeDep, SessionDep
@@ -79,6 +80,19 @@ FOLDER_UPLOAD_BODY = _multipart(
             "type": "array",
             "items": {"type": "string"},
             "description": "One folder path per file (a label); none → one series.",
+        },
+        "upload_id": {
+            "type": "string",
+            "minLength": UPLOAD_ID_MIN,
+            "maxLength": UPLOAD_ID_MAX,
+            "pattern": UPLOAD_ID_PATTERN,
+            "description": (
+                "Idempotency key (e.g. a UUID), the same on every retry of this upload: the "
+                "Study/Series Instance UIDs are derived from it and the patient, so a retry "
+                "stores into the same study (files already stored answer AlreadyStored) instead "
+                "of a duplicate. The same key with another patient_id makes an unrelated study. "
+                "Without it, every request makes a new study. Invalid → 422."
+            ),
         },
     },
     ["patient_id", "files"],

@@ -33,6 +33,12 @@ from dicomgate.errors import (
     UnprocessableInput,
     UploadTooLarge,
 )
+from dicomgate.ingest.idempotency import (
+    UPLOAD_ID_FIELD,
+    parse_upload_id,
+    series_uid_for,
+    study_uid_for,
+)
 from dicomgate.ingest.schemas import (
     FailedFile,
     FolderUploadResult,
@@ -112,7 +118,7 @@ async def lookup_demographics(session: AsyncSession, *, patient_id: str) -> Demo
     return patient.demographics()
 
 
-async def _gather_or_cancel(aws: Sequence[Awaitable[T]]) -> list[T]:
+async def gather_or_cancel(aws: Sequence[Awaitable[T]]) -> list[T]:
     """Run all; on the first exception cancel the rest and re-raise it."""
     tasks = [asyncio.ensure_future(a) for a in aws]
     try:
@@ -124,7 +130,15 @@ async def _gather_or_cancel(aws: Sequence[Awaitable[T]]) -> list[T]:
         raise
 
 
-class _Ingestor:
+@dataclass(frozen=True)
+class StoredFile:
+    """One ingested file: what the worker made of it and Orthanc's answer to storing it."""
+
+    outcome: IngestOutcome
+    answer: dict[str, Any]
+
+
+class Ingestor:
     """Runs files through the pool and into Orthanc with bounded concurrency."""
 
     def __init__(self, *, orthanc: OrthancClient, pool: WorkerPool, settings: Settings) -> None:
@@ -136,6 +150,11 @@ class _Ingestor:
 
     async def ingest(self, item: UploadItem, plan: IngestPlan) -> UploadResult:
         """One file: transcode in a worker, store in Orthanc; domain errors propagate."""
+        stored = await self.store_file(item, plan)
+        return _upload_result(item.name, stored.outcome, stored.answer)
+
+    async def store_file(self, item: UploadItem, plan: IngestPlan) -> StoredFile:
+        """``ingest`` without the upload routes' answer shape (DICOMweb builds its own)."""
         output = item.path.with_name(item.path.name + ".out")
         try:
             async with self._processing:
@@ -148,7 +167,7 @@ class _Ingestor:
             metrics.record_ingested(outcome.result)
         finally:
             await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
-        return _upload_result(item.name, outcome, answer)
+        return StoredFile(outcome=outcome, answer=answer)
 
     async def _store(self, path: Path, *, size: int) -> dict[str, Any]:
         """Send the worker's output file to Orthanc: whole when small, streamed when large."""
@@ -213,11 +232,11 @@ async def upload_files(
     plan = IngestPlan(
         demographics=demographics, assignment=None, options=transcode_options(settings), now=_now()
     )
-    ingestor = _Ingestor(orthanc=orthanc, pool=pool, settings=settings)
+    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)
     items = [UploadItem(name=f.filename, path=f.path) for f in files]
     if len(items) == 1:
         return await ingestor.ingest(items[0], plan)
-    outcomes = await _gather_or_cancel([ingestor.ingest_or_fail(i, plan) for i in items])
+    outcomes = await gather_or_cancel([ingestor.ingest_or_fail(i, plan) for i in items])
     stored = [o for o in outcomes if isinstance(o, UploadResult)]
     failed = [o for o in outcomes if isinstance(o, FailedFile)]
     if not stored:
@@ -289,10 +308,15 @@ async def upload_folder(
     settings: Settings,
     form: SpooledForm,
 ) -> FolderUploadResult:
-    """Folder upload: every file into one new study, one new series per distinct series_path."""
+    """Folder upload: every file into one new study, one new series per distinct series_path.
+
+    With an ``upload_id`` the Study/Series Instance UIDs are derived from it (and the patient),
+    so a retried request stores into the same study and series instead of a duplicate.
+    """
     patient_id = (form.value("patient_id") or "").strip()
     if not patient_id:
         raise UnprocessableInput("patient_id is required for a folder upload")
+    upload_id = parse_upload_id(form.values(UPLOAD_ID_FIELD))
     study_description = form.value("study_description") or ""
     files = form.files_of("files", "file")
     if not files:
@@ -313,7 +337,11 @@ async def upload_folder(
             f"Too many files after expanding zips: {len(items)}; the limit is {settings.max_files}"
         )
     now = _now()
-    study_uid = str(generate_uid())
+    study_uid = (
+        study_uid_for(upload_id=upload_id, patient_id=patient_id)
+        if upload_id
+        else str(generate_uid())
+    )
     assignments: dict[str, SeriesAssignment] = {}
     for item in items:
         key = _series_key(item.series_path)
@@ -321,17 +349,21 @@ async def upload_folder(
             assignments[key] = SeriesAssignment(
                 study_instance_uid=study_uid,
                 study_description=study_description,
-                series_instance_uid=str(generate_uid()),
+                series_instance_uid=(
+                    series_uid_for(study_uid=study_uid, series_key=key)
+                    if upload_id
+                    else str(generate_uid())
+                ),
                 series_number=len(assignments) + 1,
                 series_description=series_label(key) or None,
             )
     options = transcode_options(settings)
-    ingestor = _Ingestor(orthanc=orthanc, pool=pool, settings=settings)
+    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)
     plans = {
         key: IngestPlan(demographics=demographics, assignment=a, options=options, now=now)
         for key, a in assignments.items()
     }
-    outcomes = await _gather_or_cancel(
+    outcomes = await gather_or_cancel(
         [ingestor.ingest_or_fail(i, plans[_series_key(i.series_path)]) for i in items]
     )
     stored = [o for o in outcomes if isinstance(o, UploadResult)]

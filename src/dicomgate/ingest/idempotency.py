@@ -1,0 +1,77 @@
+"""Idempotent folder uploads: Study/Series Instance UIDs derived from the client's ``upload_id``.
+
+A folder upload gives its files a new StudyInstanceUID and one new SeriesInstanceUID per folder.
+When those are random, a client that retries after losing the answer (a timeout while the files
+were in fact stored) gets a second, duplicate study. With an ``upload_id`` the UIDs are derived
+from it instead (UUID-derived ``2.25.`` UIDs, PS3.5 §B.2), so a retry rebuilds the very same
+identity; SOP Instance UIDs are kept from the files, Orthanc derives its IDs from these UIDs, and
+the retried instances are answered ``AlreadyStored`` under the same Orthanc IDs.
+
+The patient is part of the derivation: one ``upload_id`` sent for two different patients gives
+two unrelated studies, never one study shared by two patients.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Sequence
+
+from dicomgate.errors import InvalidUploadId
+
+UPLOAD_ID_FIELD = "upload_id"
+UPLOAD_ID_MIN = 16  # long enough to be unique per upload (a UUID has 36 characters)
+UPLOAD_ID_MAX = 128
+UPLOAD_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"  # also published in the OpenAPI schema
+_UPLOAD_ID_CHARS = re.compile(UPLOAD_ID_PATTERN)
+
+# The UUIDv5 namespace of derived UIDs (fixed forever: changing it changes every derived UID,
+# and a retry across the change would make a second study).
+UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:dicomgate:folder-upload")
+
+
+def parse_upload_id(values: Sequence[str]) -> str | None:
+    """The request's ``upload_id`` (the values of the form field), or None when none was sent.
+
+    An empty value counts as none. Raises InvalidUploadId (422) for a value of the wrong length
+    or with characters other than letters, digits and ``. _ : -``, and for two different values.
+    """
+    sent = {value for value in values if value != ""}
+    if not sent:
+        return None
+    if len(sent) > 1:
+        raise InvalidUploadId(
+            f"upload_id was sent {len(sent)} times with different values: send it once"
+        )
+    [upload_id] = sent
+    if not UPLOAD_ID_MIN <= len(upload_id) <= UPLOAD_ID_MAX:
+        raise InvalidUploadId(
+            f"upload_id must be {UPLOAD_ID_MIN} to {UPLOAD_ID_MAX} characters long "
+            f"(a UUID is a good choice); got {len(upload_id)}"
+        )
+    if not _UPLOAD_ID_CHARS.fullmatch(upload_id):  # fullmatch: "$" alone allows a final \n
+        raise InvalidUploadId(
+            "upload_id may contain only letters, digits and . _ : - (a UUID is a good choice)"
+        )
+    return upload_id
+
+
+def derived_uid(*parts: str) -> str:
+    """A UID that is a pure function of ``parts``: ``2.25.`` + the UUIDv5 as an integer.
+
+    PS3.5 §B.2: at most 39 digits after ``2.25.``, so at most 44 characters (a UI holds 64).
+    The parts are JSON-encoded as a list so that no two different tuples share a name.
+    """
+    name = json.dumps(list(parts), ensure_ascii=False)
+    return f"2.25.{uuid.uuid5(UID_NAMESPACE, name).int}"
+
+
+def study_uid_for(*, upload_id: str, patient_id: str) -> str:
+    """The StudyInstanceUID of the folder upload ``upload_id`` for this patient."""
+    return derived_uid("study", patient_id, upload_id)
+
+
+def series_uid_for(*, study_uid: str, series_key: str) -> str:
+    """The SeriesInstanceUID of one folder (its normalised ``series_path``) in that study."""
+    return derived_uid("series", study_uid, series_key)
