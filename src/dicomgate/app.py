@@ -33,6 +33,7 @@ TAGS = [
     {"name": "browse", "description": "The Orthanc Patient → Study → Series → Instance hierarchy."},
     {"name": "patients", "description": "The patient cache that uploads stamp demographics from."},
     {"name": "ingest", "description": "Uploads: validate, stamp the patient, transcode, store."},
+    {"name": "dicomweb", "description": "DICOMweb STOW-RS: store instances, transcoded to HTJ2K."},
     {"name": "conversions", "description": "Admin: convert stored studies to HTJ2K in place."},
     {"name": "audit", "description": "Admin: who did what to which resource, and the outcome."},
 ]
@@ -188,6 +189,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from dicomgate.ingest.router import router as ingest_router
 
     app.include_router(ingest_router)
+    from dicomgate.dicomweb.router import router as dicomweb_router
+
+    app.include_router(dicomweb_router)
     from dicomgate.conversions.router import router as conversions_router
 
     app.include_router(conversions_router)

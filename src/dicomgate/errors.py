@@ -51,6 +51,13 @@ class NotDicom(DicomgateError):
     default_message = "The file is not DICOM"
 
 
+class UnsupportedMediaType(DicomgateError):
+    """The request body's media type is not one the route accepts (RFC 9110 §15.5.16)."""
+
+    status_code = 415
+    default_message = "Unsupported media type"
+
+
 class UnprocessableInput(DicomgateError):
     status_code = 422
     default_message = "The request cannot be processed"
@@ -139,6 +146,13 @@ class PatientRecordNotFound(NotFound):
 class Conflict(DicomgateError):
     status_code = 409
     default_message = "The resource was changed concurrently; retry"
+
+
+class StudyMismatch(DicomgateError):
+    """An instance stored to one study's URL belongs to another study (PS3.18 §10.5.3)."""
+
+    status_code = 409
+    default_message = "The instance does not belong to the study of the request URL"
 
 
 class ConfigurationError(DicomgateError):

@@ -41,6 +41,9 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     # ingest
     ("POST", "/api/ris/upload/dicom/"): WRITE,
     ("POST", "/api/orthanc/upload-patient/"): WRITE,
+    # DICOMweb STOW-RS
+    ("POST", "/dicomweb/studies"): WRITE,
+    ("POST", "/dicomweb/studies/{study_instance_uid}"): WRITE,
     # patients
     ("GET", "/api/ris/patients/"): PATIENTS_READ,
     ("GET", "/api/ris/patients/{patient_id}/"): PATIENTS_READ,
@@ -65,6 +68,8 @@ AUDITED_ACTIONS: dict[tuple[str, str], str] = {
     ("DELETE", "/api/orthanc/instances/{orthanc_id}/"): "delete",
     ("POST", "/api/ris/upload/dicom/"): "upload",
     ("POST", "/api/orthanc/upload-patient/"): "upload",
+    ("POST", "/dicomweb/studies"): "upload",
+    ("POST", "/dicomweb/studies/{study_instance_uid}"): "upload",
     ("PUT", "/api/ris/patients/{patient_id}/"): "patient_change",
     ("DELETE", "/api/ris/patients/{patient_id}/"): "patient_change",
     ("POST", "/api/ris/patients/import/"): "patient_change",

@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import UID
 
-from dicomgate.errors import InvalidDicom, NotDicom
+from dicomgate.errors import InvalidDicom, NotDicom, StudyMismatch
 
 # What pydicom raises on malformed bytes (found by fuzzing the upload path; see
 # tests/security): the upload's fault, so a 400, never a 500.
@@ -147,4 +147,18 @@ def require_whole_pixel_data(ds: Dataset) -> None:
         raise InvalidDicom(
             f"The DICOM file is truncated: Pixel Data holds {actual} bytes, "
             f"{rows}×{cols}×{samples}×{frames} at {bits} bits needs {expected}"
+        )
+
+
+def require_study(ds: Dataset, study_instance_uid: str) -> None:
+    """Refuse an instance of another study (raises StudyMismatch, 409).
+
+    PS3.18 §10.5.1: a Store Transaction to ``/studies/{study}`` stores only instances whose
+    Study Instance UID (0020,000D) is that study's.
+    """
+    actual = str(ds.get("StudyInstanceUID", "")).strip("\x00 ")
+    if actual != study_instance_uid:
+        raise StudyMismatch(
+            f"The instance belongs to study {actual or '(none)'}, not to the study "
+            f"{study_instance_uid} of the request URL; it was not stored"
         )

@@ -5,6 +5,10 @@ would be written to disk whole before any check. Here each file part is counted 
 arrives and the request fails with 413 the moment one file passes ``max_file_bytes``. Files are
 written under names dicomgate chooses (``0000.part`` …) in a private temp folder; the client's
 file names are kept as labels only.
+
+The same spooler reads ``multipart/related`` bodies (DICOMweb STOW-RS, PS3.18 §10.5): there
+every part is a file, whatever its headers say; a part without a Content-Disposition gets the
+field name ``file`` and a label dicomgate chooses (``part-0001`` …).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ CHUNK_FLUSH_BYTES = 1024 * 1024  # buffered per file before one write in a threa
 MAX_FIELD_BYTES = 64 * 1024  # a text field (patient_id, series_path …)
 MAX_FIELDS = 100_000  # text fields per request (series_path is one per file)
 MULTIPART_OVERHEAD = 1024 * 1024  # headers and boundaries allowed on top of the files
+FORM_DATA = "multipart/form-data"
+RELATED = "multipart/related"
 
 
 @dataclass
@@ -38,6 +44,7 @@ class SpooledFile:
     filename: str
     path: Path
     size: int = 0
+    content_type: str = ""  # the part's Content-Type header as sent ("" when it had none)
 
 
 @dataclass
@@ -76,8 +83,10 @@ class _Spooler:
         max_files: int,
         max_request_bytes: int,
         charset: str,
+        related: bool = False,
     ) -> None:
         self.folder = folder
+        self.related = related
         self.max_file_bytes = max_file_bytes
         self.max_request_bytes = max_request_bytes
         self.total_file_bytes = 0
@@ -87,6 +96,7 @@ class _Spooler:
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
+        self._content_type = b""
         self._field_name = ""
         self._text: bytearray | None = None
         self._file: SpooledFile | None = None
@@ -98,6 +108,7 @@ class _Spooler:
     # --- python-multipart callbacks (synchronous; no disk I/O here) --------------------
     def on_part_begin(self) -> None:
         self._disposition = b""
+        self._content_type = b""
         self._text = None
         self._file = None
         self._handle = None
@@ -111,24 +122,33 @@ class _Spooler:
     def on_header_end(self) -> None:
         if self._header_name.lower() == b"content-disposition":
             self._disposition = self._header_value
+        elif self._header_name.lower() == b"content-type":
+            self._content_type = self._header_value
         self._header_name = b""
         self._header_value = b""
 
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._disposition)
-        if b"name" not in options:
+        if b"name" not in options and not self.related:
             raise BadRequest('A multipart part has no Content-Disposition "name"')
-        self._field_name = options[b"name"].decode(self.charset, errors="replace")
-        if b"filename" in options:
+        name = options.get(b"name", b"file")
+        self._field_name = name.decode(self.charset, errors="replace")
+        if b"filename" in options or self.related:
             if len(self.form.files) >= self.max_files:
                 raise UploadTooLarge(
                     f"Too many files: this service accepts at most {self.max_files} per request"
                 )
             index = len(self.form.files)
+            label = options.get(b"filename")
             spooled = SpooledFile(
                 field_name=self._field_name,
-                filename=options[b"filename"].decode(self.charset, errors="replace"),
+                filename=(
+                    label.decode(self.charset, errors="replace")
+                    if label is not None
+                    else f"part-{index + 1:04d}"
+                ),
                 path=self.folder / f"{index:05d}.part",
+                content_type=self._content_type.decode("latin-1").strip(),
             )
             # Opening a new empty file in our own private folder: negligible blocking.
             self._handle = spooled.path.open("wb")
@@ -195,16 +215,18 @@ async def spool_multipart(
     max_files: int,
     max_request_bytes: int,
     spool_dir: Path | None = None,
+    media_type: str = FORM_DATA,
 ) -> AsyncIterator[SpooledForm]:
-    """Parse a ``multipart/form-data`` body into capped temp files; delete them on exit.
+    """Parse a ``multipart/form-data`` (or, when asked, ``multipart/related``) body into capped
+    temp files; delete them on exit.
 
     Raises UploadTooLarge (413) as soon as a file passes ``max_file_bytes`` or the count passes
     ``max_files`` (and up front when Content-Length already says so), BadRequest (400) for a
     body that is not valid multipart.
     """
     kind, params = parse_options_header(content_type)
-    if kind != b"multipart/form-data":
-        raise BadRequest("The upload must be sent as multipart/form-data")
+    if kind != media_type.encode("ascii"):
+        raise BadRequest(f"The upload must be sent as {media_type}")
     boundary = params.get(b"boundary")
     if not boundary:
         raise BadRequest("The multipart upload has no boundary")
@@ -231,6 +253,7 @@ async def spool_multipart(
         max_files=max_files,
         max_request_bytes=max_request_bytes,
         charset=charset,
+        related=media_type == RELATED,
     )
     callbacks = {
         "on_part_begin": spooler.on_part_begin,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dicomgate.codec.transcode import TranscodeOptions, TranscodeResult, transcode_dataset
-from dicomgate.dicom.checks import read_part10
+from dicomgate.dicom.checks import read_part10, require_study
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.preamble import zero_preamble
 from dicomgate.dicom.stamp import coerce_attributes, patient_changes
@@ -22,6 +22,7 @@ class IngestPlan:
     assignment: SeriesAssignment | None
     options: TranscodeOptions
     now: datetime.datetime
+    required_study_uid: str | None = None  # DICOMweb /studies/{uid}: refuse any other study
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class IngestOutcome:
     result: TranscodeResult
     output: str
     patient_id: str
+    sop_class_uid: str = ""
+    source_sop_instance_uid: str = ""  # as sent (lossy mode stores under a new one)
 
 
 def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
@@ -47,6 +50,9 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
     original_size = len(data)
     ds = read_part10(data)
     del data
+    if plan.required_study_uid is not None:
+        require_study(ds, plan.required_study_uid)
+    source_sop_instance_uid = str(ds.SOPInstanceUID)
     changes: dict[str, object] = {}
     if plan.demographics is not None:
         changes.update(patient_changes(plan.demographics))
@@ -61,4 +67,6 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
         result=replace(result, data=b""),
         output=output,
         patient_id=str(ds.get("PatientID", "") or ""),
+        sop_class_uid=str(ds.SOPClassUID),
+        source_sop_instance_uid=source_sop_instance_uid,
     )

@@ -1,0 +1,204 @@
+"""DICOMweb STOW-RS (PS3.18 §10.5): each part through the same ingest as the upload routes.
+
+Per part: validate, transcode losslessly to HTJ2K, verify, store in Orthanc — the upload
+routes' ``Ingestor`` and worker task, without patient stamping (a STOW request names no
+patient) and, for ``/studies/{uid}``, refusing instances of any other study before anything
+is stored. A bad part fails only itself (an item of the Failed SOP Sequence); Orthanc being
+down or erroring aborts the request (503/502/504, the client retries: a file sent twice is
+stored once).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+from python_multipart.multipart import parse_options_header
+
+from dicomgate.codec.pool import WorkerPool
+from dicomgate.dicomweb.schemas import FailureReason, PartStatus, StoreReport, WarningReason
+from dicomgate.dicomweb.worker import SopIdentity, read_sop_identity
+from dicomgate.errors import (
+    BadRequest,
+    DicomgateError,
+    ImageTooLarge,
+    InvalidDicom,
+    NotDicom,
+    OrthancFailure,
+    StudyMismatch,
+    UnsupportedMediaType,
+)
+from dicomgate.ingest.service import Ingestor, UploadItem, gather_or_cancel, transcode_options
+from dicomgate.ingest.spool import RELATED, SpooledFile
+from dicomgate.ingest.worker import IngestPlan
+from dicomgate.orthanc import OrthancClient
+from dicomgate.phi import Phi
+from dicomgate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+APPLICATION_DICOM = "application/dicom"
+# PS3.18 §10.5.1: the metadata-and-bulk-data forms of the Store Transaction.
+METADATA_MEDIA_TYPES = frozenset({"application/dicom+json", "application/dicom+xml"})
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # PS3.5 §9.1 (leading zeros tolerated, as on ingest)
+
+
+def _media_type(value: bytes | str | None) -> tuple[str, dict[bytes, bytes]]:
+    kind, params = parse_options_header(value)
+    return kind.decode("latin-1").lower(), params
+
+
+def check_store_media_type(content_type: str | None) -> None:
+    """Refuse (415) any request body but ``multipart/related; type="application/dicom"``.
+
+    PS3.18 §10.5.1 also defines STOW of metadata (``application/dicom+json`` / ``+xml``) with
+    bulk data parts; dicomgate stores whole Part 10 instances only, and says so.
+    """
+    kind, params = _media_type(content_type)
+    root = params.get(b"type", b"").decode("latin-1").strip().lower()
+    if kind in METADATA_MEDIA_TYPES or (kind == RELATED and root in METADATA_MEDIA_TYPES):
+        raise UnsupportedMediaType(
+            "STOW-RS of metadata and bulk data (application/dicom+json, application/dicom+xml) "
+            'is not supported: send multipart/related; type="application/dicom" with one '
+            "DICOM Part 10 file per part"
+        )
+    if kind != RELATED:
+        raise UnsupportedMediaType(
+            'A STOW-RS request must be multipart/related; type="application/dicom" '
+            f"(this one is {kind or 'without a Content-Type'})"
+        )
+    if not root:
+        raise UnsupportedMediaType(
+            "The multipart/related request has no type parameter: send Content-Type: "
+            'multipart/related; type="application/dicom"; boundary=…'
+        )
+    if root != APPLICATION_DICOM:
+        raise UnsupportedMediaType(
+            f'multipart/related; type="{root}" is not supported: only type="application/dicom" '
+            "(DICOM Part 10 files) is"
+        )
+
+
+def check_study_uid(study_instance_uid: str) -> str:
+    """The study of ``/dicomweb/studies/{uid}`` must be a UID (PS3.5 §9.1), else 400."""
+    if len(study_instance_uid) > 64 or not _UID.fullmatch(study_instance_uid):
+        raise BadRequest(f"{study_instance_uid!r} is not a Study Instance UID")
+    return study_instance_uid
+
+
+def failure_reason(error: DicomgateError) -> FailureReason:
+    """The Failure Reason (PS3.18 Table I.2-2) for why ingest refused a part."""
+    if isinstance(error, StudyMismatch):
+        return FailureReason.STUDY_MISMATCH
+    if isinstance(error, NotDicom | InvalidDicom):
+        return FailureReason.CANNOT_UNDERSTAND
+    if isinstance(error, ImageTooLarge):
+        return FailureReason.OUT_OF_RESOURCES
+    return FailureReason.PROCESSING_FAILURE
+
+
+_PREAMBLE = b"\0" * 128 + b"DICM"  # PS3.10 §7.1
+_VR = re.compile(rb"[A-Z]{2}")
+
+
+def _add_missing_preamble(path: Path) -> None:
+    """Give a part that starts straight with its file meta the PS3.10 §7.1 preamble and prefix.
+
+    dicomweb-client (``pydicom.dcmwrite`` of a Dataset built in memory) sends parts like that:
+    the file meta group (0002,xxxx, explicit VR little endian) without the 128 bytes and
+    ``DICM`` before it. Ingest zeroes the preamble anyway, so adding one changes nothing else.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(len(_PREAMBLE))
+    if head[128:132] == b"DICM" or head[:2] != b"\x02\x00" or not _VR.fullmatch(head[4:6]):
+        return
+    fixed = path.with_name(path.name + ".p10")
+    with path.open("rb") as src, fixed.open("wb") as dst:
+        dst.write(_PREAMBLE)
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+    fixed.replace(path)
+
+
+def _is_dicom_part(content_type: str) -> bool:
+    # A part without a Content-Type is taken as the request's type parameter (RFC 2387 §3.1).
+    return not content_type or _media_type(content_type)[0] == APPLICATION_DICOM
+
+
+async def _identity(pool: WorkerPool, part: SpooledFile, error: DicomgateError) -> SopIdentity:
+    """The UIDs to name a refused part by, read in a worker (not for bytes that are not DICOM)."""
+    if isinstance(error, NotDicom):
+        return SopIdentity()
+    try:
+        return await pool.run(read_sop_identity, str(part.path))
+    except DicomgateError:  # the worker crashed or timed out on a file already refused
+        return SopIdentity()
+
+
+async def _store_part(
+    ingestor: Ingestor, pool: WorkerPool, part: SpooledFile, plan: IngestPlan
+) -> PartStatus:
+    """One part → its status; only Orthanc failures raise (they abort the request)."""
+    if not _is_dicom_part(part.content_type):
+        log.info(
+            "STOW-RS part %s refused: Content-Type %r is not application/dicom",
+            Phi(repr(part.filename)),
+            part.content_type,
+        )
+        return PartStatus(failure=FailureReason.CANNOT_UNDERSTAND)
+    await anyio.to_thread.run_sync(_add_missing_preamble, part.path)
+    try:
+        stored = await ingestor.store_file(UploadItem(name=part.filename, path=part.path), plan)
+    except OrthancFailure:
+        raise
+    except DicomgateError as exc:
+        log.info("STOW-RS part %s refused: %s", Phi(repr(part.filename)), exc.type)
+        identity = await _identity(pool, part, exc)
+        return PartStatus(
+            sop_class_uid=identity.sop_class_uid,
+            sop_instance_uid=identity.sop_instance_uid,
+            failure=failure_reason(exc),
+        )
+    outcome = stored.outcome
+    stored_uid = outcome.result.sop_instance_uid
+    sent_uid = outcome.source_sop_instance_uid or stored_uid
+    if stored_uid != sent_uid:
+        # Lossy mode (DICOMGATE_LOSSY_QUALITY) stores a new instance under a new UID
+        # (PS3.3 C.7.6.1.1.5): a coercion the client must hear about (PS3.18 §10.5.3).
+        return PartStatus(
+            sop_class_uid=outcome.sop_class_uid,
+            sop_instance_uid=stored_uid,
+            warning=WarningReason.COERCION,
+            original_sop_instance_uid=sent_uid,
+            modified_at=plan.now,
+        )
+    return PartStatus(sop_class_uid=outcome.sop_class_uid, sop_instance_uid=stored_uid)
+
+
+async def store_instances(
+    *,
+    orthanc: OrthancClient,
+    pool: WorkerPool,
+    settings: Settings,
+    parts: Sequence[SpooledFile],
+    study_instance_uid: str | None,
+) -> StoreReport:
+    """Store every part (in parallel, bounded like the upload routes); report each one."""
+    if not parts:
+        raise BadRequest(
+            "The STOW-RS request holds no parts: send one application/dicom part per instance"
+        )
+    plan = IngestPlan(
+        demographics=None,
+        assignment=None,
+        options=transcode_options(settings),
+        now=datetime.datetime.now(datetime.UTC),
+        required_study_uid=study_instance_uid,
+    )
+    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)
+    statuses = await gather_or_cancel([_store_part(ingestor, pool, p, plan) for p in parts])
+    return StoreReport(parts=statuses)
