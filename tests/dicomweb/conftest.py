@@ -3,21 +3,19 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 import requests
-import uvicorn
 from dicomweb_client import DICOMwebClient
 
 from dicomgate.app import create_app
 from dicomgate.settings import Settings
 from tests.ingest.conftest import OrthancView
-from tests.orthanc_process import OrthancProcess, free_port
+from tests.live_server import serve_in_thread
+from tests.orthanc_process import OrthancProcess
 
 # Small caps, so the 413 tests send little: every corpus file used here is below 200 kB.
 MAX_PART_BYTES = 200_000
@@ -26,34 +24,20 @@ MAX_PARTS = 6
 
 @pytest.fixture(scope="module")
 def dicomgate_url(settings: Settings) -> Iterator[str]:
-    """dicomgate (real lifespan: worker pool, Orthanc client, DB) under uvicorn in a thread.
-
-    uvicorn runs its own event loop in that thread; ``should_exit`` stops it the way a signal
-    would (lifespan shutdown included), and the test waits for the thread to end.
-    """
+    """dicomgate (real lifespan: worker pool, Orthanc client, DB) under uvicorn in a thread."""
     app = create_app(
         settings.model_copy(
-            update={"workers": 1, "max_upload_bytes": MAX_PART_BYTES, "max_files": MAX_PARTS}
+            update={
+                "workers": 1,
+                "max_upload_bytes": MAX_PART_BYTES,
+                "max_files": MAX_PARTS,
+                # Not other tests' unfinished conversion jobs from the shared database.
+                "resume_conversions_on_start": False,
+            }
         )
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="dicomgate-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("dicomgate did not start under uvicorn")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "uvicorn did not shut down"
+    with serve_in_thread(app) as url:
+        yield url
 
 
 @dataclass

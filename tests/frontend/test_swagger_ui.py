@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import struct
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +19,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import uvicorn
 
 from dicomgate import __version__
 from dicomgate.app import create_app
 from dicomgate.settings import Settings
+from tests.live_server import serve_in_thread
 
 DRIVER = Path(__file__).resolve().parent / "swagger_try_it_out.mjs"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -36,25 +34,8 @@ def live_server(settings: Settings) -> Iterator[str]:
     """The real app under uvicorn in a thread, on a loopback port the kernel picked."""
     # No resuming of other tests' unfinished conversion jobs from the shared database.
     app = create_app(settings.model_copy(update={"resume_conversions_on_start": False}))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    # log_config=None: leave the test process's logging as it is.
-    config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("dicomgate did not start under uvicorn")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def png_size(data: bytes) -> tuple[int, int]:
