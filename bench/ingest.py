@@ -218,8 +218,8 @@ def vm_rss(pid: int) -> int:
     return 0
 
 
-def big_multiframe(template: Dataset, frame: np.ndarray, *, mib: int) -> Path:
-    """A multi-frame file of about ``mib`` MiB written to a temp file (frames vary by noise)."""
+def multiframe_dataset(template: Dataset, frame: np.ndarray, *, mib: int) -> Dataset:
+    """A multi-frame copy of ``template``, about ``mib`` MiB of pixels (frames vary by noise)."""
     frames = max(1, mib * 1024 * 1024 // frame.nbytes)
     ds = copy.deepcopy(template)
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -231,9 +231,13 @@ def big_multiframe(template: Dataset, frame: np.ndarray, *, mib: int) -> Path:
     for i in range(frames):
         stack[i] = frame + rng.integers(-8, 8, size=frame.shape).astype(frame.dtype)
     ds.PixelData = stack.tobytes()
-    del stack
+    return ds
+
+
+def big_multiframe(template: Dataset, frame: np.ndarray, *, mib: int) -> Path:
+    """``multiframe_dataset`` written to a temp file."""
     path = Path(tempfile.mkstemp(suffix=".dcm")[1])
-    ds.save_as(path, enforce_file_format=True)
+    multiframe_dataset(template, frame, mib=mib).save_as(path, enforce_file_format=True)
     return path
 
 

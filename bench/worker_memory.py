@@ -12,7 +12,6 @@ file size.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import corpus_ct, make_slices  # noqa: E402
+from bench.ingest import corpus_ct, make_slices, multiframe_dataset  # noqa: E402
 
 # Runs in the child: measure after imports, then one ingest_file call.
 CHILD = r"""
@@ -80,16 +79,7 @@ def write_multiframe(path: Path, *, mib: int, size: int, bits_stored: int = 16) 
     else:
         lo, hi = 0, (1 << bits_stored) - 1
     frame = np.clip(frame, lo + 8, hi - 8).astype(frame.dtype)  # room for the ±8 noise below
-    frames = max(1, mib * 1024 * 1024 // frame.nbytes)
-    ds = copy.deepcopy(template)
-    ds.Rows, ds.Columns = frame.shape
-    ds.NumberOfFrames = frames
-    rng = np.random.default_rng(5)
-    stack = np.empty((frames, *frame.shape), dtype=frame.dtype)
-    for i in range(frames):
-        stack[i] = frame + rng.integers(-8, 8, size=frame.shape).astype(frame.dtype)
-    ds.PixelData = stack.tobytes()
-    del stack
+    ds = multiframe_dataset(template, frame, mib=mib)
     ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
     ds.save_as(path, enforce_file_format=True)
     return path.stat().st_size

@@ -23,7 +23,7 @@ from dicomgate.errors import (
     UploadTooLarge,
     error_responses,
 )
-from dicomgate.ingest.spool import RELATED, spool_multipart
+from dicomgate.ingest.spool import RELATED, spool_request
 from dicomgate.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["dicomweb"])
@@ -102,16 +102,7 @@ def _route_options() -> dict[str, Any]:
 async def _store(request: Request, runtime: Runtime, study_instance_uid: str | None) -> Response:
     service.check_store_media_type(request.headers.get("content-type"))
     settings = runtime.settings
-    async with spool_multipart(
-        request.headers.get("content-type"),
-        request.headers.get("content-length"),
-        request.stream(),
-        max_file_bytes=settings.max_upload_bytes,
-        max_request_bytes=settings.max_request_bytes,
-        max_files=settings.max_files,
-        spool_dir=settings.spool_dir,
-        media_type=RELATED,
-    ) as form:
+    async with spool_request(request, settings, media_type=RELATED) as form:
         report = await service.store_instances(
             orthanc=runtime.orthanc,
             pool=runtime.pool,

@@ -7,7 +7,6 @@ declared in ``openapi_extra`` so the front end still sees the fields.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import APIRouter, Request, status
@@ -29,9 +28,8 @@ from dicomgate.errors import (
 from dicomgate.ingest import service
 from dicomgate.ingest.idempotency import UPLOAD_ID_MAX, UPLOAD_ID_MIN, UPLOAD_ID_PATTERN
 from dicomgate.ingest.schemas import FolderUploadResult, MultiUploadResult, UploadResult
-from dicomgate.ingest.spool import SpooledForm, spool_multipart
+from dicomgate.ingest.spool import spool_request
 from dicomgate.runtime import RuntimeDep, SessionDep
-from dicomgate.settings import Settings
 
 router = APIRouter(tags=["ingest"])
 
@@ -112,19 +110,6 @@ UPLOAD_ERRORS: tuple[type[DicomgateError], ...] = (
 )
 
 
-def _spooled_form(request: Request, settings: Settings) -> AbstractAsyncContextManager[SpooledForm]:
-    """The request's multipart body as capped temp files (the same caps for every upload route)."""
-    return spool_multipart(
-        request.headers.get("content-type"),
-        request.headers.get("content-length"),
-        request.stream(),
-        max_file_bytes=settings.max_upload_bytes,
-        max_request_bytes=settings.max_request_bytes,
-        max_files=settings.max_files,
-        spool_dir=settings.spool_dir,
-    )
-
-
 @router.post(
     "/api/ris/upload/dicom/",
     status_code=status.HTTP_201_CREATED,
@@ -139,7 +124,7 @@ async def upload_dicom(
 ) -> UploadResult | MultiUploadResult:
     """One file → its result; several files → one result per file plus the failures."""
     settings = runtime.settings
-    async with _spooled_form(request, settings) as form:
+    async with spool_request(request, settings) as form:
         patient_id = (form.value("patient_id") or "").strip() or None
         return await service.upload_files(
             session=session,
@@ -165,7 +150,7 @@ async def upload_patient_folder(
 ) -> FolderUploadResult:
     """All files become one study; each distinct series_path one series; zips are expanded."""
     settings = runtime.settings
-    async with _spooled_form(request, settings) as form:
+    async with spool_request(request, settings) as form:
         return await service.upload_folder(
             session=session,
             orthanc=runtime.orthanc,

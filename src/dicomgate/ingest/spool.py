@@ -17,7 +17,7 @@ import codecs
 import shutil
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -25,8 +25,10 @@ from typing import BinaryIO
 import anyio
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
 
 from dicomgate.errors import BadRequest, UploadTooLarge
+from dicomgate.settings import Settings
 
 CHUNK_FLUSH_BYTES = 1024 * 1024  # buffered per file before one write in a thread
 MAX_FIELD_BYTES = 64 * 1024  # a text field (patient_id, series_path …)
@@ -283,3 +285,20 @@ async def spool_multipart(
         yield spooler.form
     finally:
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+def spool_request(
+    request: Request, settings: Settings, *, media_type: str = FORM_DATA
+) -> AbstractAsyncContextManager[SpooledForm]:
+    """A request's multipart body as capped temp files: the one place every upload route
+    (form uploads, folder uploads, DICOMweb STOW-RS) gets the same caps from the settings."""
+    return spool_multipart(
+        request.headers.get("content-type"),
+        request.headers.get("content-length"),
+        request.stream(),
+        max_file_bytes=settings.max_upload_bytes,
+        max_request_bytes=settings.max_request_bytes,
+        max_files=settings.max_files,
+        spool_dir=settings.spool_dir,
+        media_type=media_type,
+    )
