@@ -193,6 +193,12 @@ class TestLossy:
         assert list(out.ImageType) == ["DERIVED", "PRIMARY", "AXIAL"]
         diff = independent_pixels(result.data).astype(int) - source_pixels(data).astype(int)
         assert np.abs(diff).max() < 100  # close, not equal
+        # New, but the same on every attempt: a retried lossy upload is stored once.
+        again = transcode(data, TranscodeOptions(lossy_quality=90))
+        assert again.sop_instance_uid == result.sop_instance_uid
+        other = transcode(data, TranscodeOptions(lossy_quality=80))
+        assert other.sop_instance_uid not in (result.sop_instance_uid, src.SOPInstanceUID)
+        assert result.sop_instance_uid.startswith("2.25.")
         changed = {
             "SOPInstanceUID",
             "LossyImageCompression",

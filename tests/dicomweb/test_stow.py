@@ -342,9 +342,15 @@ class TestLossyMode:
                 response = await client.post(
                     "/dicomweb/studies", content=body, headers={"Content-Type": content_type}
                 )
+                retry = await client.post(  # the client lost the first answer
+                    "/dicomweb/studies", content=body, headers={"Content-Type": content_type}
+                )
 
         assert response.status_code == 202, response.text
         [item] = Dataset.from_json(response.json()).ReferencedSOPSequence
+        [again] = Dataset.from_json(retry.json()).ReferencedSOPSequence
+        # The derivative's UID is derived, not random: the retry is the same instance.
+        assert again.ReferencedSOPInstanceUID == item.ReferencedSOPInstanceUID
         assert item.WarningReason == 0xB000
         assert item.ReferencedSOPInstanceUID != sent.SOPInstanceUID
         [original] = item.OriginalAttributesSequence

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +41,6 @@ from pydicom.uid import (
     JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
-    generate_uid,
 )
 
 from dicomgate import __version__
@@ -49,6 +49,7 @@ from dicomgate.codec.capabilities import (
     HTJ2K_SYNTAXES,
     codec_status,
 )
+from dicomgate.dicom.uids import derived_uid
 from dicomgate.errors import ImageTooLarge, InvalidDicom, NotDicom
 
 log = logging.getLogger(__name__)
@@ -559,7 +560,13 @@ def _convert(
         if plan.colour_transform:
             ds.PhotometricInterpretation = "YBR_RCT" if plan.lossy_step is None else "YBR_ICT"
     if plan.lossy_step is not None:
-        _flag_lossy(ds, raw_size, sum(len(s) for s in streams))
+        _flag_lossy(
+            ds,
+            raw_size,
+            sum(len(s) for s in streams),
+            transfer_syntax=plan.transfer_syntax,
+            step=plan.lossy_step,
+        )
     return ds, plan.transfer_syntax, tuple(crcs), plan.lossy_step is None, frames
 
 
@@ -573,7 +580,20 @@ def _check_range(frame: np.ndarray, stored: int, signed: bool) -> None:
         raise _PassThrough("unused_bits_set", "decoded values exceed Bits Stored")
 
 
-def _flag_lossy(ds: Dataset, raw_size: int, encoded_size: int) -> None:
+# Fixed forever: changing it changes every lossy derivative's UID (a retry would duplicate).
+LOSSY_UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:dicomgate:lossy-derivative")
+
+
+def lossy_sop_instance_uid(source_uid: str, transfer_syntax: str, step: float) -> str:
+    """The new SOP Instance UID of a lossy derivative: new (PS3.3 C.7.6.1.1.5), but a pure
+    function of the source instance and the encoding, so an upload retried in lossy mode stores
+    the same instance again (Orthanc: ``AlreadyStored``) instead of a duplicate."""
+    return derived_uid(LOSSY_UID_NAMESPACE, source_uid, transfer_syntax, repr(step))
+
+
+def _flag_lossy(
+    ds: Dataset, raw_size: int, encoded_size: int, *, transfer_syntax: str, step: float
+) -> None:
     """PS3.3 C.7.6.1.1.5: Lossy Image Compression, ratio and method; new SOP Instance UID."""
     ds.LossyImageCompression = "01"
     ratio = f"{raw_size / max(encoded_size, 1):.4g}"[:16]
@@ -585,7 +605,7 @@ def _flag_lossy(ds: Dataset, raw_size: int, encoded_size: int) -> None:
     image_type = list(ds.get("ImageType") or ["DERIVED", "SECONDARY"])
     image_type[0] = "DERIVED"
     ds.ImageType = image_type
-    ds.SOPInstanceUID = generate_uid()
+    ds.SOPInstanceUID = lossy_sop_instance_uid(str(ds.SOPInstanceUID), transfer_syntax, step)
 
 
 # --- Public API ----------------------------------------------------------------------------------

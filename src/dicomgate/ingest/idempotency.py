@@ -3,9 +3,9 @@
 A folder upload gives its files a new StudyInstanceUID and one new SeriesInstanceUID per folder.
 When those are random, a client that retries after losing the answer (a timeout while the files
 were in fact stored) gets a second, duplicate study. With an ``upload_id`` the UIDs are derived
-from it instead (UUID-derived ``2.25.`` UIDs, PS3.5 §B.2), so a retry rebuilds the very same
-identity; SOP Instance UIDs are kept from the files, Orthanc derives its IDs from these UIDs, and
-the retried instances are answered ``AlreadyStored`` under the same Orthanc IDs.
+from it instead (UUID-derived ``2.25.`` UIDs, ``dicom/uids.py``), so a retry rebuilds the very
+same identity; SOP Instance UIDs are kept from the files, Orthanc derives its IDs from these
+UIDs, and the retried instances are answered ``AlreadyStored`` under the same Orthanc IDs.
 
 The patient is part of the derivation: one ``upload_id`` sent for two different patients gives
 two unrelated studies, never one study shared by two patients.
@@ -13,11 +13,11 @@ two unrelated studies, never one study shared by two patients.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Sequence
 
+from dicomgate.dicom.uids import derived_uid
 from dicomgate.errors import InvalidUploadId
 
 UPLOAD_ID_FIELD = "upload_id"
@@ -57,21 +57,11 @@ def parse_upload_id(values: Sequence[str]) -> str | None:
     return upload_id
 
 
-def derived_uid(*parts: str) -> str:
-    """A UID that is a pure function of ``parts``: ``2.25.`` + the UUIDv5 as an integer.
-
-    PS3.5 §B.2: at most 39 digits after ``2.25.``, so at most 44 characters (a UI holds 64).
-    The parts are JSON-encoded as a list so that no two different tuples share a name.
-    """
-    name = json.dumps(list(parts), ensure_ascii=False)
-    return f"2.25.{uuid.uuid5(UID_NAMESPACE, name).int}"
-
-
 def study_uid_for(*, upload_id: str, patient_id: str) -> str:
     """The StudyInstanceUID of the folder upload ``upload_id`` for this patient."""
-    return derived_uid("study", patient_id, upload_id)
+    return derived_uid(UID_NAMESPACE, "study", patient_id, upload_id)
 
 
 def series_uid_for(*, study_uid: str, series_key: str) -> str:
     """The SeriesInstanceUID of one folder (its normalised ``series_path``) in that study."""
-    return derived_uid("series", study_uid, series_key)
+    return derived_uid(UID_NAMESPACE, "series", study_uid, series_key)
