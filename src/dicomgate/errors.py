@@ -51,6 +51,13 @@ class NotDicom(DicomgateError):
     default_message = "The file is not DICOM"
 
 
+class NotAcceptable(DicomgateError):
+    """No media type the route can answer in is allowed by the Accept header (RFC 9110 §15.5.7)."""
+
+    status_code = 406
+    default_message = "Not acceptable"
+
+
 class UnsupportedMediaType(DicomgateError):
     """The request body's media type is not one the route accepts (RFC 9110 §15.5.16)."""
 

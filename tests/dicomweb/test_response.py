@@ -8,11 +8,17 @@ import pytest
 from pydicom.dataset import Dataset
 
 from dicomgate.dicomweb.schemas import FailureReason, PartStatus, StoreReport, WarningReason
-from dicomgate.dicomweb.service import check_store_media_type, check_study_uid, failure_reason
+from dicomgate.dicomweb.service import (
+    check_accept,
+    check_store_media_type,
+    check_study_uid,
+    failure_reason,
+)
 from dicomgate.errors import (
     BadRequest,
     ImageTooLarge,
     InvalidDicom,
+    NotAcceptable,
     NotDicom,
     OrthancRejectedFile,
     StudyMismatch,
@@ -142,3 +148,27 @@ class TestMediaType:
     def test_not_a_study_uid(self, uid: str) -> None:
         with pytest.raises(BadRequest):
             check_study_uid(uid)
+
+
+class TestAccept:
+    @pytest.mark.parametrize(
+        "accept",
+        [
+            None,
+            "",
+            "*/*",
+            "application/dicom+json",
+            "application/json",
+            "application/dicom+xml, application/dicom+json; q=0.5",
+            "text/html, application/*; q=0.1",
+        ],
+    )
+    def test_allows_the_json_answer(self, accept: str | None) -> None:
+        check_accept(accept)
+
+    @pytest.mark.parametrize(
+        "accept", ["application/dicom+xml", "text/html", "application/dicom+json; q=0"]
+    )
+    def test_refuses_what_rules_it_out(self, accept: str) -> None:
+        with pytest.raises(NotAcceptable, match="application/dicom\\+xml is not supported"):
+            check_accept(accept)

@@ -19,6 +19,7 @@ from dicomgate.errors import (
     ORTHANC_ERRORS,
     BadRequest,
     DicomgateError,
+    NotAcceptable,
     UnsupportedMediaType,
     UploadTooLarge,
     error_responses,
@@ -73,6 +74,8 @@ stamping: the instances keep their own identity.
 - Retrieve URL (0008,1190) is sent empty (Type 2): dicomgate has no WADO-RS routes. Find a
   stored instance through the browse routes (`/api/orthanc/…`) and download it with
   `GET /api/orthanc/instances/{id}/file/`.
+- 406 when the Accept header allows neither application/dicom+json nor application/json
+  (the answer is never XML).
 - 415 for any other media type (application/dicom+json / +xml metadata-and-bulk-data STOW is
   not supported); 400 for a malformed body or one without parts; 413 when a part passes
   `DICOMGATE_MAX_UPLOAD_BYTES`, the request `DICOMGATE_MAX_REQUEST_BYTES` or the parts
@@ -81,6 +84,7 @@ stamping: the instances keep their own identity.
 
 STORE_ERRORS: tuple[type[DicomgateError], ...] = (
     BadRequest,
+    NotAcceptable,
     UnsupportedMediaType,
     UploadTooLarge,
     *ORTHANC_ERRORS,
@@ -100,6 +104,7 @@ def _route_options() -> dict[str, Any]:
 
 
 async def _store(request: Request, runtime: Runtime, study_instance_uid: str | None) -> Response:
+    service.check_accept(request.headers.get("accept"))
     service.check_store_media_type(request.headers.get("content-type"))
     settings = runtime.settings
     async with spool_request(request, settings, media_type=RELATED) as form:

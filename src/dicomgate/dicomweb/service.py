@@ -28,6 +28,7 @@ from dicomgate.errors import (
     DicomgateError,
     ImageTooLarge,
     InvalidDicom,
+    NotAcceptable,
     NotDicom,
     OrthancFailure,
     StudyMismatch,
@@ -51,6 +52,35 @@ _UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # PS3.5 §9.1 (leading zeros tolerated,
 def _media_type(value: bytes | str | None) -> tuple[str, dict[bytes, bytes]]:
     kind, params = parse_options_header(value)
     return kind.decode("latin-1").lower(), params
+
+
+ANSWER_MEDIA_TYPES = frozenset(
+    {"*/*", "application/*", "application/dicom+json", "application/json"}
+)
+
+
+def check_accept(accept: str | None) -> None:
+    """Refuse (406) a request whose Accept header rules out the DICOM JSON answer.
+
+    PS3.18 §10.5.3: the Store Instances Response is application/dicom+json or +xml; dicomgate
+    answers in JSON only. No Accept header (or an empty one) accepts anything.
+    """
+    if not accept or not accept.strip():
+        return
+    allowed = []
+    for item in accept.split(","):
+        kind, params = _media_type(item.strip())
+        try:
+            quality = float(params.get(b"q", b"1").decode("latin-1"))
+        except ValueError:
+            quality = 1.0
+        if quality > 0:
+            allowed.append(kind)
+    if not any(kind in ANSWER_MEDIA_TYPES for kind in allowed):
+        raise NotAcceptable(
+            "The STOW-RS answer is application/dicom+json (application/dicom+xml is not "
+            f"supported), which the Accept header ({accept.strip()[:200]}) does not allow"
+        )
 
 
 def check_store_media_type(content_type: str | None) -> None:
