@@ -27,7 +27,14 @@ def free_port() -> int:
 class OrthancProcess:
     """Start, stop and restart an Orthanc with its own storage folder and generated config."""
 
-    def __init__(self, workdir: Path, *, overwrite_instances: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        overwrite_instances: bool = False,
+        extra_config: dict[str, object] | None = None,
+    ) -> None:
+        """``extra_config``: more Orthanc options (e.g. ``{"UserMetadata": {"Comment": 1024}}``)."""
         self.workdir = workdir
         self.port = free_port()
         self.dicom_port = free_port()
@@ -54,6 +61,7 @@ class OrthancProcess:
             "ConcurrentJobs": 2,
             "SaveJobs": False,
             "StableAge": 1,
+            **(extra_config or {}),
         }
         self.config_path.write_text(json.dumps(config, indent=2))
 

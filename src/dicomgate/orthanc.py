@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -191,12 +192,18 @@ class OrthancClient:
         )
         return result
 
-    async def series_instances_tags(self, series_id: str) -> dict[str, dict[str, Any]]:
-        """``GET /series/{id}/instances-tags?simplify``: every instance's tags, in one call."""
+    async def series_instances_tags(
+        self, series_id: str, *, short: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """``GET /series/{id}/instances-tags?simplify``: every instance's tags, in one call.
+
+        ``short``: keyed by hex tag (``"0028,0100"``) instead of keyword; Pixel Data then shows
+        as ``"7fe0,0010": null`` when present (its value is never sent).
+        """
         result: dict[str, dict[str, Any]] = await self._json(
             "GET",
             f"/series/{series_id}/instances-tags",
-            params={"simplify": ""},
+            params={"short" if short else "simplify": ""},
             what="GET /series/{id}/instances-tags",
             not_found=f"No series with Orthanc ID {series_id}",
         )
@@ -259,6 +266,47 @@ class OrthancClient:
             not_found=f"No instance with Orthanc ID {orthanc_id}",
         )
         return result
+
+    async def instance_metadata(self, orthanc_id: str) -> dict[str, str]:
+        """``GET /instances/{id}/metadata?expand``: all metadata names and values."""
+        result: dict[str, str] = await self._json(
+            "GET",
+            f"/instances/{orthanc_id}/metadata",
+            params={"expand": ""},
+            what="GET /instances/{id}/metadata",
+            not_found=f"No instance with Orthanc ID {orthanc_id}",
+        )
+        return result
+
+    async def set_instance_metadata(self, orthanc_id: str, name: str, value: str) -> None:
+        """``PUT /instances/{id}/metadata/{name}``: Orthanc allows it for user metadata only."""
+        await self._request(
+            "PUT",
+            f"/instances/{orthanc_id}/metadata/{quote(name, safe='')}",
+            content=value.encode(),
+            what="PUT /instances/{id}/metadata/{name}",
+            not_found=f"No instance with Orthanc ID {orthanc_id} (or no metadata named {name!r})",
+        )
+
+    async def instance_labels(self, orthanc_id: str) -> list[str]:
+        """``GET /instances/{id}/labels`` (Orthanc ≥ 1.12 with ``HasLabels`` in ``/system``)."""
+        result: list[str] = await self._json(
+            "GET",
+            f"/instances/{orthanc_id}/labels",
+            what="GET /instances/{id}/labels",
+            not_found=f"No instance with Orthanc ID {orthanc_id}",
+        )
+        return result
+
+    async def add_instance_label(self, orthanc_id: str, label: str) -> None:
+        """``PUT /instances/{id}/labels/{label}`` (Orthanc ≥ 1.12)."""
+        await self._request(
+            "PUT",
+            f"/instances/{orthanc_id}/labels/{quote(label, safe='')}",
+            content=b"",
+            what="PUT /instances/{id}/labels/{label}",
+            not_found=f"No instance with Orthanc ID {orthanc_id}",
+        )
 
     async def instance_file(self, orthanc_id: str) -> bytes:
         """``GET /instances/{id}/file``: the stored DICOM file, whole (for codec work)."""

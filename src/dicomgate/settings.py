@@ -107,6 +107,12 @@ class Settings(BaseSettings):
         default=Path("./dicomgate-journal"),
         description="Durable copies of originals while they are being replaced in Orthanc.",
     )
+    conversion_sample_size: int = Field(
+        default=20,
+        ge=1,
+        description="Instances a conversion dry run transcodes (spread over modality/encoding "
+        "groups) to estimate the projected bytes and time; `--exact` transcodes all.",
+    )
 
     # --- Authentication ------------------------------------------------------------------------
     auth_enabled: bool = Field(

@@ -32,14 +32,19 @@ CORPUS = {
     "rtdose.dcm": "codec_refused",
 }
 
+# User-defined metadata Orthanc keeps per instance (lost with a delete; carried over by a run).
+USER_METADATA = {"Comment": 1024}
+
 
 @pytest.fixture(scope="session", params=[False, True], ids=["overwrite-off", "overwrite-on"])
 def any_orthanc(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OrthancProcess]:
-    """An Orthanc with ``OverwriteInstances`` off, then one with it on."""
+    """An Orthanc with ``OverwriteInstances`` off, then one with it on (and user metadata)."""
     server = OrthancProcess(
-        tmp_path_factory.mktemp("orthanc-conv"), overwrite_instances=request.param
+        tmp_path_factory.mktemp("orthanc-conv"),
+        overwrite_instances=request.param,
+        extra_config={"UserMetadata": USER_METADATA},
     )
     server.start()
     yield server

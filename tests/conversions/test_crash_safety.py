@@ -23,6 +23,11 @@ from tests.orthanc_process import OrthancProcess
 INSTANCES = 200
 STUDIES = 4
 KILLS = 20
+PER_RUN_CAP = INSTANCES // (KILLS + 5)  # replacements a killed run may make at most (about)
+
+
+def _replaced(lines: list[str]) -> int:
+    return sum("Replaced instance" in line for line in list(lines))
 
 
 def _generate(orthanc: OrthancProcess) -> dict[str, tuple[int, ...]]:
@@ -122,7 +127,11 @@ def test_kill_9_at_random_moments_then_resume(
     for _ in range(KILLS):
         proc = _cli(conv_orthanc, db_folder, "--resume", "--concurrency", "2")
         lines, pump = _wait_for(proc, "Replaced instance")  # workers warm, work under way
-        time.sleep(rng.uniform(0.0, 0.5))
+        # A random moment, but before this run replaces more than its share: the job must still
+        # be unfinished after every kill (a fast machine would otherwise finish it in the loop).
+        deadline = time.monotonic() + rng.uniform(0.0, 0.5)
+        while time.monotonic() < deadline and _replaced(lines) < PER_RUN_CAP:
+            time.sleep(0.002)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         pump.join(timeout=10)
@@ -140,6 +149,9 @@ def test_kill_9_at_random_moments_then_resume(
         f"seed {seed}: the final run started over\n{out}\n{outputs[-1][-2000:]}"
     )
     assert "Failed: 0" in out
+    # Each instance counted once, as converted by this job, whatever moment a kill hit.
+    assert f"Converted: {INSTANCES}\n" in out, f"seed {seed}\n{out}"
+    assert "Already HTJ2K: 0\n" in out, f"seed {seed}\n{out}"
     _assert_all_converted(conv_orthanc, expected)
     assert list((db_folder / "journal").glob("*.json")) == []
     assert list((db_folder / "journal").glob("*.dcm")) == []
@@ -169,4 +181,5 @@ def test_orthanc_stopped_mid_run_then_resume(conv_orthanc: OrthancProcess, db_fo
 
     assert final.returncode == 0, f"{out}\n{err[-3000:]}"
     assert "Conversion job 1 " in out  # the interrupted job was resumed, not a new one
+    assert f"Converted: {INSTANCES}\n" in out and "Already HTJ2K: 0\n" in out, out
     _assert_all_converted(conv_orthanc, expected)

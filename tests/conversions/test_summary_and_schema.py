@@ -64,3 +64,41 @@ def test_migration_upgrades_and_downgrades(tmp_path: Path) -> None:
     downgrade_database(settings, revision="0001_patients")
     assert not {"conversion_jobs", "conversion_outcomes"} & tables()
     assert "patients" in tables()
+
+
+def test_migration_0005_adds_estimate_retry_and_attempt_columns(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{db}")
+
+    def columns(table: str) -> set[str]:
+        with sqlite3.connect(db) as conn:
+            return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+    upgrade_database(settings, revision="0004_audit_events")
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO conversion_jobs (selector, dry_run, state, cancel_requested, "
+            "instances_total, converted, skipped, failed, skipped_by_reason, bytes_before, "
+            "bytes_after, elapsed, errors) VALUES ('all', 0, 'interrupted', 0, 1, 0, 0, 1, "
+            "'{}', 10, 10, 0.5, '[]')"
+        )
+        conn.execute(
+            "INSERT INTO conversion_outcomes (job_id, orthanc_id, study_instance_uid, "
+            "sop_instance_uid, outcome, bytes_before, bytes_after) "
+            "VALUES (1, 'abc', '1.2', '1.2.3', 'failed', 10, 10)"
+        )
+
+    upgrade_database(settings, revision="0005_conversion_estimates")
+    assert {"retried", "sample_size", "estimate"} <= columns("conversion_jobs")
+    assert "attempts" in columns("conversion_outcomes")
+    with sqlite3.connect(db) as conn:
+        job = conn.execute("SELECT retried, sample_size, estimate FROM conversion_jobs").fetchone()
+        attempts = conn.execute("SELECT attempts FROM conversion_outcomes").fetchone()
+    assert job == (0, None, None)
+    assert attempts == (1,)
+
+    downgrade_database(settings, revision="0004_audit_events")
+    assert not {"retried", "sample_size", "estimate"} & columns("conversion_jobs")
+    assert "attempts" not in columns("conversion_outcomes")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM conversion_outcomes").fetchone() == (1,)

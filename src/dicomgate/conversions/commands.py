@@ -37,6 +37,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="measure what would be converted; change nothing"
     )
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="with --dry-run: transcode N sampled instances to estimate bytes and time "
+        "(default: DICOMGATE_CONVERSION_SAMPLE_SIZE)",
+    )
+    sampling.add_argument(
+        "--exact",
+        action="store_true",
+        help="with --dry-run: transcode every candidate (exact bytes; as slow as a real run)",
+    )
     parser.add_argument(
         "--concurrency",
         type=int,
@@ -68,6 +81,12 @@ def handle_convert(args: argparse.Namespace, settings: Settings) -> int:
     if concurrency < 1:
         print("error: --concurrency must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    if (args.sample is not None or args.exact) and not args.dry_run:
+        print("error: --sample and --exact apply to --dry-run", file=sys.stderr)
+        return EXIT_USAGE
+    if args.sample is not None and args.sample < 1:
+        print("error: --sample must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
     return asyncio.run(
         _convert(
             settings,
@@ -75,6 +94,8 @@ def handle_convert(args: argparse.Namespace, settings: Settings) -> int:
             dry_run=args.dry_run,
             resume=args.resume,
             concurrency=concurrency,
+            sample=args.sample,
+            exact=args.exact,
         )
     )
 
@@ -146,63 +167,119 @@ def _size(count: int) -> str:
     return f"{count} B"
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+MAX_STUDY_LINES = 50
+
+
+def _dry_run_lines(summary: RunSummary) -> list[str]:
+    """Per study and total: counts (exact), projected bytes and time (estimated, and how)."""
+    lines = [f"Dry run of job {summary.job_id} ({summary.selection}): nothing was changed"]
+    estimate = summary.estimate
+    approx = "" if estimate is not None and estimate.exact else "~"
+    studies = sorted(summary.studies.items())
+    for study_uid, tally in studies[:MAX_STUDY_LINES]:
+        skipped = ", ".join(f"{n} {reason_text(r)}" for r, n in sorted(tally.skipped.items()))
+        lines.append(
+            f"  study {study_uid}: {tally.to_convert} to convert"
+            + (f", skipped: {skipped}" if skipped else "")
+            + (f", {tally.failed} would fail" if tally.failed else "")
+            + f"; {_size(tally.bytes_now)} now → {approx}{_size(tally.bytes_projected)}"
+        )
+    if len(studies) > MAX_STUDY_LINES:
+        lines.append(f"  … and {len(studies) - MAX_STUDY_LINES} more studies")
+    lines.append(f"Instances to convert: {summary.converted}")
+    lines.extend(_skip_lines(summary))
+    if estimate is None:  # stopped before the estimate
+        lines.append(f"State: {summary.state}")
+        return lines
+    spread = ""
+    low, high = _size(estimate.bytes_after_low), _size(estimate.bytes_after_high)
+    if not estimate.exact and low != high:
+        spread = f" ({low}–{high} at the lowest/highest ratio seen)"
+    lines.append(
+        f"Bytes now: {_size(summary.bytes_before)}; projected after: {approx}"
+        f"{_size(summary.bytes_after)}{spread}; saved {approx}{summary.saved_percent:.1f}%"
+    )
+    if estimate.projected_seconds is not None and estimate.seconds_per_instance is not None:
+        lines.append(
+            f"Projected time for a real run: ~{_duration(estimate.projected_seconds)} at "
+            f"concurrency {estimate.concurrency} ({estimate.seconds_per_instance:.2f} s per "
+            "instance: download and transcode measured, the replacement estimated)"
+        )
+    lines.append(estimate.note)
+    return lines
+
+
+def _skip_lines(summary: RunSummary) -> list[str]:
+    others = {r: n for r, n in summary.skipped_by_reason.items() if r != "already_htj2k"}
+    lines = [
+        f"Already HTJ2K: {summary.skipped_by_reason.get('already_htj2k', 0)}",
+        "Skipped: "
+        + (", ".join(f"{n} {reason_text(r)}" for r, n in sorted(others.items())) or "none"),
+        f"Failed: {summary.failed}",
+    ]
+    lines.extend(f"  {error}" for error in summary.errors[-10:])
+    return lines
+
+
 def format_summary(summary: RunSummary) -> str:
     """The final report of a run (dry or real), for a person."""
     lines: list[str] = []
     for recovered in summary.recovered:
         lines.append(f"Recovered instance {recovered.entry.orthanc_id}: {recovered.result}")
     if summary.dry_run:
-        lines.append(f"Dry run of job {summary.job_id} ({summary.selection}): nothing was changed")
-        for study_uid, tally in sorted(summary.studies.items()):
-            skipped = ", ".join(f"{n} {reason_text(r)}" for r, n in sorted(tally.skipped.items()))
-            lines.append(
-                f"  study {study_uid}: {tally.to_convert} to convert"
-                + (f", skipped: {skipped}" if skipped else "")
-                + f"; {_size(tally.bytes_now)} now → ~{_size(tally.bytes_projected)}"
-            )
-        lines.append(f"Instances to convert: {summary.converted}")
+        lines.extend(_dry_run_lines(summary))
     else:
         lines.append(f"Conversion job {summary.job_id} ({summary.selection}): {summary.state}")
         lines.append(f"Converted: {summary.converted}")
-    lines.append(f"Already HTJ2K: {summary.skipped_by_reason.get('already_htj2k', 0)}")
-    others = {r: n for r, n in summary.skipped_by_reason.items() if r != "already_htj2k"}
-    lines.append(
-        "Skipped: "
-        + (", ".join(f"{n} {reason_text(r)}" for r, n in sorted(others.items())) or "none")
-    )
-    lines.append(f"Failed: {summary.failed}")
-    for error in summary.errors[-10:]:
-        lines.append(f"  {error}")
-    after_label = (
-        "Projected bytes (estimate, measured by transcoding)" if summary.dry_run else "Bytes after"
-    )
-    lines.append(
-        f"Bytes before: {_size(summary.bytes_before)}; {after_label}: "
-        f"{_size(summary.bytes_after)}; saved {summary.saved_percent:.1f}%"
-    )
+        lines.extend(_skip_lines(summary))
+        if summary.retried:
+            again = ", ".join(
+                f"{n} {'failed again' if outcome == 'failed' else outcome}"
+                for outcome, n in sorted(summary.retried.items())
+            )
+            lines.append(f"Retried after an earlier failure: {summary.retried.total()} ({again})")
+        lines.append(
+            f"Bytes before: {_size(summary.bytes_before)}; Bytes after: "
+            f"{_size(summary.bytes_after)}; saved {summary.saved_percent:.1f}%"
+        )
     lines.append(
         f"Elapsed: {summary.elapsed:.1f} s; {summary.rate:.1f} instances/s "
         f"({summary.instances_this_run} this run)"
     )
-    if summary.dry_run and summary.rate > 0:
-        lines.append(
-            f"Projected time for a real run: ~{summary.elapsed * 1.3:.0f} s "
-            "(estimate: transcoding time plus the replacement round trips)"
-        )
     if summary.stop_message:
         lines.append(summary.stop_message)
     return "\n".join(lines)
 
 
 async def _convert(
-    settings: Settings, *, selection: Any, dry_run: bool, resume: bool, concurrency: int
+    settings: Settings,
+    *,
+    selection: Any,
+    dry_run: bool,
+    resume: bool,
+    concurrency: int,
+    sample: int | None = None,
+    exact: bool = False,
 ) -> int:
     from dicomgate.app import open_runtime
 
     async with open_runtime(settings) as runtime:
         try:
             job_id = await start_or_resume(
-                runtime, selection=selection, dry_run=dry_run, resume=resume
+                runtime,
+                selection=selection,
+                dry_run=dry_run,
+                resume=resume,
+                sample=sample,
+                exact=exact,
             )
         except DicomgateError as exc:
             print(f"error: {exc.message}", file=sys.stderr)

@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -31,6 +31,13 @@ class JournalEntry:
     original_frame_crc32: tuple[int, ...]
     converted_sha256: str
     converted_size: int
+    # Which job replaces it (so recovery records the outcome the crash prevented) and where.
+    job_id: int | None = None
+    study_instance_uid: str = ""
+    # What Orthanc keeps per instance and loses with the delete: user-defined metadata and
+    # labels, re-applied once the new file is stored (also after a crash, from this entry).
+    user_metadata: dict[str, str] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
 
 
 def sha256(data: bytes) -> str:
@@ -117,5 +124,6 @@ class ReplaceJournal:
         for meta_path in self.folder.glob("*.json"):
             raw = json.loads(meta_path.read_text())
             raw["original_frame_crc32"] = tuple(raw["original_frame_crc32"])
+            raw["labels"] = tuple(raw.get("labels", ()))
             found.append((meta_path.stat().st_mtime, JournalEntry(**raw)))
         return [entry for _, entry in sorted(found, key=lambda item: item[0])]

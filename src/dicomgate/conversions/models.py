@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -53,6 +54,12 @@ class ConversionJob(Base):
     elapsed: Mapped[float] = mapped_column(default=0.0)
     current_study: Mapped[str | None] = mapped_column(String(128), nullable=True)
     errors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Instances retried after an earlier failed attempt (each retry counts once).
+    retried: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Dry run: instances transcoded to estimate sizes and time; None = every candidate (exact).
+    sample_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Dry run: how the projected bytes and time were estimated (see conversions.estimate).
+    estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -84,6 +91,7 @@ class ConversionOutcome(Base):
     reason: Mapped[str | None] = mapped_column(String(512), nullable=True)
     bytes_before: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_after: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

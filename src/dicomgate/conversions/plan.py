@@ -91,6 +91,7 @@ class InstanceRef:
     sop_instance_uid: str
     study_instance_uid: str
     file_size: int
+    series_id: str = ""  # Orthanc ID of its series (a dry run reads the tags per series)
 
 
 async def select_studies(orthanc: OrthancClient, selection: Selection) -> list[StudyRef]:
@@ -128,6 +129,7 @@ async def study_instances(orthanc: OrthancClient, study: StudyRef) -> list[Insta
             sop_instance_uid=str(i.get("MainDicomTags", {}).get("SOPInstanceUID", "")),
             study_instance_uid=study.study_instance_uid,
             file_size=int(i.get("FileSize", 0)),
+            series_id=str(i.get("ParentSeries", "")),
         )
         for i in instances
     ]

@@ -11,7 +11,7 @@ from dicomgate.conversions.background import BackgroundJobs
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.schemas import ConversionJobList, ConversionJobOut, ConversionRequest
 from dicomgate.errors import BadRequest, ConversionJobNotFound, error_responses
-from dicomgate.runtime import SessionDep
+from dicomgate.runtime import SessionDep, SettingsDep
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/api/ris/conversions", tags=["conversions"])
     responses=error_responses(BadRequest),
 )
 async def start_conversion(
-    body: ConversionRequest, session: SessionDep, request: Request
+    body: ConversionRequest, session: SessionDep, settings: SettingsDep, request: Request
 ) -> ConversionJobOut:
     selection = make_selection(
         study=body.study_instance_uid,
@@ -35,7 +35,12 @@ async def start_conversion(
         all_studies=body.all,
         shard=body.shard,
     )
-    job = await service.create_job(session, selection=selection, dry_run=body.dry_run)
+    job = await service.create_job(
+        session,
+        selection=selection,
+        dry_run=body.dry_run,
+        sample_size=service.resolve_sample_size(settings, sample=body.sample, exact=body.exact),
+    )
     out = ConversionJobOut.model_validate(job)
     # The one commit outside the session dependency: the background run (its own session)
     # must see the job, and the dependency commits only after this function returns.

@@ -4,9 +4,11 @@ The replacement never trusts Orthanc's answer alone. With ``OverwriteInstances: 
 re-posted instance (same UIDs, so the same Orthanc ID) is ``AlreadyStored`` and the old file kept;
 with ``true`` a post replaces it. So, whatever the setting, each instance is: journaled durably on
 disk (original bytes, fsync) → deleted → the converted file posted (only ``Success`` counts) →
-the served file's SHA-256 checked against the converted file → journal entry dropped. Any failure
-re-posts the journaled original; a crash leaves the entry, which :func:`recover_journal` finishes
-or rolls back before new work.
+the served file's SHA-256 checked against the converted file → the user metadata and labels
+Orthanc kept for the old file re-applied → the outcome recorded in the job → journal entry dropped.
+Any failure re-posts the journaled original (and its metadata); a crash leaves the entry, which
+:func:`recover_journal` finishes (recording the outcome the crash prevented) or rolls back before
+new work.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ import datetime
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomgate import metrics
 from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
 from dicomgate.codec.pool import WorkerPool
+from dicomgate.conversions.estimate import DryRunEstimate
 from dicomgate.conversions.journal import JournalEntry, ReplaceJournal, sha256
 from dicomgate.conversions.models import UNFINISHED_STATES, ConversionJob, ConversionOutcome
 from dicomgate.conversions.plan import (
@@ -81,6 +84,88 @@ def reason_text(reason: str | None) -> str:
     return REASON_TEXT.get(reason or "", reason or "unknown")
 
 
+# --- What Orthanc keeps per instance besides the file -----------------------------------------
+# Orthanc's own instance metadata (its ServerEnumerations.cpp, ids below 1024). Orthanc writes it
+# when a file is stored and refuses a PUT on it (403): only user metadata (ids 1024–65535,
+# declared in Orthanc's ``UserMetadata`` option) is writable, and only that is carried over.
+ORTHANC_SYSTEM_METADATA = frozenset(
+    {
+        "IndexInSeries",
+        "ReceptionDate",
+        "RemoteAET",
+        "ModifiedFrom",
+        "AnonymizedFrom",
+        "LastUpdate",
+        "Origin",
+        "TransferSyntax",
+        "SopClassUid",
+        "RemoteIP",
+        "CalledAET",
+        "HttpUsername",
+        "PixelDataOffset",
+        "MainDicomTagsSignature",
+        "MainDicomSequences",
+        "PixelDataVR",
+    }
+)
+USER_METADATA_IDS = range(1024, 65536)
+
+
+@dataclass(frozen=True)
+class CarryOver:
+    """What this Orthanc lets a replacement carry over (detected once per run)."""
+
+    labels: bool = False  # Orthanc ≥ 1.12 reports ``HasLabels`` in /system
+    user_metadata_names: frozenset[str] | None = None  # /system ``UserMetadata`` (≥ 1.12)
+
+    def is_user_metadata(self, name: str) -> bool:
+        """True for a user-defined metadata name as ``/instances/{id}/metadata`` lists it."""
+        if name.isdigit():  # user metadata without a name in the config is listed by number
+            return int(name) in USER_METADATA_IDS
+        if self.user_metadata_names is not None:
+            return name in self.user_metadata_names
+        return name not in ORTHANC_SYSTEM_METADATA
+
+
+async def detect_carry_over(orthanc: OrthancClient) -> CarryOver:
+    """Ask ``/system`` once per run, not each instance (1.10 has neither labels nor the list)."""
+    system = await orthanc.system()
+    names = system.get("UserMetadata")
+    return CarryOver(
+        labels=system.get("HasLabels") is True,
+        user_metadata_names=frozenset(names) if isinstance(names, dict) else None,
+    )
+
+
+async def read_carried(
+    orthanc: OrthancClient, orthanc_id: str, carry: CarryOver
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The user metadata and labels of a stored instance (lost when it is deleted)."""
+    metadata = await orthanc.instance_metadata(orthanc_id)
+    user = {name: str(value) for name, value in metadata.items() if carry.is_user_metadata(name)}
+    labels = tuple(sorted(await orthanc.instance_labels(orthanc_id))) if carry.labels else ()
+    return user, labels
+
+
+async def apply_carried(orthanc: OrthancClient, entry: JournalEntry) -> None:
+    """Re-apply the journaled user metadata and labels that are missing (safe to repeat).
+
+    Only missing ones: a freshly stored file has none, and a value present but different was
+    set by someone after the run read it (kept; it also needs no revision, which Orthanc's
+    ``CheckRevisions`` would ask for to overwrite).
+    """
+    if entry.user_metadata:
+        current = await orthanc.instance_metadata(entry.orthanc_id)
+        for name, value in sorted(entry.user_metadata.items()):
+            if name not in current:
+                await orthanc.set_instance_metadata(entry.orthanc_id, name, value)
+    if entry.labels:  # only journaled when this Orthanc has labels
+        present = set(await orthanc.instance_labels(entry.orthanc_id))
+        for label in entry.labels:
+            if label not in present:
+                await orthanc.add_instance_label(entry.orthanc_id, label)
+
+
 # --- The replacement of one instance ---------------------------------------------------------
 async def _served(orthanc: OrthancClient, orthanc_id: str) -> bytes | None:
     try:
@@ -123,6 +208,7 @@ async def restore_original(
             f"Orthanc does not serve the original of instance {entry.orthanc_id} after it was "
             f"re-posted; it stays in the journal at {journal.folder}"
         )
+    await apply_carried(orthanc, entry)
     await asyncio.to_thread(journal.drop, entry.orthanc_id)
 
 
@@ -134,7 +220,11 @@ async def replace_instance(
     original: bytes,
     converted: bytes,
 ) -> None:
-    """Journal the original, swap in the converted file, verify what Orthanc serves; or undo."""
+    """Journal the original, swap in the converted file, verify what Orthanc serves; or undo.
+
+    On success the journal entry stays: the caller drops it once the outcome is recorded, so a
+    crash in between is settled by recovery as "converted by this job", never miscounted.
+    """
     await asyncio.to_thread(journal.record, entry, original)
     try:
         await _delete_instance(orthanc, entry.orthanc_id)
@@ -144,6 +234,7 @@ async def replace_instance(
             raise ReplaceFailed(
                 f"Orthanc does not serve the converted file of instance {entry.orthanc_id}"
             )
+        await apply_carried(orthanc, entry)
     except asyncio.CancelledError:
         raise  # the journal entry stays; recovery finishes or rolls it back
     except Exception as exc:
@@ -158,7 +249,6 @@ async def replace_instance(
                 restore_exc,
             )
         raise
-    await asyncio.to_thread(journal.drop, entry.orthanc_id)
 
 
 @dataclass(frozen=True)
@@ -169,17 +259,31 @@ class Recovered:
     result: Literal["finished", "untouched", "rolled_back"]
 
 
-async def recover_journal(orthanc: OrthancClient, journal: ReplaceJournal) -> list[Recovered]:
-    """Settle each journal entry: kept if Orthanc serves the converted file, else rolled back."""
+Settle = Callable[[JournalEntry], Awaitable[None]]
+
+
+async def recover_journal(
+    orthanc: OrthancClient, journal: ReplaceJournal, *, settle: Settle | None = None
+) -> list[Recovered]:
+    """Settle each journal entry: kept if Orthanc serves the converted file, else rolled back.
+
+    ``settle`` runs for a kept conversion before its entry is dropped (the run records the
+    outcome there). Carried metadata is re-applied in every case: a crash may have come after a
+    re-post and before it.
+    """
     settled: list[Recovered] = []
     for entry in await asyncio.to_thread(journal.entries):
         served = await _served(orthanc, entry.orthanc_id)
         digest = sha256(served) if served is not None else None
         if digest == entry.converted_sha256:
+            await apply_carried(orthanc, entry)
+            if settle is not None:
+                await settle(entry)
             await asyncio.to_thread(journal.drop, entry.orthanc_id)
             settled.append(Recovered(entry, "finished"))
             log.info("Recovered instance %s: the converted file is in place", entry.orthanc_id)
         elif digest == entry.original_sha256:
+            await apply_carried(orthanc, entry)
             await asyncio.to_thread(journal.drop, entry.orthanc_id)
             settled.append(Recovered(entry, "untouched"))
             log.info("Recovered instance %s: the original is still in place", entry.orthanc_id)
@@ -208,23 +312,21 @@ async def convert_instance(
     ref: InstanceRef,
     *,
     options: TranscodeOptions,
-    dry_run: bool,
-    recovered: dict[str, JournalEntry] | None = None,
+    job_id: int | None = None,
+    carry: CarryOver = CarryOver(),
 ) -> InstanceResult:
-    """Convert one stored instance in place (or, in a dry run, only measure what it would give)."""
+    """Convert one stored instance in place.
+
+    A converted instance's journal entry is left for the caller to drop once the outcome is
+    recorded (see :func:`replace_instance`).
+    """
     header = await orthanc.instance_header(ref.orthanc_id)
     syntax = str(header.get("TransferSyntaxUID", ""))
     if syntax in HTJ2K_SYNTAXES:
-        done = (recovered or {}).get(ref.orthanc_id)
-        if done is not None:  # converted by this job before a crash; settled by recovery
-            return InstanceResult(ref, "converted", None, done.original_size, done.converted_size)
         log.info("Skipping instance %s: already HTJ2K", ref.orthanc_id)
         return InstanceResult(ref, "skipped", "already_htj2k", ref.file_size, ref.file_size)
     original = await orthanc.instance_file(ref.orthanc_id)
-    if not dry_run:
-        log.info(
-            "Converting instance %s (SOP Instance UID %s)", ref.orthanc_id, ref.sop_instance_uid
-        )
+    log.info("Converting instance %s (SOP Instance UID %s)", ref.orthanc_id, ref.sop_instance_uid)
     from dicomgate.codec.transcode import transcode
 
     result = await pool.run(transcode, original, options)
@@ -232,8 +334,8 @@ async def convert_instance(
     if not result.converted:
         log.info("Skipping instance %s: %s", ref.orthanc_id, reason_text(result.reason))
         return InstanceResult(ref, "skipped", result.reason, len(original), len(original))
-    if dry_run:
-        return InstanceResult(ref, "planned", None, len(original), result.size)
+    # Read as late as possible: what is set after this read and before the delete is lost.
+    user_metadata, labels = await read_carried(orthanc, ref.orthanc_id, carry)
     entry = JournalEntry(
         orthanc_id=ref.orthanc_id,
         sop_instance_uid=result.sop_instance_uid,
@@ -242,6 +344,10 @@ async def convert_instance(
         original_frame_crc32=tuple(result.frame_crc32),
         converted_sha256=sha256(result.data),
         converted_size=len(result.data),
+        job_id=job_id,
+        study_instance_uid=ref.study_instance_uid,
+        user_metadata=user_metadata,
+        labels=labels,
     )
     await replace_instance(orthanc, journal, entry=entry, original=original, converted=result.data)
     saved = 100.0 * (1 - len(result.data) / len(original)) if original else 0.0
@@ -270,9 +376,13 @@ def selection_of(job: ConversionJob) -> Selection:
 
 
 async def create_job(
-    session: AsyncSession, *, selection: Selection, dry_run: bool
+    session: AsyncSession,
+    *,
+    selection: Selection,
+    dry_run: bool,
+    sample_size: int | None = None,
 ) -> ConversionJob:
-    """A new pending job for a selection."""
+    """A new pending job for a selection (a dry run samples ``sample_size``; None = all)."""
     job = ConversionJob(
         selector=selection.selector,
         selector_value=selection.value,
@@ -289,6 +399,8 @@ async def create_job(
         bytes_after=0,
         elapsed=0.0,
         errors=[],
+        retried=0,
+        sample_size=sample_size if dry_run else None,
     )
     session.add(job)
     await session.flush()
@@ -348,8 +460,18 @@ async def request_cancel(session: AsyncSession, job_id: int) -> ConversionJob:
 
 
 async def done_instance_ids(session: AsyncSession, job_id: int) -> set[str]:
-    """Orthanc IDs of the instances a job already has an outcome for."""
-    query = select(ConversionOutcome.orthanc_id).where(ConversionOutcome.job_id == job_id)
+    """Orthanc IDs of the instances a job is done with (a failed one is retried on resume)."""
+    query = select(ConversionOutcome.orthanc_id).where(
+        ConversionOutcome.job_id == job_id, ConversionOutcome.outcome != "failed"
+    )
+    return set((await session.scalars(query)).all())
+
+
+async def failed_instance_ids(session: AsyncSession, job_id: int) -> set[str]:
+    """Orthanc IDs of the instances whose last attempt in a job failed."""
+    query = select(ConversionOutcome.orthanc_id).where(
+        ConversionOutcome.job_id == job_id, ConversionOutcome.outcome == "failed"
+    )
     return set((await session.scalars(query)).all())
 
 
@@ -395,6 +517,9 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
     stop_message: str | None = None
     studies: dict[str, StudyTally] = field(default_factory=dict)
+    # Instances whose earlier attempt had failed, retried in this run, by their new outcome.
+    retried: Counter[str] = field(default_factory=Counter)
+    estimate: DryRunEstimate | None = None  # dry run: how the projections were obtained
 
     @property
     def saved_percent(self) -> float:
@@ -405,22 +530,52 @@ class RunSummary:
         return self.instances_this_run / self.elapsed if self.elapsed > 0 else 0.0
 
 
+async def _locked_job(session: AsyncSession, job_id: int) -> ConversionJob:
+    """The job, after a write that locks its row: concurrent outcome writers take turns.
+
+    Writing first makes the counters' read-modify-write safe: PostgreSQL holds the row lock
+    until commit, and SQLite's one writer starts its snapshot at the lock.
+    """
+    await session.execute(
+        update(ConversionJob).where(ConversionJob.id == job_id).values(updated_at=func.now())
+    )
+    return await get_job(session, job_id)
+
+
 async def _record(runtime: Runtime, job_id: int, result: InstanceResult) -> bool:
-    """Store one outcome and the job's counters in one transaction; True if cancel was asked."""
+    """Store one outcome and the job's counters in one transaction; True if cancel was asked.
+
+    A retried instance's failed outcome is replaced (its attempts counted); an outcome already
+    recorded otherwise is left alone (recovery may settle what the run recorded just before).
+    """
+    orthanc_id = result.ref.orthanc_id
     async with session_scope(runtime.sessions) as session:
-        session.add(
-            ConversionOutcome(
-                job_id=job_id,
-                orthanc_id=result.ref.orthanc_id,
-                study_instance_uid=result.ref.study_instance_uid[:64],
-                sop_instance_uid=result.ref.sop_instance_uid[:64],
-                outcome=result.outcome,
-                reason=(result.reason or "")[:512] or None,
-                bytes_before=result.bytes_before,
-                bytes_after=result.bytes_after,
+        job = await _locked_job(session, job_id)
+        row = await session.scalar(
+            select(ConversionOutcome).where(
+                ConversionOutcome.job_id == job_id, ConversionOutcome.orthanc_id == orthanc_id
             )
         )
-        job = await get_job(session, job_id)
+        if row is None:
+            row = ConversionOutcome(job_id=job_id, orthanc_id=orthanc_id, attempts=1)
+            session.add(row)
+        elif row.outcome != "failed":
+            return bool(job.cancel_requested)
+        else:  # a retry: take the failed attempt out of the counters
+            row.attempts += 1
+            job.retried += 1
+            job.failed -= 1
+            job.bytes_before -= row.bytes_before
+            job.bytes_after -= row.bytes_after
+            if result.outcome != "failed":
+                prefix = f"{orthanc_id}: "
+                job.errors = [e for e in (job.errors or []) if not e.startswith(prefix)]
+        row.study_instance_uid = result.ref.study_instance_uid[:64]
+        row.sop_instance_uid = result.ref.sop_instance_uid[:64]
+        row.outcome = result.outcome
+        row.reason = (result.reason or "")[:512] or None
+        row.bytes_before = result.bytes_before
+        row.bytes_after = result.bytes_after
         if result.outcome in ("converted", "planned"):
             job.converted += 1
         elif result.outcome == "skipped":
@@ -430,7 +585,8 @@ async def _record(runtime: Runtime, job_id: int, result: InstanceResult) -> bool
             job.skipped_by_reason = reasons
         else:
             job.failed += 1
-            message = f"{result.ref.orthanc_id}: {result.reason}"
+            attempt = f" (attempt {row.attempts})" if row.attempts > 1 else ""
+            message = f"{orthanc_id}: {result.reason}{attempt}"
             job.errors = [*(job.errors or []), message][-MAX_JOB_ERRORS:]
         job.bytes_before += result.bytes_before
         job.bytes_after += result.bytes_after
@@ -452,8 +608,23 @@ async def run_job(
     *,
     concurrency: int = 2,
     progress: ProgressSink | None = None,
+    seed: int | None = None,
 ) -> RunSummary:
-    """Run (or resume) a job to its end: recovery first, then every instance without an outcome."""
+    """Run (or resume) a job to its end: recovery first, then every instance without an outcome
+    (and every one whose last attempt failed). A dry run only reads, samples and measures
+    (``seed`` picks its sample; by default the job ID, so a re-run samples the same)."""
+    async with session_scope(runtime.sessions) as session:
+        dry_run = (await get_job(session, job_id)).dry_run
+    if dry_run:
+        from dicomgate.conversions.dryrun import run_dry_job
+
+        return await run_dry_job(
+            runtime,
+            job_id,
+            concurrency=concurrency,
+            progress=progress,
+            seed=job_id if seed is None else seed,
+        )
     journal = ReplaceJournal(runtime.settings.journal_dir)
     with journal.exclusive() as owned:
         if not owned:
@@ -480,20 +651,23 @@ async def _run_job(
     async with session_scope(runtime.sessions) as session:
         job = await get_job(session, job_id)
         selection = selection_of(job)
-        dry_run = job.dry_run
-        already = await done_instance_ids(session, job_id)
         if job.state not in UNFINISHED_STATES:
             raise ConversionJobNotFound(f"Conversion job {job_id} is already {job.state}")
         job.state = "running"
         job.started_at = job.started_at or _now()
     summary = RunSummary(
-        job_id=job_id, state="running", dry_run=dry_run, selection=selection.describe()
+        job_id=job_id, state="running", dry_run=False, selection=selection.describe()
     )
+
+    async def settle(entry: JournalEntry) -> None:
+        await _record_recovered(runtime, entry)
+
     try:
-        summary.recovered = await recover_journal(runtime.orthanc, journal)
-        recovered = {
-            r.entry.orthanc_id: r.entry for r in summary.recovered if r.result == "finished"
-        }
+        carry = await detect_carry_over(runtime.orthanc)
+        summary.recovered = await recover_journal(runtime.orthanc, journal, settle=settle)
+        async with session_scope(runtime.sessions) as session:
+            already = await done_instance_ids(session, job_id)
+            failed_before = await failed_instance_ids(session, job_id)
         studies = await select_studies(runtime.orthanc, selection)
         todo: list[InstanceRef] = []
         total = 0
@@ -530,8 +704,8 @@ async def _run_job(
                     journal,
                     ref,
                     options=options,
-                    dry_run=dry_run,
-                    recovered=recovered,
+                    job_id=job_id,
+                    carry=carry,
                 )
             except STOPPING_ERRORS as exc:
                 stop.setdefault("reason", str(exc))
@@ -547,9 +721,14 @@ async def _run_job(
                     ref, "failed", f"{type(exc).__name__}: {exc}", ref.file_size, ref.file_size
                 )
             _tally(summary, result)
+            if ref.orthanc_id in failed_before:
+                summary.retried[result.outcome] += 1
             if progress is not None:
                 progress.advanced(result)
-            if await _record(runtime, job_id, result):
+            cancel = await _record(runtime, job_id, result)
+            if result.outcome == "converted":  # recorded: the journal entry is no longer needed
+                await asyncio.to_thread(journal.drop, ref.orthanc_id)
+            if cancel:
                 stop.setdefault("cancel", "cancelled on request")
 
     await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
@@ -557,6 +736,27 @@ async def _run_job(
         return await _stopped(runtime, summary, started, stop["reason"])
     final_state = "cancelled" if "cancel" in stop else "completed"
     return await _finish(runtime, summary, started, final_state)
+
+
+async def _record_recovered(runtime: Runtime, entry: JournalEntry) -> None:
+    """Record "converted" for a replacement a crash left unrecorded (in the job that did it)."""
+    if entry.job_id is None:
+        return
+    ref = InstanceRef(
+        orthanc_id=entry.orthanc_id,
+        sop_instance_uid=entry.sop_instance_uid,
+        study_instance_uid=entry.study_instance_uid,
+        file_size=entry.original_size,
+    )
+    result = InstanceResult(ref, "converted", None, entry.original_size, entry.converted_size)
+    try:
+        await _record(runtime, entry.job_id, result)
+    except ConversionJobNotFound:
+        log.warning(
+            "Recovered instance %s belongs to conversion job %d, which no longer exists",
+            entry.orthanc_id,
+            entry.job_id,
+        )
 
 
 def _tally(summary: RunSummary, result: InstanceResult) -> None:
@@ -608,8 +808,21 @@ async def _stopped(
     return await _finish(runtime, summary, started, "interrupted", message)
 
 
+def resolve_sample_size(settings: Settings, *, sample: int | None, exact: bool) -> int | None:
+    """A dry run's sample size: None (every candidate) when exact, else asked or configured."""
+    if exact:
+        return None
+    return sample if sample is not None else settings.conversion_sample_size
+
+
 async def start_or_resume(
-    runtime: Runtime, *, selection: Selection, dry_run: bool, resume: bool
+    runtime: Runtime,
+    *,
+    selection: Selection,
+    dry_run: bool,
+    resume: bool,
+    sample: int | None = None,
+    exact: bool = False,
 ) -> int:
     """The job a run works on: the unfinished one with these selectors (resume), else a new one."""
     async with session_scope(runtime.sessions) as session:
@@ -618,7 +831,12 @@ async def start_or_resume(
             if job is not None:
                 log.info("Resuming conversion job %d (%s)", job.id, selection.for_log())
                 return job.id
-        job = await create_job(session, selection=selection, dry_run=dry_run)
+        job = await create_job(
+            session,
+            selection=selection,
+            dry_run=dry_run,
+            sample_size=resolve_sample_size(runtime.settings, sample=sample, exact=exact),
+        )
         log.info(
             "Started conversion job %d (%s%s)",
             job.id,
