@@ -6,7 +6,7 @@ import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from dicomgate.audit.service import find_events
 from dicomgate.errors import ErrorBody
@@ -29,6 +29,29 @@ class AuditEventOut(BaseModel):
 class AuditPage(BaseModel):
     success: bool = True
     events: list[AuditEventOut]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "success": True,
+                    "events": [
+                        {
+                            "id": 812,
+                            "at": "2026-11-23T09:41:07Z",
+                            "actor": "dr.kim",
+                            "action": "download",
+                            "resource": '{"instance_id": '
+                            '"7d1c8273-c20ed3f0-009d9453-bf56d47d-62747d94"}',
+                            "client": "10.1.2.3",
+                            "status_code": 200,
+                            "outcome": "success",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
 
 @router.get(

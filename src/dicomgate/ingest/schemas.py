@@ -80,6 +80,21 @@ class MultiUploadResult(BaseModel):
     results: list[UploadResult]
     failed_files: list[FailedFile]
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "success": False,
+                    "message": "Uploaded 1 of 2 files",
+                    "patient_id": "P001",
+                    "uploaded": 1,
+                    "results": UploadResult.model_config["json_schema_extra"]["examples"],  # type: ignore[index]
+                    "failed_files": [{"name": "notes.txt", "error": "The file is not DICOM"}],
+                }
+            ]
+        }
+    )
+
 
 class FolderUploadResult(BaseModel):
     """The folder-upload answer: one study, one series per folder."""

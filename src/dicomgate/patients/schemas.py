@@ -121,7 +121,20 @@ class PatientFields(BaseModel):
 class PatientRecord(PatientFields):
     """One complete patient record, as validated for an upsert or an import row."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "patient_id": "P001",
+                    "family_name": "Doe",
+                    "given_name": "Jane",
+                    "birth_date": "1970-01-31",
+                    "gender": "female",
+                }
+            ]
+        },
+    )
 
     patient_id: PatientId = Field(description="Patient ID (DICOM LO: 1–64 chars, no \\).")
 
