@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import re
 import zipfile
@@ -14,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from dicomgate.codec.capabilities import HTJ2K_LOSSLESS
+from dicomgate.ingest import service
 from dicomgate.ingest.idempotency import series_uid_for, study_uid_for
 from dicomgate.patients.service import get_patient
 from tests.builders import make_dataset, to_bytes
@@ -361,6 +363,36 @@ class TestIdempotentRetry:
         assert body["orthancSeriesIds"][0] == partial.json()["orthancSeriesIds"][0]
         assert stored.get("/studies") == [body["studyId"]]
         assert stored.instance_count() == 3
+
+    async def test_retry_gives_new_files_the_first_attempts_study_date_and_time(
+        self,
+        client: httpx.AsyncClient,
+        stored: OrthancView,
+        make_patient: MakePatient,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Files without StudyDate/Time get the request's time; a retry must reuse the first's."""
+        patient = await make_patient()
+        undated = {
+            name: to_bytes(make_dataset(rows=16, columns=16, StudyDate="", StudyTime=""))
+            for name in ("a.dcm", "b.dcm")
+        }
+        files = [files_part(name, data) for name, data in undated.items()]
+        data = {"patient_id": patient.patient_id, "upload_id": self.KEY}
+        first_time = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
+        monkeypatch.setattr(service, "_now", lambda: first_time)
+        partial = await client.post(URL, files=files[:1], data=data)
+        assert partial.status_code == 201, partial.text
+        monkeypatch.setattr(service, "_now", lambda: first_time + datetime.timedelta(hours=25))
+        complete = await client.post(URL, files=files, data=data)
+        assert complete.status_code == 201, complete.text
+
+        dated = {
+            (str(ds.StudyDate), str(ds.StudyTime))
+            for ds in (stored.dataset(i) for i in stored.get("/instances"))
+        }
+        assert dated == {("20260304", "050607")}
+        assert stored.instance_count() == 2
 
     async def test_different_keys_are_two_studies(
         self,

@@ -22,6 +22,10 @@ class SeriesAssignment:
     series_instance_uid: str
     series_number: int
     series_description: str | None
+    # StudyDate/StudyTime for files without them (None: the request's time). A retried upload
+    # passes the first attempt's, so every instance of the study says the same.
+    study_date: str | None = None
+    study_time: str | None = None
 
 
 def series_label(series_path: str) -> str:
@@ -49,7 +53,7 @@ def study_changes(
     if assignment.series_description:
         changes["SeriesDescription"] = assignment.series_description[:64]
     if not ds.get("StudyDate"):
-        changes["StudyDate"] = now.strftime("%Y%m%d")
+        changes["StudyDate"] = assignment.study_date or now.strftime("%Y%m%d")
     if not ds.get("StudyTime"):
-        changes["StudyTime"] = now.strftime("%H%M%S")
+        changes["StudyTime"] = assignment.study_time or now.strftime("%H%M%S")
     return changes

@@ -296,6 +296,17 @@ async def _expand_uploads(
     return items, failed
 
 
+async def _stored_study_date_time(
+    orthanc: OrthancClient, study_uid: str
+) -> tuple[str | None, str | None]:
+    """StudyDate/StudyTime of the study already stored under ``study_uid`` (None, None if none)."""
+    found = await orthanc.find("Study", {"StudyInstanceUID": study_uid}, limit=1)
+    if not found or not isinstance(found[0], dict):
+        return None, None
+    tags = found[0].get("MainDicomTags") or {}
+    return (tags.get("StudyDate") or None), (tags.get("StudyTime") or None)
+
+
 def _series_key(series_path: str) -> str:
     return "/".join(p for p in series_path.replace("\\", "/").split("/") if p.strip())
 
@@ -342,6 +353,10 @@ async def upload_folder(
         if upload_id
         else str(generate_uid())
     )
+    # A retry: the files the first attempt stored got its StudyDate/Time where they had none.
+    study_date, study_time = (
+        await _stored_study_date_time(orthanc, study_uid) if upload_id else (None, None)
+    )
     assignments: dict[str, SeriesAssignment] = {}
     for item in items:
         key = _series_key(item.series_path)
@@ -356,6 +371,8 @@ async def upload_folder(
                 ),
                 series_number=len(assignments) + 1,
                 series_description=series_label(key) or None,
+                study_date=study_date,
+                study_time=study_time,
             )
     options = transcode_options(settings)
     ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)
