@@ -240,6 +240,71 @@ class OrthancClient:
             return {}
         return body if isinstance(body, dict) else {}
 
+    # --- What Orthanc keeps on a resource besides its files --------------------------------
+    async def metadata(self, level: Level, orthanc_id: str) -> dict[str, str]:
+        """``GET /{level}/{id}/metadata?expand``: all metadata names and values of a resource."""
+        result: dict[str, str] = await self._json(
+            "GET",
+            f"/{level}/{orthanc_id}/metadata",
+            params={"expand": ""},
+            what=f"GET /{level}/{{id}}/metadata",
+            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+        )
+        return result
+
+    async def set_metadata(self, level: Level, orthanc_id: str, name: str, value: str) -> None:
+        """``PUT /{level}/{id}/metadata/{name}``: Orthanc allows it for user metadata only."""
+        await self._request(
+            "PUT",
+            f"/{level}/{orthanc_id}/metadata/{quote(name, safe='')}",
+            content=value.encode(),
+            what=f"PUT /{level}/{{id}}/metadata/{{name}}",
+            not_found=(
+                f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id} "
+                f"(or no metadata named {name!r})"
+            ),
+        )
+
+    async def labels(self, level: Level, orthanc_id: str) -> list[str]:
+        """``GET /{level}/{id}/labels`` (Orthanc ≥ 1.12 with ``HasLabels`` in ``/system``)."""
+        result: list[str] = await self._json(
+            "GET",
+            f"/{level}/{orthanc_id}/labels",
+            what=f"GET /{level}/{{id}}/labels",
+            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+        )
+        return result
+
+    async def add_label(self, level: Level, orthanc_id: str, label: str) -> None:
+        """``PUT /{level}/{id}/labels/{label}`` (Orthanc ≥ 1.12)."""
+        await self._request(
+            "PUT",
+            f"/{level}/{orthanc_id}/labels/{quote(label, safe='')}",
+            content=b"",
+            what=f"PUT /{level}/{{id}}/labels/{{label}}",
+            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+        )
+
+    async def patient_protected(self, orthanc_id: str) -> bool:
+        """``GET /patients/{id}/protected``: True when Orthanc never recycles the patient."""
+        response = await self._request(
+            "GET",
+            f"/patients/{orthanc_id}/protected",
+            what="GET /patients/{id}/protected",
+            not_found=f"No patient with Orthanc ID {orthanc_id}",
+        )
+        return response.text.strip() == "1"
+
+    async def set_patient_protected(self, orthanc_id: str, protected: bool) -> None:
+        """``PUT /patients/{id}/protected`` (``1``/``0``): exempt a patient from recycling."""
+        await self._request(
+            "PUT",
+            f"/patients/{orthanc_id}/protected",
+            content=b"1" if protected else b"0",
+            what="PUT /patients/{id}/protected",
+            not_found=f"No patient with Orthanc ID {orthanc_id}",
+        )
+
     # --- Instances -------------------------------------------------------------------------
     async def instance_tags(self, orthanc_id: str, *, simplify: bool = True) -> dict[str, Any]:
         """``GET /instances/{id}/simplified-tags`` (or ``/tags``)."""
@@ -269,44 +334,19 @@ class OrthancClient:
 
     async def instance_metadata(self, orthanc_id: str) -> dict[str, str]:
         """``GET /instances/{id}/metadata?expand``: all metadata names and values."""
-        result: dict[str, str] = await self._json(
-            "GET",
-            f"/instances/{orthanc_id}/metadata",
-            params={"expand": ""},
-            what="GET /instances/{id}/metadata",
-            not_found=f"No instance with Orthanc ID {orthanc_id}",
-        )
-        return result
+        return await self.metadata("instances", orthanc_id)
 
     async def set_instance_metadata(self, orthanc_id: str, name: str, value: str) -> None:
         """``PUT /instances/{id}/metadata/{name}``: Orthanc allows it for user metadata only."""
-        await self._request(
-            "PUT",
-            f"/instances/{orthanc_id}/metadata/{quote(name, safe='')}",
-            content=value.encode(),
-            what="PUT /instances/{id}/metadata/{name}",
-            not_found=f"No instance with Orthanc ID {orthanc_id} (or no metadata named {name!r})",
-        )
+        await self.set_metadata("instances", orthanc_id, name, value)
 
     async def instance_labels(self, orthanc_id: str) -> list[str]:
         """``GET /instances/{id}/labels`` (Orthanc ≥ 1.12 with ``HasLabels`` in ``/system``)."""
-        result: list[str] = await self._json(
-            "GET",
-            f"/instances/{orthanc_id}/labels",
-            what="GET /instances/{id}/labels",
-            not_found=f"No instance with Orthanc ID {orthanc_id}",
-        )
-        return result
+        return await self.labels("instances", orthanc_id)
 
     async def add_instance_label(self, orthanc_id: str, label: str) -> None:
         """``PUT /instances/{id}/labels/{label}`` (Orthanc ≥ 1.12)."""
-        await self._request(
-            "PUT",
-            f"/instances/{orthanc_id}/labels/{quote(label, safe='')}",
-            content=b"",
-            what="PUT /instances/{id}/labels/{label}",
-            not_found=f"No instance with Orthanc ID {orthanc_id}",
-        )
+        await self.add_label("instances", orthanc_id, label)
 
     async def instance_file(self, orthanc_id: str) -> bytes:
         """``GET /instances/{id}/file``: the stored DICOM file, whole (for codec work)."""

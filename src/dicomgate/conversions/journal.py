@@ -18,6 +18,35 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Literal
+
+ParentLevel = Literal["patients", "studies", "series"]
+
+
+@dataclass(frozen=True)
+class ParentCarried:
+    """What Orthanc keeps on a parent resource the delete of an instance may remove.
+
+    Deleting the last instance of a series removes the series (and its study, and its patient,
+    when they become empty) with what Orthanc kept on them; the re-post re-creates them with the
+    same IDs (hashes of the DICOM UIDs) but bare, and an unprotected patient may be recycled.
+    """
+
+    level: ParentLevel
+    orthanc_id: str
+    user_metadata: dict[str, str] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
+    protected: bool = False  # patients only: exempt from Orthanc's automatic recycling
+
+    @property
+    def carries(self) -> bool:
+        """False when there is nothing to re-apply (then re-applying makes no Orthanc call)."""
+        return bool(self.user_metadata or self.labels or self.protected)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ParentCarried:
+        """Back from the entry's JSON (which stores tuples as lists)."""
+        return cls(**{**raw, "labels": tuple(raw.get("labels", ()))})
 
 
 @dataclass(frozen=True)
@@ -38,6 +67,9 @@ class JournalEntry:
     # labels, re-applied once the new file is stored (also after a crash, from this entry).
     user_metadata: dict[str, str] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
+    # The same for the parents the delete may remove (read only when its series is small enough
+    # to be emptied by it; empty otherwise and in entries written before parents were carried).
+    parents: tuple[ParentCarried, ...] = ()
 
 
 def sha256(data: bytes) -> str:
@@ -125,5 +157,6 @@ class ReplaceJournal:
             raw = json.loads(meta_path.read_text())
             raw["original_frame_crc32"] = tuple(raw["original_frame_crc32"])
             raw["labels"] = tuple(raw.get("labels", ()))
+            raw["parents"] = tuple(ParentCarried.from_json(p) for p in raw.get("parents", ()))
             found.append((meta_path.stat().st_mtime, JournalEntry(**raw)))
         return [entry for _, entry in sorted(found, key=lambda item: item[0])]

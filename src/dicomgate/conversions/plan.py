@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,6 +84,7 @@ def shard_of(study_instance_uid: str, count: int) -> int:
 class StudyRef:
     orthanc_id: str
     study_instance_uid: str
+    patient_id: str = ""  # Orthanc ID of its patient
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,13 @@ class InstanceRef:
     study_instance_uid: str
     file_size: int
     series_id: str = ""  # Orthanc ID of its series (a dry run reads the tags per series)
+    # Its other parents and how many instances its series had when the run listed the study:
+    # a replacement deletes the instance first, which removes a series left empty (and its
+    # study and patient when they become empty too), so a small series needs its parents' state
+    # read before the delete. 0: not known (then treated as small).
+    study_id: str = ""
+    patient_id: str = ""
+    series_size: int = 0
 
 
 async def select_studies(orthanc: OrthancClient, selection: Selection) -> list[StudyRef]:
@@ -111,7 +120,11 @@ async def select_studies(orthanc: OrthancClient, selection: Selection) -> list[S
     else:
         studies = await orthanc.list_expanded("studies")
     refs = [
-        StudyRef(s["ID"], str(s.get("MainDicomTags", {}).get("StudyInstanceUID", "")))
+        StudyRef(
+            s["ID"],
+            str(s.get("MainDicomTags", {}).get("StudyInstanceUID", "")),
+            str(s.get("ParentPatient", "")),
+        )
         for s in studies
     ]
     if selection.shard is not None:
@@ -121,8 +134,9 @@ async def select_studies(orthanc: OrthancClient, selection: Selection) -> list[S
 
 
 async def study_instances(orthanc: OrthancClient, study: StudyRef) -> list[InstanceRef]:
-    """Every instance of a study, with its SOP Instance UID and stored size."""
+    """Every instance of a study, with its SOP Instance UID, stored size and parents."""
     instances = await orthanc.children("studies", study.orthanc_id, "instances")
+    series_sizes = Counter(str(i.get("ParentSeries", "")) for i in instances)
     refs = [
         InstanceRef(
             orthanc_id=i["ID"],
@@ -130,6 +144,9 @@ async def study_instances(orthanc: OrthancClient, study: StudyRef) -> list[Insta
             study_instance_uid=study.study_instance_uid,
             file_size=int(i.get("FileSize", 0)),
             series_id=str(i.get("ParentSeries", "")),
+            study_id=study.orthanc_id,
+            patient_id=study.patient_id,
+            series_size=series_sizes[str(i.get("ParentSeries", ""))],
         )
         for i in instances
     ]

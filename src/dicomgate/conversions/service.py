@@ -6,20 +6,22 @@ with ``true`` a post replaces it. So, whatever the setting, each instance is: jo
 disk (original bytes, fsync) → deleted → the converted file posted (only ``Success`` counts) →
 the served file's SHA-256 checked against the converted file → the user metadata and labels
 Orthanc kept for the old file re-applied → the outcome recorded in the job → journal entry dropped.
-Any failure re-posts the journaled original (and its metadata); a crash leaves the entry, which
-:func:`recover_journal` finishes (recording the outcome the crash prevented) or rolls back before
-new work.
+Deleting the last instance of a series also removes the series (and its study and patient when
+they become empty) with what Orthanc kept on them — the patient's protection from recycling, user
+metadata, labels — so for a small series that state is journaled too and re-applied to the
+parents the delete removed. Any failure re-posts the journaled original (and its metadata); a
+crash leaves the entry, which :func:`recover_journal` finishes (recording the outcome the crash
+prevented) or rolls back before new work.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -30,7 +32,13 @@ from dicomgate import metrics
 from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.conversions.estimate import DryRunEstimate
-from dicomgate.conversions.journal import JournalEntry, ReplaceJournal, sha256
+from dicomgate.conversions.journal import (
+    JournalEntry,
+    ParentCarried,
+    ParentLevel,
+    ReplaceJournal,
+    sha256,
+)
 from dicomgate.conversions.models import UNFINISHED_STATES, ConversionJob, ConversionOutcome
 from dicomgate.conversions.plan import (
     InstanceRef,
@@ -147,13 +155,143 @@ async def read_carried(
     return user, labels
 
 
-async def apply_carried(orthanc: OrthancClient, entry: JournalEntry) -> None:
-    """Re-apply the journaled user metadata and labels that are missing (safe to repeat).
+# --- What Orthanc keeps on the parents an instance's delete may remove ------------------------
+PARENT_LEVELS: tuple[ParentLevel, ...] = ("series", "studies", "patients")
+# DELETE /instances/{id} answers the nearest ancestor left: the levels below it were removed.
+_REMAINING_TYPES = {"Series": 0, "Study": 1, "Patient": 2}
+LEVEL_WORDS: dict[ParentLevel, str] = {
+    "series": "series",
+    "studies": "study",
+    "patients": "patient",
+}
 
-    Only missing ones: a freshly stored file has none, and a value present but different was
-    set by someone after the run read it (kept; it also needs no revision, which Orthanc's
-    ``CheckRevisions`` would ask for to overwrite).
+
+def parents_at_risk(ref: InstanceRef, concurrency: int = 1) -> list[tuple[ParentLevel, str]]:
+    """The parents whose state is read before the delete, as (level, Orthanc ID).
+
+    A series is emptied by this run only when it has no more instances than the run replaces at
+    once (its workers may delete them all at the same moment); a bigger series — the common
+    case — costs no extra call. When it is that small, its study and patient are read too: the
+    study's other series may have gone since the listing, and the patient's protection is what a
+    loss would hurt most (recycling). A series of unknown size counts as small.
     """
+    if not ref.series_id or ref.series_size > max(1, concurrency):
+        return []
+    parents: tuple[tuple[ParentLevel, str], ...] = (
+        ("series", ref.series_id),
+        ("studies", ref.study_id),
+        ("patients", ref.patient_id),
+    )
+    return [(level, orthanc_id) for level, orthanc_id in parents if orthanc_id]
+
+
+async def read_parents(
+    orthanc: OrthancClient,
+    ref: InstanceRef,
+    carry: CarryOver,
+    *,
+    concurrency: int = 1,
+) -> tuple[ParentCarried, ...]:
+    """What Orthanc keeps on the parents the instance's delete may remove (see above)."""
+    found: list[ParentCarried] = []
+    for level, orthanc_id in parents_at_risk(ref, concurrency):
+        try:
+            metadata = await orthanc.metadata(level, orthanc_id)
+            labels = await orthanc.labels(level, orthanc_id) if carry.labels else []
+            protected = level == "patients" and await orthanc.patient_protected(orthanc_id)
+        except NotFound:  # gone since the listing (deleted meanwhile): nothing to carry
+            continue
+        found.append(
+            ParentCarried(
+                level=level,
+                orthanc_id=orthanc_id,
+                user_metadata={
+                    name: str(value)
+                    for name, value in metadata.items()
+                    if carry.is_user_metadata(name)
+                },
+                labels=tuple(sorted(labels)),
+                protected=protected,
+            )
+        )
+    return tuple(found)
+
+
+def removed_parents(answer: dict[str, object] | None) -> frozenset[ParentLevel] | None:
+    """The parent levels Orthanc removed with an instance (its DELETE answer); None if unknown."""
+    if answer is None or "RemainingAncestor" not in answer:
+        return None
+    remaining = answer["RemainingAncestor"]
+    if not remaining:  # nothing left: the patient went too
+        return frozenset(PARENT_LEVELS)
+    kept = _REMAINING_TYPES.get(str(remaining.get("Type"))) if isinstance(remaining, dict) else None
+    return None if kept is None else frozenset(PARENT_LEVELS[:kept])
+
+
+def check_removed(entry: JournalEntry, removed: frozenset[ParentLevel] | None) -> None:
+    """Say loudly when the delete removed a parent whose state was not read before it.
+
+    That happens only when something else deleted the series' other instances after the run
+    listed them: what Orthanc kept on that parent cannot be carried over any more.
+    """
+    read = {parent.level for parent in entry.parents}
+    unread = [level for level in PARENT_LEVELS if level in (removed or ()) and level not in read]
+    if not unread:
+        return
+    log.log(
+        logging.ERROR if "patients" in unread else logging.WARNING,
+        "Deleting instance %s also removed its %s, more than expected (its series' other "
+        "instances were deleted since the run listed them?); what Orthanc kept on %s "
+        "(user metadata, labels%s) was not read and is not carried over",
+        entry.orthanc_id,
+        ", ".join(LEVEL_WORDS[level] for level in unread),
+        "it" if len(unread) == 1 else "them",
+        ", the patient's protection from recycling" if "patients" in unread else "",
+    )
+
+
+async def apply_parents(
+    orthanc: OrthancClient,
+    entry: JournalEntry,
+    removed: Collection[ParentLevel] | None = None,
+) -> None:
+    """Re-apply what is missing on the journaled parents (those in ``removed``, else all).
+
+    The patient first (its protection guards against recycling). A parent that carried nothing
+    costs no call; one the delete did not remove keeps its state and is not touched.
+    """
+    for parent in sorted(entry.parents, key=lambda p: PARENT_LEVELS.index(p.level), reverse=True):
+        if not parent.carries or (removed is not None and parent.level not in removed):
+            continue
+        level, orthanc_id = parent.level, parent.orthanc_id
+        if parent.protected and not await orthanc.patient_protected(orthanc_id):
+            await orthanc.set_patient_protected(orthanc_id, True)
+        if parent.user_metadata:
+            current = await orthanc.metadata(level, orthanc_id)
+            for name, value in sorted(parent.user_metadata.items()):
+                if name not in current:
+                    await orthanc.set_metadata(level, orthanc_id, name, value)
+        if parent.labels:  # only journaled when this Orthanc has labels
+            present = set(await orthanc.labels(level, orthanc_id))
+            for label in parent.labels:
+                if label not in present:
+                    await orthanc.add_label(level, orthanc_id, label)
+
+
+async def apply_carried(
+    orthanc: OrthancClient,
+    entry: JournalEntry,
+    *,
+    removed: Collection[ParentLevel] | None = None,
+) -> None:
+    """Re-apply the journaled user metadata, labels and parents' state that are missing.
+
+    Safe to repeat. Only missing ones: a freshly stored file has none, and a value present but
+    different was set by someone after the run read it (kept; it also needs no revision, which
+    Orthanc's ``CheckRevisions`` would ask for to overwrite). ``removed``: the parent levels the
+    delete removed, when known (recovery and rollback do not know: every journaled parent).
+    """
+    await apply_parents(orthanc, entry, removed)
     if entry.user_metadata:
         current = await orthanc.instance_metadata(entry.orthanc_id)
         for name, value in sorted(entry.user_metadata.items()):
@@ -174,9 +312,12 @@ async def _served(orthanc: OrthancClient, orthanc_id: str) -> bytes | None:
         return None
 
 
-async def _delete_instance(orthanc: OrthancClient, orthanc_id: str) -> None:
-    with contextlib.suppress(NotFound):
-        await orthanc.delete("instances", orthanc_id)
+async def _delete_instance(orthanc: OrthancClient, orthanc_id: str) -> dict[str, object] | None:
+    """Delete an instance; Orthanc's answer (which ancestor remains), None if it was gone."""
+    try:
+        return await orthanc.delete("instances", orthanc_id)
+    except NotFound:
+        return None
 
 
 async def _post_expecting(orthanc: OrthancClient, data: bytes, orthanc_id: str) -> None:
@@ -227,14 +368,15 @@ async def replace_instance(
     """
     await asyncio.to_thread(journal.record, entry, original)
     try:
-        await _delete_instance(orthanc, entry.orthanc_id)
+        removed = removed_parents(await _delete_instance(orthanc, entry.orthanc_id))
+        check_removed(entry, removed)
         await _post_expecting(orthanc, converted, entry.orthanc_id)
         served = await _served(orthanc, entry.orthanc_id)
         if served is None or sha256(served) != entry.converted_sha256:
             raise ReplaceFailed(
                 f"Orthanc does not serve the converted file of instance {entry.orthanc_id}"
             )
-        await apply_carried(orthanc, entry)
+        await apply_carried(orthanc, entry, removed=removed)
     except asyncio.CancelledError:
         raise  # the journal entry stays; recovery finishes or rolls it back
     except Exception as exc:
@@ -268,8 +410,8 @@ async def recover_journal(
     """Settle each journal entry: kept if Orthanc serves the converted file, else rolled back.
 
     ``settle`` runs for a kept conversion before its entry is dropped (the run records the
-    outcome there). Carried metadata is re-applied in every case: a crash may have come after a
-    re-post and before it.
+    outcome there). Carried metadata (the instance's and its journaled parents') is re-applied in
+    every case: a crash may have come after a re-post and before it.
     """
     settled: list[Recovered] = []
     for entry in await asyncio.to_thread(journal.entries):
@@ -314,11 +456,13 @@ async def convert_instance(
     options: TranscodeOptions,
     job_id: int | None = None,
     carry: CarryOver = CarryOver(),
+    concurrency: int = 1,
 ) -> InstanceResult:
     """Convert one stored instance in place.
 
     A converted instance's journal entry is left for the caller to drop once the outcome is
-    recorded (see :func:`replace_instance`).
+    recorded (see :func:`replace_instance`). ``concurrency``: how many instances the run
+    replaces at once (a series no bigger may be emptied by it: see :func:`parents_at_risk`).
     """
     header = await orthanc.instance_header(ref.orthanc_id)
     syntax = str(header.get("TransferSyntaxUID", ""))
@@ -336,6 +480,7 @@ async def convert_instance(
         return InstanceResult(ref, "skipped", result.reason, len(original), len(original))
     # Read as late as possible: what is set after this read and before the delete is lost.
     user_metadata, labels = await read_carried(orthanc, ref.orthanc_id, carry)
+    parents = await read_parents(orthanc, ref, carry, concurrency=concurrency)
     entry = JournalEntry(
         orthanc_id=ref.orthanc_id,
         sop_instance_uid=result.sop_instance_uid,
@@ -348,6 +493,7 @@ async def convert_instance(
         study_instance_uid=ref.study_instance_uid,
         user_metadata=user_metadata,
         labels=labels,
+        parents=parents,
     )
     await replace_instance(orthanc, journal, entry=entry, original=original, converted=result.data)
     saved = 100.0 * (1 - len(result.data) / len(original)) if original else 0.0
@@ -706,6 +852,7 @@ async def _run_job(
                     options=options,
                     job_id=job_id,
                     carry=carry,
+                    concurrency=concurrency,
                 )
             except STOPPING_ERRORS as exc:
                 stop.setdefault("reason", str(exc))
