@@ -229,31 +229,57 @@ def check_pixel_budget(ds: Dataset, *, max_pixels: int, native: bool) -> int:
     return frames
 
 
-def _pass_through_reason(ds: Dataset, source: UID) -> None:
-    """Raise _PassThrough when the instance must stay as it is (SPEC: Transcoding rules)."""
-    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-        raise _PassThrough("float_pixels")
-    if "PixelData" not in ds:
-        raise _PassThrough("no_pixel_data")
-    if source in HTJ2K_SYNTAXES:
-        raise _PassThrough("already_htj2k")
-    if source in LOSSY_SYNTAXES:
-        raise _PassThrough("lossy_source")
-    if source not in NATIVE_SYNTAXES and source not in LOSSLESS_COMPRESSED_SYNTAXES:
-        raise _PassThrough("unsupported_transfer_syntax", f"transfer syntax {source}")
-    allocated = _int(ds, "BitsAllocated")
-    if allocated == 1:
-        raise _PassThrough("bits_allocated_1")
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+def pass_through_reason(
+    syntax: str,
+    *,
+    pixel_data: bool,
+    float_pixel_data: bool,
+    bits_allocated: int | None,
+    photometric: str,
+    samples_per_pixel: int,
+) -> tuple[str, str] | None:
+    """Why an instance stays as it is (SPEC: Transcoding rules) as (reason, detail), or None.
+
+    Pure, on the few attributes the rules read: the transcoder applies it to a parsed dataset,
+    and the conversion dry run to the tags Orthanc lists (nothing downloaded), so both decide
+    the same. An unknown ``bits_allocated`` (None) is refused like any unsupported value.
+    """
+    if float_pixel_data:
+        return "float_pixels", ""
+    if not pixel_data:
+        return "no_pixel_data", ""
+    if syntax in HTJ2K_SYNTAXES:
+        return "already_htj2k", ""
+    if syntax in LOSSY_SYNTAXES:
+        return "lossy_source", ""
+    if syntax not in NATIVE_SYNTAXES and syntax not in LOSSLESS_COMPRESSED_SYNTAXES:
+        return "unsupported_transfer_syntax", f"transfer syntax {syntax}"
+    if bits_allocated == 1:
+        return "bits_allocated_1", ""
     if photometric in SUBSAMPLED_PHOTOMETRIC:
-        raise _PassThrough("subsampled_ybr")
+        return "subsampled_ybr", ""
     if photometric not in SUPPORTED_PHOTOMETRIC:
-        raise _PassThrough("codec_refused", f"photometric interpretation {photometric!r}")
-    if allocated not in (8, 16):
-        raise _PassThrough("codec_refused", f"Bits Allocated {allocated}")
-    samples = _int(ds, "SamplesPerPixel", 1)
-    if samples not in (1, 3):
-        raise _PassThrough("codec_refused", f"{samples} samples per pixel")
+        return "codec_refused", f"photometric interpretation {photometric!r}"
+    if bits_allocated not in (8, 16):
+        return "codec_refused", f"Bits Allocated {bits_allocated}"
+    if samples_per_pixel not in (1, 3):
+        return "codec_refused", f"{samples_per_pixel} samples per pixel"
+    return None
+
+
+def _pass_through_reason(ds: Dataset, source: UID) -> None:
+    """Raise _PassThrough when the instance must stay as it is (see ``pass_through_reason``)."""
+    pixels = "PixelData" in ds  # when present, check_pixel_budget has validated the geometry
+    found = pass_through_reason(
+        source,
+        pixel_data=pixels,
+        float_pixel_data="FloatPixelData" in ds or "DoubleFloatPixelData" in ds,
+        bits_allocated=_int(ds, "BitsAllocated") if pixels else None,
+        photometric=str(ds.get("PhotometricInterpretation", "")).strip(),
+        samples_per_pixel=_int(ds, "SamplesPerPixel", 1) if pixels else 1,
+    )
+    if found is not None:
+        raise _PassThrough(*found)
 
 
 # --- Pixels --------------------------------------------------------------------------------------

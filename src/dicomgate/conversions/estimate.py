@@ -18,13 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar
 
 from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
-from dicomgate.codec.transcode import (
-    LOSSLESS_COMPRESSED_SYNTAXES,
-    LOSSY_SYNTAXES,
-    NATIVE_SYNTAXES,
-    SUBSAMPLED_PHOTOMETRIC,
-    SUPPORTED_PHOTOMETRIC,
-)
+from dicomgate.codec.transcode import pass_through_reason
 
 # Tags as ``?short`` names them. Orthanc lists Pixel Data with a null value when it is present.
 PIXEL_DATA = "7fe0,0010"
@@ -64,12 +58,13 @@ def _int_tag(tags: Mapping[str, Any], tag: str) -> int | None:
 
 
 def classify_instance(syntax: str, tags: Mapping[str, Any], *, max_pixels: int) -> Classification:
-    """Mirror of the real run's decisions, from the header and tags only (nothing downloaded).
+    """The real run's decisions, from the header and tags only (nothing downloaded).
 
     Order as in ``convert_instance`` then ``codec.transcode``: already HTJ2K (header), the pixel
-    budget (a real run fails such an instance), then the pass-through rules. Whatever the tags
-    cannot settle (unused high bits, an encoder refusal, verification) stays a candidate: the
-    sample finds out how often that happens.
+    budget (a real run fails such an instance), then the transcoder's own pass-through rules
+    (``codec.transcode.pass_through_reason``, shared, so the two cannot drift apart). Whatever
+    the tags cannot settle (unused high bits, an encoder refusal, verification) stays a
+    candidate: the sample finds out how often that happens.
     """
     photometric = str(tags.get(PHOTOMETRIC) or "").strip()
     group: GroupKey = (
@@ -93,26 +88,16 @@ def classify_instance(syntax: str, tags: Mapping[str, Any], *, max_pixels: int) 
                 f"ImageTooLarge: {pixels:,} pixels, more than the limit of {max_pixels:,}",
                 group,
             )
-    if FLOAT_PIXEL_DATA in tags or DOUBLE_FLOAT_PIXEL_DATA in tags:
-        return Classification("skipped", "float_pixels", group)
-    if not has_pixels:
-        return Classification("skipped", "no_pixel_data", group)
-    if syntax in LOSSY_SYNTAXES:
-        return Classification("skipped", "lossy_source", group)
-    if syntax not in NATIVE_SYNTAXES and syntax not in LOSSLESS_COMPRESSED_SYNTAXES:
-        return Classification("skipped", "unsupported_transfer_syntax", group)
-    allocated = _int_tag(tags, BITS_ALLOCATED)
-    if allocated == 1:
-        return Classification("skipped", "bits_allocated_1", group)
-    if photometric in SUBSAMPLED_PHOTOMETRIC:
-        return Classification("skipped", "subsampled_ybr", group)
-    if photometric not in SUPPORTED_PHOTOMETRIC:
-        return Classification("skipped", "codec_refused", group)
-    if allocated is not None and allocated not in (8, 16):
-        return Classification("skipped", "codec_refused", group)
-    samples_per_pixel = _int_tag(tags, SAMPLES_PER_PIXEL)
-    if samples_per_pixel is not None and samples_per_pixel not in (1, 3):
-        return Classification("skipped", "codec_refused", group)
+    found = pass_through_reason(
+        syntax,
+        pixel_data=has_pixels,
+        float_pixel_data=FLOAT_PIXEL_DATA in tags or DOUBLE_FLOAT_PIXEL_DATA in tags,
+        bits_allocated=_int_tag(tags, BITS_ALLOCATED),
+        photometric=photometric,
+        samples_per_pixel=_int_tag(tags, SAMPLES_PER_PIXEL) or 1,
+    )
+    if found is not None:
+        return Classification("skipped", found[0], group)
     return Classification("candidate", None, group)
 
 
