@@ -39,14 +39,14 @@ from dicomgate.conversions.service import (
     ProgressSink,
     RunSummary,
     StudyTally,
-    _finish,
-    _now,
-    _set_state,
-    _stopped,
+    finish_run,
     get_job,
     reason_text,
     selection_of,
+    set_job_state,
+    stop_run,
     transcode_options,
+    utcnow,
 )
 from dicomgate.db import session_scope
 from dicomgate.errors import ConversionJobNotFound, DicomgateError
@@ -76,7 +76,7 @@ async def run_dry_job(
         selection = selection_of(job)
         sample_size = job.sample_size
         job.state = "running"
-        job.started_at = job.started_at or _now()
+        job.started_at = job.started_at or utcnow()
     summary = RunSummary(
         job_id=job_id, state="running", dry_run=True, selection=selection.describe()
     )
@@ -87,13 +87,13 @@ async def run_dry_job(
         for study in studies:
             listed.append((study, await study_instances(runtime.orthanc, study)))
         total = sum(len(instances) for _, instances in listed)
-        await _set_state(runtime, job_id, instances_total=total)
+        await set_job_state(runtime, job_id, instances_total=total)
         if progress is not None:
             progress.started(studies=len(studies), instances=total, already_done=0)
         classified: list[Classified] = []
         for study, instances in listed:
             if await _cancel_requested(runtime, job_id):
-                return await _finish(runtime, summary, started, "cancelled")
+                return await finish_run(runtime, summary, started, "cancelled")
             if progress is not None:
                 progress.study(study.study_instance_uid)
             classified.extend(await _classify(runtime, instances, progress))
@@ -102,13 +102,13 @@ async def run_dry_job(
             candidates, group_of=lambda item: item[1].group, size=sample_size, rng=rng
         )
         if sample and await _cancel_requested(runtime, job_id):
-            return await _finish(runtime, summary, started, "cancelled")
+            return await finish_run(runtime, summary, started, "cancelled")
         measurements = await _measure(runtime, sample, concurrency=concurrency)
     except STOPPING_ERRORS as exc:
-        return await _stopped(runtime, summary, started, str(exc))
+        return await stop_run(runtime, summary, started, str(exc))
     except DicomgateError as exc:
         summary.stop_message = f"Failed: {exc.message}"
-        return await _finish(runtime, summary, started, "failed", exc.message)
+        return await finish_run(runtime, summary, started, "failed", exc.message)
 
     pending = await asyncio.to_thread(_journal_pending, runtime.settings.journal_dir)
     estimate, counts = _project(
@@ -134,7 +134,7 @@ async def run_dry_job(
         job.estimate = estimate.to_json()
     summary.instances_this_run = total
     log.info("Dry run of job %d: %s", job_id, estimate.note)
-    return await _finish(runtime, summary, started, "completed")
+    return await finish_run(runtime, summary, started, "completed")
 
 
 async def _cancel_requested(runtime: Runtime, job_id: int) -> bool:

@@ -508,7 +508,8 @@ async def convert_instance(
 
 
 # --- Jobs ------------------------------------------------------------------------------------
-def _now() -> datetime.datetime:
+def utcnow() -> datetime.datetime:
+    """Now, timezone-aware UTC (job timestamps)."""
     return datetime.datetime.now(datetime.UTC)
 
 
@@ -600,7 +601,7 @@ async def request_cancel(session: AsyncSession, job_id: int) -> ConversionJob:
         job.cancel_requested = True
         if job.state != "running":
             job.state = "cancelled"
-            job.finished_at = _now()
+            job.finished_at = utcnow()
     await session.flush()
     return job
 
@@ -740,7 +741,8 @@ async def _record(runtime: Runtime, job_id: int, result: InstanceResult) -> bool
         return bool(job.cancel_requested)
 
 
-async def _set_state(runtime: Runtime, job_id: int, **values: object) -> ConversionJob:
+async def set_job_state(runtime: Runtime, job_id: int, **values: object) -> ConversionJob:
+    """Set columns of a job in their own transaction."""
     async with session_scope(runtime.sessions) as session:
         job = await get_job(session, job_id)
         for key, value in values.items():
@@ -775,7 +777,7 @@ async def run_job(
     with journal.exclusive() as owned:
         if not owned:
             summary = RunSummary(job_id=job_id, state="interrupted", dry_run=False, selection="")
-            return await _stopped(
+            return await stop_run(
                 runtime,
                 summary,
                 time.perf_counter(),
@@ -800,7 +802,7 @@ async def _run_job(
         if job.state not in UNFINISHED_STATES:
             raise ConversionJobNotFound(f"Conversion job {job_id} is already {job.state}")
         job.state = "running"
-        job.started_at = job.started_at or _now()
+        job.started_at = job.started_at or utcnow()
     summary = RunSummary(
         job_id=job_id, state="running", dry_run=False, selection=selection.describe()
     )
@@ -822,11 +824,11 @@ async def _run_job(
             total += len(instances)
             todo.extend(i for i in instances if i.orthanc_id not in already)
     except STOPPING_ERRORS as exc:
-        return await _stopped(runtime, summary, started, str(exc))
+        return await stop_run(runtime, summary, started, str(exc))
     except DicomgateError as exc:
         summary.stop_message = f"Failed: {exc.message}"
-        return await _finish(runtime, summary, started, "failed", exc.message)
-    await _set_state(runtime, job_id, instances_total=total)
+        return await finish_run(runtime, summary, started, "failed", exc.message)
+    await set_job_state(runtime, job_id, instances_total=total)
     if progress is not None:
         progress.started(studies=len(studies), instances=total, already_done=total - len(todo))
 
@@ -880,9 +882,9 @@ async def _run_job(
 
     await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     if "reason" in stop:
-        return await _stopped(runtime, summary, started, stop["reason"])
+        return await stop_run(runtime, summary, started, stop["reason"])
     final_state = "cancelled" if "cancel" in stop else "completed"
-    return await _finish(runtime, summary, started, final_state)
+    return await finish_run(runtime, summary, started, final_state)
 
 
 async def _record_recovered(runtime: Runtime, entry: JournalEntry) -> None:
@@ -922,16 +924,17 @@ def _tally(summary: RunSummary, result: InstanceResult) -> None:
         tally.failed += 1
 
 
-async def _finish(
+async def finish_run(
     runtime: Runtime, summary: RunSummary, started: float, state: str, message: str | None = None
 ) -> RunSummary:
+    """End a run (real or dry) in ``state``: elapsed time and final state on the job."""
     elapsed = time.perf_counter() - started
     async with session_scope(runtime.sessions) as session:
         job = await get_job(session, summary.job_id)
         job.state = state
         job.elapsed = (job.elapsed or 0.0) + elapsed
         if state != "interrupted":
-            job.finished_at = _now()
+            job.finished_at = utcnow()
         if message:
             job.errors = [*(job.errors or []), message][-MAX_JOB_ERRORS:]
         summary.converted, summary.skipped, summary.failed = job.converted, job.skipped, job.failed
@@ -943,16 +946,17 @@ async def _finish(
     return summary
 
 
-async def _stopped(
+async def stop_run(
     runtime: Runtime, summary: RunSummary, started: float, reason: str
 ) -> RunSummary:
+    """End a run that Orthanc's failure stopped: interrupted, resumable, with the reason."""
     message = (
         f"Stopped: {reason}. No instance is missing: unfinished replacements are kept in "
         f"the journal and settled at the next start; run again with --resume."
     )
     log.error("%s", message)
     summary.stop_message = message
-    return await _finish(runtime, summary, started, "interrupted", message)
+    return await finish_run(runtime, summary, started, "interrupted", message)
 
 
 def resolve_sample_size(settings: Settings, *, sample: int | None, exact: bool) -> int | None:
