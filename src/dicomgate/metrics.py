@@ -103,15 +103,15 @@ POOL_QUEUE_DEPTH = Gauge(
 
 # --- Recording helpers (one call per event, from the domain code) ----------------------------
 def record_transcode(path: str, result: TranscodeResult) -> None:
-    """One instance through the codec: its time, and why it was kept when it was."""
+    """One instance through the codec: its time (why it was kept is counted where it ends)."""
     TRANSCODE_SECONDS.labels(path).observe(result.elapsed)
-    if not result.converted:
-        PASS_THROUGHS.labels(path, result.reason or "unknown").inc()
 
 
 def record_ingested(result: TranscodeResult) -> None:
-    """One uploaded instance stored in Orthanc."""
+    """One uploaded instance stored in Orthanc (and why it was kept, when it was)."""
     INSTANCES_INGESTED.labels("converted" if result.converted else "unchanged").inc()
+    if not result.converted:
+        PASS_THROUGHS.labels("ingest", result.reason or "unknown").inc()
     INGEST_BYTES.labels("received").inc(result.original_size)
     INGEST_BYTES.labels("stored").inc(result.size)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from prometheus_client import REGISTRY
 
 from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
 from dicomgate.conversions.journal import ReplaceJournal
@@ -40,6 +41,26 @@ def _syntax(data: bytes) -> str:
     return str(pydicom.dcmread(BytesIO(data), stop_before_pixels=True).file_meta.TransferSyntaxUID)
 
 
+def _conversion_metrics() -> dict[str, float]:
+    """The Prometheus counters conversions feed (process-wide, so compared as deltas)."""
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    outcomes = {
+        o: value("dicomgate_conversion_instances_total", outcome=o)
+        for o in ("converted", "skipped", "failed")
+    }
+    return {
+        **outcomes,
+        "bytes_before": value("dicomgate_conversion_bytes_total", stage="before"),
+        "bytes_after": value("dicomgate_conversion_bytes_total", stage="after"),
+        "lossy_source": value(
+            "dicomgate_pass_throughs_total", path="conversion", reason="lossy_source"
+        ),
+    }
+
+
 async def _run(runtime: Runtime, *, dry_run: bool = False, **selectors: object):  # type: ignore[no-untyped-def]
     selection = make_selection(**selectors)  # type: ignore[arg-type]
     job_id = await start_or_resume(runtime, selection=selection, dry_run=dry_run, resume=False)
@@ -52,6 +73,7 @@ class TestConvertAll:
     ) -> None:
         originals = _store_corpus(conv_orthanc, corpus_dir)
         before_stats = statistics(conv_orthanc)
+        before_metrics = _conversion_metrics()
 
         summary = await _run(runtime, all_studies=True)
 
@@ -82,6 +104,17 @@ class TestConvertAll:
             assert after_stats[key] == before_stats[key], key
         assert summary.bytes_after < summary.bytes_before
         assert ReplaceJournal(runtime.settings.journal_dir).entries() == []
+        counted = {k: v - before_metrics[k] for k, v in _conversion_metrics().items()}
+        assert counted == {
+            "converted": summary.converted,
+            "skipped": 4,
+            "failed": 0,
+            "bytes_before": summary.bytes_before
+            - sum(len(d) for n, d in originals.items() if CORPUS[n] != "converted"),
+            "bytes_after": summary.bytes_after
+            - sum(len(d) for n, d in originals.items() if CORPUS[n] != "converted"),
+            "lossy_source": 1,
+        }
 
         again = await _run(runtime, all_studies=True)
         assert again.converted == 0
