@@ -332,22 +332,6 @@ class OrthancClient:
         )
         return result
 
-    async def instance_metadata(self, orthanc_id: str) -> dict[str, str]:
-        """``GET /instances/{id}/metadata?expand``: all metadata names and values."""
-        return await self.metadata("instances", orthanc_id)
-
-    async def set_instance_metadata(self, orthanc_id: str, name: str, value: str) -> None:
-        """``PUT /instances/{id}/metadata/{name}``: Orthanc allows it for user metadata only."""
-        await self.set_metadata("instances", orthanc_id, name, value)
-
-    async def instance_labels(self, orthanc_id: str) -> list[str]:
-        """``GET /instances/{id}/labels`` (Orthanc ≥ 1.12 with ``HasLabels`` in ``/system``)."""
-        return await self.labels("instances", orthanc_id)
-
-    async def add_instance_label(self, orthanc_id: str, label: str) -> None:
-        """``PUT /instances/{id}/labels/{label}`` (Orthanc ≥ 1.12)."""
-        await self.add_label("instances", orthanc_id, label)
-
     async def instance_file(self, orthanc_id: str) -> bytes:
         """``GET /instances/{id}/file``: the stored DICOM file, whole (for codec work)."""
         response = await self._request(

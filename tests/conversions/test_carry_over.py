@@ -14,7 +14,7 @@ from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.service import (
     CarryOver,
     detect_carry_over,
-    read_carried,
+    read_state,
     recover_journal,
     run_job,
     start_or_resume,
@@ -111,7 +111,8 @@ class TestRecoveryRestoresMetadata:
     ) -> None:
         orthanc_id, *_ = _journaled(conv_orthanc, runtime)
         carry = await detect_carry_over(runtime.orthanc)
-        assert await read_carried(runtime.orthanc, orthanc_id, carry) == (USER_VALUES, ())
+        state = await read_state(runtime.orthanc, "instances", orthanc_id, carry)
+        assert state == (USER_VALUES, ())
 
     async def test_crash_between_delete_and_post(
         self, conv_orthanc: OrthancProcess, runtime: Runtime

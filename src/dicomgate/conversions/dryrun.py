@@ -207,7 +207,7 @@ async def _measure(
         async with gate:
             try:
                 start = time.perf_counter()
-                await runtime.orthanc.instance_metadata(ref.orthanc_id)
+                await runtime.orthanc.metadata("instances", ref.orthanc_id)
                 request = time.perf_counter() - start
                 start = time.perf_counter()
                 data = await runtime.orthanc.instance_file(ref.orthanc_id)

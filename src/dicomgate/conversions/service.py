@@ -21,7 +21,7 @@ import datetime
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -55,7 +55,7 @@ from dicomgate.errors import (
     OrthancUnavailable,
     ReplaceFailed,
 )
-from dicomgate.orthanc import OrthancClient
+from dicomgate.orthanc import Level, OrthancClient
 from dicomgate.runtime import Runtime
 from dicomgate.settings import Settings
 
@@ -145,14 +145,35 @@ async def detect_carry_over(orthanc: OrthancClient) -> CarryOver:
     )
 
 
-async def read_carried(
-    orthanc: OrthancClient, orthanc_id: str, carry: CarryOver
+async def read_state(
+    orthanc: OrthancClient, level: Level, orthanc_id: str, carry: CarryOver
 ) -> tuple[dict[str, str], tuple[str, ...]]:
-    """The user metadata and labels of a stored instance (lost when it is deleted)."""
-    metadata = await orthanc.instance_metadata(orthanc_id)
+    """The user metadata and labels Orthanc keeps on a resource (lost when it is deleted)."""
+    metadata = await orthanc.metadata(level, orthanc_id)
     user = {name: str(value) for name, value in metadata.items() if carry.is_user_metadata(name)}
-    labels = tuple(sorted(await orthanc.instance_labels(orthanc_id))) if carry.labels else ()
+    labels = tuple(sorted(await orthanc.labels(level, orthanc_id))) if carry.labels else ()
     return user, labels
+
+
+async def restore_state(
+    orthanc: OrthancClient,
+    level: Level,
+    orthanc_id: str,
+    user_metadata: Mapping[str, str],
+    labels: Sequence[str],
+) -> None:
+    """Put back the journaled user metadata and labels that a resource is missing (see
+    :func:`apply_carried` for why only the missing ones)."""
+    if user_metadata:
+        current = await orthanc.metadata(level, orthanc_id)
+        for name, value in sorted(user_metadata.items()):
+            if name not in current:
+                await orthanc.set_metadata(level, orthanc_id, name, value)
+    if labels:  # only journaled when this Orthanc has labels
+        present = set(await orthanc.labels(level, orthanc_id))
+        for label in labels:
+            if label not in present:
+                await orthanc.add_label(level, orthanc_id, label)
 
 
 # --- What Orthanc keeps on the parents an instance's delete may remove ------------------------
@@ -196,8 +217,7 @@ async def read_parents(
     found: list[ParentCarried] = []
     for level, orthanc_id in parents_at_risk(ref, concurrency):
         try:
-            metadata = await orthanc.metadata(level, orthanc_id)
-            labels = await orthanc.labels(level, orthanc_id) if carry.labels else []
+            user_metadata, labels = await read_state(orthanc, level, orthanc_id, carry)
             protected = level == "patients" and await orthanc.patient_protected(orthanc_id)
         except NotFound:  # gone since the listing (deleted meanwhile): nothing to carry
             continue
@@ -205,12 +225,8 @@ async def read_parents(
             ParentCarried(
                 level=level,
                 orthanc_id=orthanc_id,
-                user_metadata={
-                    name: str(value)
-                    for name, value in metadata.items()
-                    if carry.is_user_metadata(name)
-                },
-                labels=tuple(sorted(labels)),
+                user_metadata=user_metadata,
+                labels=labels,
                 protected=protected,
             )
         )
@@ -266,16 +282,7 @@ async def apply_parents(
         level, orthanc_id = parent.level, parent.orthanc_id
         if parent.protected and not await orthanc.patient_protected(orthanc_id):
             await orthanc.set_patient_protected(orthanc_id, True)
-        if parent.user_metadata:
-            current = await orthanc.metadata(level, orthanc_id)
-            for name, value in sorted(parent.user_metadata.items()):
-                if name not in current:
-                    await orthanc.set_metadata(level, orthanc_id, name, value)
-        if parent.labels:  # only journaled when this Orthanc has labels
-            present = set(await orthanc.labels(level, orthanc_id))
-            for label in parent.labels:
-                if label not in present:
-                    await orthanc.add_label(level, orthanc_id, label)
+        await restore_state(orthanc, level, orthanc_id, parent.user_metadata, parent.labels)
 
 
 async def apply_carried(
@@ -292,16 +299,7 @@ async def apply_carried(
     delete removed, when known (recovery and rollback do not know: every journaled parent).
     """
     await apply_parents(orthanc, entry, removed)
-    if entry.user_metadata:
-        current = await orthanc.instance_metadata(entry.orthanc_id)
-        for name, value in sorted(entry.user_metadata.items()):
-            if name not in current:
-                await orthanc.set_instance_metadata(entry.orthanc_id, name, value)
-    if entry.labels:  # only journaled when this Orthanc has labels
-        present = set(await orthanc.instance_labels(entry.orthanc_id))
-        for label in entry.labels:
-            if label not in present:
-                await orthanc.add_instance_label(entry.orthanc_id, label)
+    await restore_state(orthanc, "instances", entry.orthanc_id, entry.user_metadata, entry.labels)
 
 
 # --- The replacement of one instance ---------------------------------------------------------
@@ -479,7 +477,7 @@ async def convert_instance(
         log.info("Skipping instance %s: %s", ref.orthanc_id, reason_text(result.reason))
         return InstanceResult(ref, "skipped", result.reason, len(original), len(original))
     # Read as late as possible: what is set after this read and before the delete is lost.
-    user_metadata, labels = await read_carried(orthanc, ref.orthanc_id, carry)
+    user_metadata, labels = await read_state(orthanc, "instances", ref.orthanc_id, carry)
     parents = await read_parents(orthanc, ref, carry, concurrency=concurrency)
     entry = JournalEntry(
         orthanc_id=ref.orthanc_id,
