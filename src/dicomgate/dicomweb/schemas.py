@@ -1,8 +1,7 @@
 """The STOW-RS answer: a Store Instances Response Module (PS3.18 Annex I) in DICOM JSON.
 
 Pure data: per-part statuses in, the HTTP status and the ``application/dicom+json`` body out
-(PS3.18 Annex F: an object keyed by 8-hex-digit tags, each ``{"vr": …, "Value": [...]}``, with
-``Value`` left out for an empty attribute).
+(PS3.18 Annex F, written by pydicom's ``Dataset.to_json_dict``).
 """
 
 from __future__ import annotations
@@ -13,26 +12,11 @@ from enum import IntEnum
 from typing import Any
 
 from fastapi.responses import JSONResponse
+from pydicom.dataset import Dataset
 
 from dicomgate.dicom.stamp import dicom_datetime
 
 DICOM_JSON = "application/dicom+json"
-
-# Attributes of the Store Instances Response Module (PS3.18 Table I.1-1).
-RETRIEVE_URL = "00081190"  # UR, Type 2
-FAILED_SOP_SEQUENCE = "00081198"  # SQ, 1C
-REFERENCED_SOP_SEQUENCE = "00081199"  # SQ, 1C
-REFERENCED_SOP_CLASS_UID = "00081150"  # UI, 1 (SOP Instance Reference Macro, PS3.3 T10-11)
-REFERENCED_SOP_INSTANCE_UID = "00081155"  # UI, 1
-WARNING_REASON = "00081196"  # US, 1C
-FAILURE_REASON = "00081197"  # US, 1
-ORIGINAL_ATTRIBUTES_SEQUENCE = "04000561"  # SQ, 3 (PS3.3 C.12.1)
-MODIFIED_ATTRIBUTES_SEQUENCE = "04000550"  # SQ
-ATTRIBUTE_MODIFICATION_DATETIME = "04000562"  # DT
-MODIFYING_SYSTEM = "04000563"  # LO
-SOURCE_OF_PREVIOUS_VALUES = "04000564"  # LO, Type 2
-REASON_FOR_MODIFICATION = "04000565"  # CS
-SOP_INSTANCE_UID = "00080018"  # UI
 
 
 class FailureReason(IntEnum):
@@ -73,30 +57,27 @@ class PartStatus:
         return self.failure is None
 
 
-def _attr(vr: str, *values: Any) -> dict[str, Any]:
-    """One DICOM JSON attribute; no values → present and empty (PS3.18 Annex F)."""
-    return {"vr": vr, "Value": list(values)} if values else {"vr": vr}
+def _reference(part: PartStatus) -> Dataset:
+    """An SOP Instance Reference Macro item (PS3.3 Table 10-11); UIDs not read stay empty."""
+    item = Dataset()
+    item.ReferencedSOPClassUID = part.sop_class_uid or None
+    item.ReferencedSOPInstanceUID = part.sop_instance_uid or None
+    return item
 
 
-def _reference(part: PartStatus) -> dict[str, Any]:
-    return {
-        REFERENCED_SOP_CLASS_UID: _attr("UI", *filter(None, [part.sop_class_uid])),
-        REFERENCED_SOP_INSTANCE_UID: _attr("UI", *filter(None, [part.sop_instance_uid])),
-    }
-
-
-def _original_attributes(part: PartStatus) -> dict[str, Any]:
+def _original_attributes(part: PartStatus) -> Dataset:
     """PS3.3 C.12.1 item: the SOP Instance UID as sent, replaced by dicomgate."""
-    when = part.modified_at or datetime.datetime.now(datetime.UTC)
-    return {
-        ATTRIBUTE_MODIFICATION_DATETIME: _attr("DT", dicom_datetime(when)),
-        MODIFYING_SYSTEM: _attr("LO", "dicomgate"),
-        SOURCE_OF_PREVIOUS_VALUES: _attr("LO"),
-        REASON_FOR_MODIFICATION: _attr("CS", "COERCE"),
-        MODIFIED_ATTRIBUTES_SEQUENCE: _attr(
-            "SQ", {SOP_INSTANCE_UID: _attr("UI", part.original_sop_instance_uid)}
-        ),
-    }
+    modified = Dataset()
+    modified.SOPInstanceUID = part.original_sop_instance_uid
+    item = Dataset()
+    item.AttributeModificationDateTime = dicom_datetime(
+        part.modified_at or datetime.datetime.now(datetime.UTC)
+    )
+    item.ModifyingSystem = "dicomgate"
+    item.SourceOfPreviousValues = None
+    item.ReasonForTheAttributeModification = "COERCE"
+    item.ModifiedAttributesSequence = [modified]
+    return item
 
 
 @dataclass
@@ -116,32 +97,33 @@ class StoreReport:
         return 200
 
     def to_dicom_json(self) -> dict[str, Any]:
-        """The Store Instances Response Module (PS3.18 Table I.1-1) as a DICOM JSON object.
+        """The Store Instances Response Module (PS3.18 Table I.1-1) as a DICOM JSON object
+        (pydicom's encoder: VRs from the data dictionary, empty attributes without ``Value``).
 
         Retrieve URL (Type 2) is present and empty, at the top and in every item: dicomgate has
         no Studies Retrieve Transaction (WADO-RS) to point at.
         """
-        body: dict[str, Any] = {RETRIEVE_URL: _attr("UR")}
-        failed = [
-            {**_reference(p), FAILURE_REASON: _attr("US", int(p.failure))}
-            for p in self.parts
-            if p.failure is not None
-        ]
-        stored: list[dict[str, Any]] = []
+        body = Dataset()
+        body.RetrieveURL = None
+        failed = []
+        stored = []
         for part in self.parts:
-            if not part.stored:
+            item = _reference(part)
+            if part.failure is not None:
+                item.FailureReason = int(part.failure)
+                failed.append(item)
                 continue
-            item = {**_reference(part), RETRIEVE_URL: _attr("UR")}
+            item.RetrieveURL = None
             if part.warning is not None:
-                item[WARNING_REASON] = _attr("US", int(part.warning))
+                item.WarningReason = int(part.warning)
             if part.original_sop_instance_uid:
-                item[ORIGINAL_ATTRIBUTES_SEQUENCE] = _attr("SQ", _original_attributes(part))
+                item.OriginalAttributesSequence = [_original_attributes(part)]
             stored.append(item)
         if failed:
-            body[FAILED_SOP_SEQUENCE] = _attr("SQ", *failed)
+            body.FailedSOPSequence = failed
         if stored:
-            body[REFERENCED_SOP_SEQUENCE] = _attr("SQ", *stored)
-        return body
+            body.ReferencedSOPSequence = stored
+        return body.to_json_dict()
 
 
 class DicomJsonResponse(JSONResponse):
