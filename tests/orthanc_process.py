@@ -107,6 +107,13 @@ class OrthancProcess:
                 self._proc.wait()
         self._proc = None
 
+    def kill(self) -> None:
+        """Stop it at once (SIGKILL), as a crash or a power cut would: no graceful shutdown."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
     def clear(self) -> None:
         """Delete every patient (and so everything) stored."""
         with httpx.Client(base_url=self.url, timeout=60) as client:
