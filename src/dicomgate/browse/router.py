@@ -54,9 +54,20 @@ CHILD_LISTING_ERRORS = error_responses(NotFound, UnprocessableInput, *ORTHANC_ER
     operation_id="listOrthancPatients",
     responses=error_responses(*ORTHANC_ERRORS),
 )
-async def list_patients(orthanc: OrthancDep) -> list[PatientSummary]:
-    """Every patient, with its number of studies."""
-    return await service.list_patients(orthanc)
+async def list_patients(
+    orthanc: OrthancDep,
+    patient_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="Only the patients with this DICOM Patient ID (0010,0020), exact match "
+            "(no wildcards); their `orthancId` is what the other listings take.",
+        ),
+    ] = None,
+) -> list[PatientSummary]:
+    """Every patient, with its number of studies (or those with one DICOM Patient ID)."""
+    return await service.list_patients(orthanc, patient_id=patient_id)
 
 
 @router.get(
@@ -68,7 +79,13 @@ async def list_patients(orthanc: OrthancDep) -> list[PatientSummary]:
 )
 async def list_studies(
     orthanc: OrthancDep,
-    patient_id: Annotated[str, Query(description="Orthanc ID of the patient.")],
+    patient_id: Annotated[
+        str,
+        Query(
+            description="Orthanc ID of the patient (`orthancId` in the patient listing; "
+            "`/api/orthanc/patients/?patient_id=` finds it from the DICOM Patient ID)."
+        ),
+    ],
 ) -> list[StudySummary]:
     """The patient's studies, newest first, with their number of series."""
     return await service.list_studies(orthanc, patient_id=patient_id)
