@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "dicomgate.conversions.commands",
     "dicomgate.codec.commands",
     "dicomgate.auth.commands",
+    "dicomgate.demo",
 ]
 
 Handler = Callable[[argparse.Namespace, Settings], int]
