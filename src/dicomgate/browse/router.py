@@ -28,7 +28,7 @@ from dicomgate.errors import (
     error_responses,
 )
 from dicomgate.orthanc import Level
-from dicomgate.runtime import OrthancDep, PoolDep, SettingsDep
+from dicomgate.runtime import OrthancDep, PoolDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/orthanc", tags=["browse"])
 
@@ -198,8 +198,10 @@ async def list_patient_images(orthanc: OrthancDep, patient_id: str) -> PatientIm
 
 
 def _delete_route(level: Level, noun: str, operation_id: str) -> None:
-    async def delete(orthanc: OrthancDep, orthanc_id: str) -> DeleteResult:
-        return await service.delete_resource(orthanc, level=level, orthanc_id=orthanc_id)
+    async def delete(orthanc: OrthancDep, session: SessionDep, orthanc_id: str) -> DeleteResult:
+        return await service.delete_resource(
+            orthanc, level=level, orthanc_id=orthanc_id, session=session
+        )
 
     delete.__doc__ = (
         f"Delete the {noun}; parents left empty are deleted too, and the answer names the "

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomgate.browse.schemas import (
     DeleteResult,
@@ -42,6 +43,7 @@ from dicomgate.codec.pool import WorkerPool
 from dicomgate.codec.preview import render_preview_task
 from dicomgate.errors import NotFound, OrthancError
 from dicomgate.orthanc import LEVEL_NAMES, Level, OrthancClient
+from dicomgate.statistics.ledger import forget
 
 ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(?:-[0-9a-f]{8}){4}$")
 IMAGE_TAGS = (
@@ -407,10 +409,21 @@ async def open_instance_file(orthanc: OrthancClient, *, instance_id: str) -> Ins
     )
 
 
-async def delete_resource(orthanc: OrthancClient, *, level: Level, orthanc_id: str) -> DeleteResult:
-    """Delete a resource; Orthanc removes emptied parents and names the nearest survivor."""
+async def delete_resource(
+    orthanc: OrthancClient,
+    *,
+    level: Level,
+    orthanc_id: str,
+    session: AsyncSession | None = None,
+) -> DeleteResult:
+    """Delete a resource; Orthanc removes emptied parents and names the nearest survivor.
+
+    With ``session``, the storage statistics forget the instances it held (same transaction).
+    """
     check_orthanc_id(level, orthanc_id)
     answer = await orthanc.delete(level, orthanc_id)
+    if session is not None:
+        await forget(session, level=level, orthanc_id=orthanc_id)
     remaining = answer.get("RemainingAncestor")
     ref: ResourceRef | None = None
     if isinstance(remaining, dict):
