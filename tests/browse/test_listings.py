@@ -86,6 +86,21 @@ class TestListPatients:
         assert response.status_code == 200
         assert response.json() == []
 
+    @pytest.mark.parametrize(
+        ("patient_id", "why"),
+        [
+            ("A\\B", "must not contain a backslash (DICOM LO)"),
+            ("A\x01B", "must not contain control characters (DICOM LO)"),
+            ("X" * 65, "longer than 64 characters (DICOM LO)"),
+            ("", "must not be empty"),
+        ],
+    )
+    async def test_filter_that_is_no_patient_id_is_422(
+        self, client: httpx.AsyncClient, clean_orthanc: OrthancProcess, patient_id: str, why: str
+    ) -> None:
+        response = await client.get("/api/orthanc/patients/", params={"patient_id": patient_id})
+        assert_error(response, 422, "ValidationError", why)
+
     async def test_orthanc_stopped_is_503_json(
         self, client: httpx.AsyncClient, orthanc: OrthancProcess
     ) -> None:

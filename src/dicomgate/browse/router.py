@@ -28,6 +28,7 @@ from dicomgate.errors import (
     error_responses,
 )
 from dicomgate.orthanc import Level
+from dicomgate.patients.schemas import PatientId
 from dicomgate.runtime import OrthancDep, PoolDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/orthanc", tags=["browse"])
@@ -57,10 +58,8 @@ CHILD_LISTING_ERRORS = error_responses(NotFound, UnprocessableInput, *ORTHANC_ER
 async def list_patients(
     orthanc: OrthancDep,
     patient_id: Annotated[
-        str | None,
+        PatientId | None,
         Query(
-            min_length=1,
-            max_length=64,
             description="Only the patients with this DICOM Patient ID (0010,0020), exact match "
             "(no wildcards); their `orthancId` is what the other listings take.",
         ),
