@@ -196,3 +196,21 @@ def test_migration_0006_upgrades_and_downgrades(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "dicomgate.db") as db:
         assert ("stored_instances",) not in db.execute(tables).fetchall()
     upgrade_database(own)
+
+
+async def test_stow_rs_is_counted_as_ingest(api: httpx.AsyncClient) -> None:
+    from tests.dicomweb.test_stow import related
+
+    data = to_bytes(make_dataset(rows=32, columns=32, modality="MR"))
+    body, content_type = related([(data, "application/dicom")])
+    stored = await api.post(
+        "/dicomweb/studies",
+        content=body,
+        headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
+    )
+    assert stored.status_code == 200, stored.text
+    answer = (await api.get(ROUTE)).json()
+    assert answer["ingest"]["instances"] == 1
+    assert answer["htj2k"] == {"instances": 1, "share": 1.0}
+    [mr] = answer["modalities"]
+    assert (mr["modality"], mr["instances"], mr["bytes_original"]) == ("MR", 1, len(data))
