@@ -12,7 +12,7 @@ import httpx
 import pydicom
 
 from dicomgate.app import create_app
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.conversions.models import ConversionJob
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.service import create_job

@@ -7,7 +7,7 @@ from io import BytesIO
 import httpx
 import pydicom
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.codec.transcode import TranscodeOptions, transcode
 from dicomgate.conversions.journal import JournalEntry, ReplaceJournal, sha256
 from dicomgate.conversions.plan import make_selection

@@ -19,7 +19,7 @@ import httpx
 import pydicom
 import pytest
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.codec.transcode import TranscodeOptions, transcode
 from dicomgate.conversions.journal import JournalEntry, ParentCarried, ReplaceJournal, sha256
 from dicomgate.conversions.plan import (

@@ -9,7 +9,7 @@ from io import BytesIO
 import pydicom
 from sqlalchemy import select
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.conversions.commands import format_summary
 from dicomgate.conversions.journal import ReplaceJournal
 from dicomgate.conversions.models import ConversionJob, ConversionOutcome

@@ -38,7 +38,7 @@ from dicomgate.browse.schemas import (
     StudySummary,
 )
 from dicomgate.codec.pool import WorkerPool
-from dicomgate.codec.preview import render_preview_task
+from dicomgate.codec.preview import render_preview
 from dicomgate.errors import NotFound, OrthancError
 from dicomgate.orthanc import LEVEL_NAMES, Level, OrthancClient
 
@@ -339,7 +339,7 @@ async def render_instance_preview(
     """PNG of one frame of a stored instance, decoded and rendered in the worker pool."""
     check_orthanc_id("instances", instance_id)
     data = await orthanc.instance_file(instance_id)
-    return await pool.run(render_preview_task, data, frame, max_pixels)
+    return await pool.run(render_preview, data, frame=frame, max_pixels=max_pixels)
 
 
 @dataclass

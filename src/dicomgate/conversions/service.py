@@ -29,8 +29,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomgate import metrics
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
 from dicomgate.codec.pool import WorkerPool
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.conversions.estimate import DryRunEstimate
 from dicomgate.conversions.journal import (
     JournalEntry,
