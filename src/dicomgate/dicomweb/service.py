@@ -37,8 +37,8 @@ from dicomgate.errors import (
     UnsupportedMediaType,
 )
 from dicomgate.ingest.service import Ingestor, UploadItem, gather_or_cancel, transcode_options
-from dicomgate.ingest.spool import RELATED, SpooledFile
 from dicomgate.ingest.worker import IngestPlan
+from dicomgate.kit.spool import RELATED, SpooledFile
 from dicomgate.orthanc import OrthancClient
 from dicomgate.phi import Phi
 from dicomgate.settings import Settings

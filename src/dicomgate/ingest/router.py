@@ -28,7 +28,7 @@ from dicomgate.errors import (
 from dicomgate.ingest import service
 from dicomgate.ingest.idempotency import UPLOAD_ID_MAX, UPLOAD_ID_MIN, UPLOAD_ID_PATTERN
 from dicomgate.ingest.schemas import FolderUploadResult, MultiUploadResult, UploadResult
-from dicomgate.ingest.spool import spool_request
+from dicomgate.kit.spool import spool_request
 from dicomgate.runtime import RuntimeDep, SessionDep
 
 router = APIRouter(tags=["ingest"])

@@ -46,9 +46,9 @@ from dicomgate.ingest.schemas import (
     OrthancStoreAnswer,
     UploadResult,
 )
-from dicomgate.ingest.spool import SpooledFile, SpooledForm
 from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
 from dicomgate.ingest.zipfiles import UnsafeArchive, expand_zip, is_zip_upload
+from dicomgate.kit.spool import SpooledFile, SpooledForm
 from dicomgate.orthanc import OrthancClient
 from dicomgate.patients.service import get_patient
 from dicomgate.phi import Phi
