@@ -380,10 +380,10 @@ class TestIdempotentRetry:
         files = [files_part(name, data) for name, data in undated.items()]
         data = {"patient_id": patient.patient_id, "upload_id": self.KEY}
         first_time = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
-        monkeypatch.setattr(service, "_now", lambda: first_time)
+        monkeypatch.setattr(service, "utcnow", lambda: first_time)
         partial = await client.post(URL, files=files[:1], data=data)
         assert partial.status_code == 201, partial.text
-        monkeypatch.setattr(service, "_now", lambda: first_time + datetime.timedelta(hours=25))
+        monkeypatch.setattr(service, "utcnow", lambda: first_time + datetime.timedelta(hours=25))
         complete = await client.post(URL, files=files, data=data)
         assert complete.status_code == 201, complete.text
 

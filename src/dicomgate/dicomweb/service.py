@@ -10,7 +10,6 @@ stored once).
 
 from __future__ import annotations
 
-import datetime
 import logging
 import re
 import shutil
@@ -21,6 +20,7 @@ import anyio
 from python_multipart.multipart import parse_options_header
 
 from dicomgate.codec.pool import WorkerPool
+from dicomgate.codec.transcode import TranscodeOptions
 from dicomgate.dicom.preamble import PART10_PREFIX, ZERO_PREAMBLE, looks_like_part10
 from dicomgate.dicom.uids import is_uid
 from dicomgate.dicomweb.schemas import FailureReason, PartStatus, StoreReport, WarningReason
@@ -36,9 +36,11 @@ from dicomgate.errors import (
     StudyMismatch,
     UnsupportedMediaType,
 )
-from dicomgate.ingest.service import Ingestor, UploadItem, gather_or_cancel, transcode_options
+from dicomgate.ingest.service import Ingestor, UploadItem
 from dicomgate.ingest.worker import IngestPlan
+from dicomgate.kit.clock import utcnow
 from dicomgate.kit.spool import RELATED, SpooledFile
+from dicomgate.kit.tasks import gather_or_cancel
 from dicomgate.orthanc import OrthancClient
 from dicomgate.phi import Phi
 from dicomgate.settings import Settings
@@ -226,8 +228,8 @@ async def store_instances(
     plan = IngestPlan(
         demographics=None,
         assignment=None,
-        options=transcode_options(settings),
-        now=datetime.datetime.now(datetime.UTC),
+        options=TranscodeOptions.from_settings(settings, allow_lossy=True),
+        now=utcnow(),
         required_study_uid=study_instance_uid,
     )
     ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)

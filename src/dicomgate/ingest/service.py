@@ -9,13 +9,12 @@ stored once); a bad file only fails itself when several were sent.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 from pydicom.uid import generate_uid
@@ -23,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomgate import metrics
 from dicomgate.codec.pool import WorkerPool
+from dicomgate.codec.reasons import reason_text
 from dicomgate.codec.transcode import TranscodeOptions
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.unify import SeriesAssignment, series_label
@@ -48,7 +48,9 @@ from dicomgate.ingest.schemas import (
 )
 from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
 from dicomgate.ingest.zipfiles import UnsafeArchive, expand_zip, is_zip_upload
+from dicomgate.kit.clock import utcnow
 from dicomgate.kit.spool import SpooledFile, SpooledForm
+from dicomgate.kit.tasks import gather_or_cancel
 from dicomgate.orthanc import OrthancClient
 from dicomgate.patients.service import get_patient
 from dicomgate.phi import Phi
@@ -56,20 +58,7 @@ from dicomgate.settings import Settings
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 CONVERTED_MESSAGE = "Uploaded and converted successfully"
-PASS_THROUGH_TEXT = {
-    "no_pixel_data": "no pixel data to transcode",
-    "already_htj2k": "already HTJ2K",
-    "lossy_source": "lossy-compressed source kept as it is",
-    "float_pixels": "float pixel data is not transcoded",
-    "bits_allocated_1": "1-bit pixel data is not transcoded",
-    "subsampled_ybr": "chroma-subsampled pixel data is kept as it is",
-    "unsupported_transfer_syntax": "its transfer syntax cannot be decoded here",
-    "codec_refused": "the encoder refused this image",
-    "verification_failed": "the re-encoded pixels did not match, original kept",
-}
 ZIP_TOTAL_FACTOR = 4  # a zip may expand to this many times the per-file upload cap
 STREAM_ABOVE_BYTES = 16 * 1024 * 1024  # larger outputs are streamed to Orthanc from disk
 STREAM_CHUNK_BYTES = 1024 * 1024
@@ -90,22 +79,12 @@ class UploadItem:
     series_path: str = ""
 
 
-def transcode_options(settings: Settings) -> TranscodeOptions:
-    """The codec options the settings ask for."""
-    return TranscodeOptions(
-        target=settings.target_syntax,
-        lossy_quality=settings.lossy_quality,
-        max_pixels=settings.max_pixels,
-    )
-
-
 def result_message(outcome: IngestOutcome) -> str:
     """'Uploaded and converted successfully', or 'Uploaded unchanged: <why>'."""
     result = outcome.result
     if result.converted:
         return CONVERTED_MESSAGE
-    reason = result.reason or "unknown"
-    return f"Uploaded unchanged: {PASS_THROUGH_TEXT.get(reason, reason)}"
+    return f"Uploaded unchanged: {reason_text(result.reason)}"
 
 
 async def lookup_demographics(session: AsyncSession, *, patient_id: str) -> Demographics:
@@ -116,18 +95,6 @@ async def lookup_demographics(session: AsyncSession, *, patient_id: str) -> Demo
             f"Unknown patient_id {patient_id!r}: not in the patient cache; nothing was stored"
         )
     return patient.demographics()
-
-
-async def gather_or_cancel(aws: Sequence[Awaitable[T]]) -> list[T]:
-    """Run all; on the first exception cancel the rest and re-raise it."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -210,10 +177,6 @@ def _upload_result(name: str, outcome: IngestOutcome, answer: dict[str, Any]) ->
     )
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 async def upload_files(
     *,
     session: AsyncSession,
@@ -230,7 +193,10 @@ async def upload_files(
     if patient_id:
         demographics = await lookup_demographics(session, patient_id=patient_id)
     plan = IngestPlan(
-        demographics=demographics, assignment=None, options=transcode_options(settings), now=_now()
+        demographics=demographics,
+        assignment=None,
+        options=TranscodeOptions.from_settings(settings, allow_lossy=True),
+        now=utcnow(),
     )
     ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)
     items = [UploadItem(name=f.filename, path=f.path) for f in files]
@@ -347,7 +313,7 @@ async def upload_folder(
         raise UploadTooLarge(
             f"Too many files after expanding zips: {len(items)}; the limit is {settings.max_files}"
         )
-    now = _now()
+    now = utcnow()
     study_uid = (
         study_uid_for(upload_id=upload_id, patient_id=patient_id)
         if upload_id
@@ -374,7 +340,7 @@ async def upload_folder(
                 study_date=study_date,
                 study_time=study_time,
             )
-    options = transcode_options(settings)
+    options = TranscodeOptions.from_settings(settings, allow_lossy=True)
     ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)
     plans = {
         key: IngestPlan(demographics=demographics, assignment=a, options=options, now=now)
