@@ -15,7 +15,7 @@ from dicomgate.app import create_app
 from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.conversions.models import ConversionJob
 from dicomgate.conversions.plan import make_selection
-from dicomgate.conversions.service import create_job
+from dicomgate.conversions.repository import create_job
 from dicomgate.db import create_engine, create_sessionmaker, session_scope
 from dicomgate.settings import Settings
 from tests.builders import make_dataset, to_bytes

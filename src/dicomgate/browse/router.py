@@ -27,7 +27,7 @@ from dicomgate.errors import (
     WorkerTimeout,
     error_responses,
 )
-from dicomgate.orthanc import Level
+from dicomgate.orthanc_models import Level
 from dicomgate.runtime import OrthancDep, PoolDep, SettingsDep
 
 router = APIRouter(prefix="/api/orthanc", tags=["browse"])

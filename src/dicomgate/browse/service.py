@@ -29,7 +29,6 @@ from pydantic import TypeAdapter
 from dicomgate.browse.schemas import (
     DeleteResult,
     InstanceSummary,
-    LevelName,
     PatientImage,
     PatientImages,
     PatientSummary,
@@ -39,8 +38,9 @@ from dicomgate.browse.schemas import (
 )
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.codec.preview import render_preview
-from dicomgate.errors import NotFound, OrthancError
-from dicomgate.orthanc import LEVEL_NAMES, Level, OrthancClient
+from dicomgate.errors import NotFound
+from dicomgate.orthanc import OrthancClient
+from dicomgate.orthanc_models import LEVEL_WORDS, Level, not_found
 
 ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(?:-[0-9a-f]{8}){4}$")
 IMAGE_TAGS = (
@@ -82,12 +82,6 @@ SHARED_TAGS = frozenset(
     }
 )
 ImageTags = tuple[str | None, ...]
-ORTHANC_TYPES: dict[str, LevelName] = {
-    "Patient": "patient",
-    "Study": "study",
-    "Series": "series",
-    "Instance": "instance",
-}
 
 
 class ImageTagCache:
@@ -120,7 +114,7 @@ class ImageTagCache:
 def check_orthanc_id(level: Level, orthanc_id: str) -> str:
     """Orthanc IDs are five dash-separated groups of 8 hex digits; anything else is unknown."""
     if not ORTHANC_ID.match(orthanc_id):
-        raise NotFound(f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}")
+        raise not_found(level, orthanc_id)
     return orthanc_id
 
 
@@ -380,15 +374,12 @@ async def open_instance_file(orthanc: OrthancClient, *, instance_id: str) -> Ins
 async def delete_resource(orthanc: OrthancClient, *, level: Level, orthanc_id: str) -> DeleteResult:
     """Delete a resource; Orthanc removes emptied parents and names the nearest survivor."""
     check_orthanc_id(level, orthanc_id)
-    answer = await orthanc.delete(level, orthanc_id)
-    remaining = answer.get("RemainingAncestor")
-    ref: ResourceRef | None = None
-    if isinstance(remaining, dict):
-        kind = ORTHANC_TYPES.get(str(remaining.get("Type")))
-        if kind is None or not remaining.get("ID"):
-            raise OrthancError(f"Orthanc's DELETE answer names an unknown ancestor: {remaining}")
-        ref = ResourceRef(level=kind, orthancId=str(remaining["ID"]))
+    remaining = (await orthanc.delete(level, orthanc_id)).remaining
     return DeleteResult(
-        deleted=ResourceRef(level=ORTHANC_TYPES[LEVEL_NAMES[level].title()], orthancId=orthanc_id),
-        remaining=ref,
+        deleted=_ref(level, orthanc_id),
+        remaining=_ref(remaining.level, remaining.orthanc_id) if remaining else None,
     )
+
+
+def _ref(level: Level, orthanc_id: str) -> ResourceRef:
+    return ResourceRef(level=LEVEL_WORDS[level], orthancId=orthanc_id)

@@ -7,14 +7,10 @@ import asyncio
 import sys
 from typing import Any
 
-from dicomgate.conversions.plan import make_selection
-from dicomgate.conversions.service import (
-    InstanceResult,
-    RunSummary,
-    reason_text,
-    run_job,
-    start_or_resume,
-)
+from dicomgate.codec.reasons import reason_text
+from dicomgate.conversions.lifecycle import RunSummary
+from dicomgate.conversions.plan import InstanceResult, make_selection
+from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.errors import DicomgateError
 from dicomgate.settings import Settings
 

@@ -1,4 +1,5 @@
-"""What a conversion job covers: its selection of studies and instances, and ``--shard K/N``."""
+"""What a conversion job covers (its selection of studies and instances, ``--shard K/N``) and
+what happened to each instance."""
 
 from __future__ import annotations
 
@@ -101,6 +102,20 @@ class InstanceRef:
     study_id: str = ""
     patient_id: str = ""
     series_size: int = 0
+
+
+Outcome = Literal["converted", "skipped", "failed", "planned"]
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    """What happened to one instance."""
+
+    ref: InstanceRef
+    outcome: Outcome
+    reason: str | None
+    bytes_before: int
+    bytes_after: int
 
 
 async def select_studies(orthanc: OrthancClient, selection: Selection) -> list[StudyRef]:

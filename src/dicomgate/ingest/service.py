@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import anyio
 from pydicom.uid import generate_uid
@@ -52,6 +51,7 @@ from dicomgate.kit.clock import utcnow
 from dicomgate.kit.spool import SpooledFile, SpooledForm
 from dicomgate.kit.tasks import gather_or_cancel
 from dicomgate.orthanc import OrthancClient
+from dicomgate.orthanc_models import StoredInstance
 from dicomgate.patients.service import get_patient
 from dicomgate.phi import Phi
 from dicomgate.settings import Settings
@@ -102,7 +102,7 @@ class StoredFile:
     """One ingested file: what the worker made of it and Orthanc's answer to storing it."""
 
     outcome: IngestOutcome
-    answer: dict[str, Any]
+    answer: StoredInstance
 
 
 class Ingestor:
@@ -136,7 +136,7 @@ class Ingestor:
             await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
         return StoredFile(outcome=outcome, answer=answer)
 
-    async def _store(self, path: Path, *, size: int) -> dict[str, Any]:
+    async def _store(self, path: Path, *, size: int) -> StoredInstance:
         """Send the worker's output file to Orthanc: whole when small, streamed when large."""
         if size <= STREAM_ABOVE_BYTES:
             data = await anyio.to_thread.run_sync(path.read_bytes)
@@ -154,19 +154,19 @@ class Ingestor:
             return FailedFile(name=item.name, error=exc.message)
 
 
-def _upload_result(name: str, outcome: IngestOutcome, answer: dict[str, Any]) -> UploadResult:
+def _upload_result(name: str, outcome: IngestOutcome, answer: StoredInstance) -> UploadResult:
     result = outcome.result
     return UploadResult(
         message=result_message(outcome),
         filename=name,
         patient_id=outcome.patient_id or None,
         orthanc_response=OrthancStoreAnswer(
-            ID=str(answer["ID"]),
-            ParentPatient=str(answer.get("ParentPatient", "")),
-            ParentStudy=str(answer.get("ParentStudy", "")),
-            ParentSeries=str(answer.get("ParentSeries", "")),
-            Path=str(answer.get("Path", f"/instances/{answer['ID']}")),
-            Status=str(answer.get("Status", "Success")),
+            ID=answer.id,
+            ParentPatient=answer.parent_patient,
+            ParentStudy=answer.parent_study,
+            ParentSeries=answer.parent_series,
+            Path=answer.path,
+            Status=answer.status or "Success",
         ),
         source_transfer_syntax=result.source_transfer_syntax,
         stored_transfer_syntax=result.transfer_syntax,
