@@ -13,9 +13,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicomgate.app import open_runtime
 from dicomgate.migrations import upgrade_database
-from dicomgate.runtime import Runtime
+from dicomgate.runtime import Runtime, open_runtime
 from dicomgate.settings import Settings
 from tests.orthanc_process import OrthancProcess
 

@@ -16,6 +16,7 @@ from dicomgate.browse.schemas import (
     SeriesSummary,
     StudySummary,
 )
+from dicomgate.dependencies import OrthancDep, PoolDep, SettingsDep
 from dicomgate.errors import (
     ORTHANC_ERRORS,
     FrameNotFound,
@@ -28,7 +29,6 @@ from dicomgate.errors import (
     error_responses,
 )
 from dicomgate.orthanc_models import Level
-from dicomgate.runtime import OrthancDep, PoolDep, SettingsDep
 
 router = APIRouter(prefix="/api/orthanc", tags=["browse"])
 

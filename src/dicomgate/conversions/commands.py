@@ -12,6 +12,7 @@ from dicomgate.conversions.lifecycle import RunSummary
 from dicomgate.conversions.plan import InstanceResult, make_selection
 from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.errors import DicomgateError
+from dicomgate.runtime import open_runtime
 from dicomgate.settings import Settings
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
@@ -265,8 +266,6 @@ async def _convert(
     sample: int | None = None,
     exact: bool = False,
 ) -> int:
-    from dicomgate.app import open_runtime
-
     async with open_runtime(settings) as runtime:
         try:
             job_id = await start_or_resume(

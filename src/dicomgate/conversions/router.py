@@ -10,8 +10,8 @@ from dicomgate.conversions import repository, service
 from dicomgate.conversions.background import BackgroundJobs
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.schemas import ConversionJobList, ConversionJobOut, ConversionRequest
+from dicomgate.dependencies import SessionDep, SettingsDep
 from dicomgate.errors import BadRequest, ConversionJobNotFound, error_responses
-from dicomgate.runtime import SessionDep, SettingsDep
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from dicomgate.dependencies import RuntimeDep
 from dicomgate.dicomweb import service
 from dicomgate.dicomweb.schemas import STORE_RESPONSES, DicomJsonResponse
 from dicomgate.errors import (
@@ -25,7 +26,7 @@ from dicomgate.errors import (
     error_responses,
 )
 from dicomgate.kit.spool import RELATED, spool_request
-from dicomgate.runtime import Runtime, RuntimeDep
+from dicomgate.runtime import Runtime
 
 router = APIRouter(tags=["dicomweb"])
 
