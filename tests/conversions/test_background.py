@@ -22,7 +22,7 @@ from dicomgate.conversions.repository import create_job
 from dicomgate.db import create_engine, create_sessionmaker, session_scope
 from dicomgate.settings import Settings
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import decoded_crc32s, make_settings
+from tests.conversions.helpers import decoded_crc32s, make_settings
 from tests.orthanc_process import OrthancProcess
 
 STUDY = "1.2.826.0.1.3680043.10.9.77"

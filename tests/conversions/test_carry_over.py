@@ -17,7 +17,7 @@ from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.kit.hashing import sha256
 from dicomgate.runtime import Runtime
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import delete_instance, served_file
+from tests.conversions.helpers import delete_instance, served_file
 from tests.orthanc_process import OrthancProcess
 
 USER_VALUES = {"Comment": "reviewed by Dr. Müller\nsecond line", "2000": "unnamed user slot"}

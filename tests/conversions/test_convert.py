@@ -14,7 +14,7 @@ from dicomgate.conversions.journal import ReplaceJournal
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.runtime import Runtime
-from tests.conversions.conftest import (
+from tests.conversions.helpers import (
     CORPUS,
     decoded_crc32s,
     digest,

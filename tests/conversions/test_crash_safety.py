@@ -17,7 +17,7 @@ import pytest
 
 from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import decoded_crc32s, stored_files
+from tests.conversions.helpers import decoded_crc32s, stored_files
 from tests.orthanc_process import OrthancProcess
 
 INSTANCES = 200

@@ -41,7 +41,7 @@ from dicomgate.kit.hashing import sha256
 from dicomgate.orthanc_models import DeleteAnswer
 from dicomgate.runtime import Runtime
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import delete_instance, served_file
+from tests.conversions.helpers import delete_instance, served_file
 from tests.orthanc_process import OrthancProcess
 
 STUDY = "1.2.826.0.1.3680043.10.9.700"

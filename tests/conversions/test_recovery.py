@@ -13,7 +13,7 @@ from dicomgate.errors import ReplaceFailed
 from dicomgate.kit.hashing import sha256
 from dicomgate.runtime import Runtime
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import delete_instance, served_file
+from tests.conversions.helpers import delete_instance, served_file
 from tests.orthanc_process import OrthancProcess
 
 

@@ -21,7 +21,7 @@ from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.db import session_scope
 from dicomgate.runtime import Runtime
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import served_file
+from tests.conversions.helpers import served_file
 from tests.orthanc_process import OrthancProcess
 
 STUDY = "1.2.826.0.1.3680043.10.9.400"

@@ -19,7 +19,7 @@ from dicomgate.ingest import service
 from dicomgate.ingest.idempotency import series_uid_for, study_uid_for
 from dicomgate.patients.service import get_patient
 from tests.builders import make_dataset, to_bytes
-from tests.ingest.conftest import BOTH_DATABASES, MakePatient, OrthancView
+from tests.ingest.helpers import BOTH_DATABASES, MakePatient, OrthancView
 
 URL = "/api/orthanc/upload-patient/"
 CORPUS = {"CT": "CT_small.dcm", "MR": "MR_small.dcm", "SC": "SC_rgb_small_odd.dcm"}
