@@ -29,6 +29,9 @@ from dicomgate.metrics import router as metrics_router
 from dicomgate.migrations import ensure_database_current
 from dicomgate.patients.router import router as patients_router
 from dicomgate.requestid import RequestIdMiddleware
+from dicomgate.rules.config import load_rules
+from dicomgate.rules.router import router as rules_router
+from dicomgate.rules.service import RulesLoop
 from dicomgate.runtime import open_runtime
 from dicomgate.settings import Settings
 from dicomgate.statistics.router import router as statistics_router
@@ -42,6 +45,7 @@ TAGS = [
     {"name": "ingest", "description": "Uploads: validate, stamp the patient, transcode, store."},
     {"name": "dicomweb", "description": "DICOMweb STOW-RS: store instances, transcoded to HTJ2K."},
     {"name": "conversions", "description": "Admin: convert stored studies to HTJ2K in place."},
+    {"name": "rules", "description": "Admin: compression rules for what arrives in Orthanc."},
     {"name": "audit", "description": "Admin: who did what to which resource, and the outcome."},
     {"name": "statistics", "description": "Orthanc's size and what dicomgate's HTJ2K saved."},
 ]
@@ -123,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; nothing is opened until the lifespan starts."""
     settings = settings or Settings()
     check_auth_configuration(settings)
+    rules = load_rules(settings.rules_file)  # a bad rules file stops the start, clearly
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -138,9 +143,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             if settings.resume_conversions_on_start:
                 await jobs.resume_unfinished()
+
+            async def start_job(job_id: int) -> None:
+                jobs.start(job_id, concurrency=2)
+
+            follower = None
+            if rules is not None and settings.rules_follower:
+                follower = RulesLoop(runtime, rules, start_job)
+                follower.start()
             try:
                 yield
             finally:
+                if follower is not None:
+                    await follower.stop()  # first: it creates jobs
                 await jobs.stop()  # before the runtime closes under the running jobs
 
     app = FastAPIOffline(
@@ -152,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[AuthorizeDep],
     )
     app.state.settings = settings
+    app.state.rules = rules
     app.state.jwt_verifier = JwtVerifier(settings)
     if settings.cors_origins:
         app.add_middleware(
@@ -168,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ingest_router,
         dicomweb_router,
         conversions_router,
+        rules_router,
         audit_router,
         statistics_router,
         metrics_router,

@@ -26,6 +26,7 @@ from dicomgate.errors import (
 from dicomgate.metrics import record_orthanc_error
 from dicomgate.orthanc_models import (
     LEVEL_WORDS,
+    ChangesPage,
     DeleteAnswer,
     InstanceHeader,
     Level,
@@ -154,6 +155,27 @@ class OrthancClient:
         """``GET /statistics``: counts and disk usage."""
         result: dict[str, Any] = await self._json("GET", "/statistics", what="GET /statistics")
         return result
+
+    async def changes(self, *, since: int, limit: int) -> ChangesPage:
+        """``GET /changes?since=&limit=``: the change log after ``since`` (at most ``limit``)."""
+        result = await self._json(
+            "GET",
+            "/changes",
+            params={"since": since, "limit": limit},
+            what="GET /changes",
+        )
+        try:
+            return ChangesPage.from_json(result)
+        except OrthancError as exc:
+            raise _counted(exc) from None
+
+    async def last_change(self) -> ChangesPage:
+        """``GET /changes?last``: the latest change (its ``last`` is Orthanc's latest sequence)."""
+        result = await self._json("GET", "/changes", params={"last": ""}, what="GET /changes?last")
+        try:
+            return ChangesPage.from_json(result)
+        except OrthancError as exc:
+            raise _counted(exc) from None
 
     # --- Resources -------------------------------------------------------------------------
     async def resource(self, level: Level, orthanc_id: str) -> dict[str, Any]:

@@ -1,0 +1,307 @@
+"""The rules' rows in the database: the cursor, the backlog of series, the pauses.
+
+Functions take the caller's session and only flush; the caller's session scope commits. Several
+replicas share these rows: the cursor is taken under a row lock (PostgreSQL ``FOR UPDATE SKIP
+LOCKED``: one follower at a time, the others skip), a backlog row is claimed for a while by the
+replica deciding on it, and every decision is written only if the row's ``version`` is still the
+one decided on (a newer ``StableSeries`` change wins).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dicomgate.conversions.models import UNFINISHED_STATES, ConversionJob, ConversionOutcome
+from dicomgate.kit.clock import aware
+from dicomgate.rules.models import CURSOR_ID, RulePause, RulesCursor, RuleSeries
+
+RULE_ORIGIN_PREFIX = "rule:"
+
+
+def _postgresql(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def _take_write_lock(session: AsyncSession) -> None:
+    """SQLite: take the database's write lock now, so that this transaction's reads and its
+    writes see one state (a read transaction upgraded later can fail with "database is
+    locked"). PostgreSQL locks rows instead."""
+    if not _postgresql(session):
+        await session.execute(
+            update(RulesCursor).where(RulesCursor.id == CURSOR_ID).values(id=RulesCursor.id)
+        )
+
+
+# --- The cursor ---------------------------------------------------------------------------------
+async def take_cursor(session: AsyncSession) -> RulesCursor | None:
+    """The cursor row, locked until the transaction ends; None when another replica has it.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` (a replica killed mid-batch loses its connection, its
+    transaction rolls back and the lock goes with it). SQLite (one process): the write lock.
+    """
+    await _take_write_lock(session)
+    query = select(RulesCursor).where(RulesCursor.id == CURSOR_ID)
+    if _postgresql(session):
+        query = query.with_for_update(skip_locked=True)
+    cursor = (await session.scalars(query)).first()
+    if cursor is None and not _postgresql(session):
+        cursor = RulesCursor(id=CURSOR_ID)
+        session.add(cursor)
+        await session.flush()
+    return cursor
+
+
+async def read_cursor(session: AsyncSession) -> RulesCursor | None:
+    """The cursor as last written (no lock)."""
+    return await session.get(RulesCursor, CURSOR_ID)
+
+
+# --- The backlog --------------------------------------------------------------------------------
+async def note_stable_series(
+    session: AsyncSession, *, series_id: str, seq: int, at: datetime.datetime
+) -> None:
+    """Orthanc marked a series stable: it waits (again) for a decision, as a new version."""
+    row = await session.scalar(select(RuleSeries).where(RuleSeries.series_id == series_id))
+    if row is None:
+        session.add(
+            RuleSeries(
+                series_id=series_id,
+                state="waiting",
+                stable_seq=seq,
+                stable_at=at,
+                due_at=at,
+                version=1,
+            )
+        )
+    else:
+        # The last job stays linked: no new one starts for the series until it has ended.
+        row.state = "waiting"
+        row.rule = None
+        row.stable_seq = seq
+        row.stable_at = at
+        row.due_at = at
+        row.version += 1
+        row.claimed_until = None
+    await session.flush()
+
+
+@dataclass(frozen=True)
+class DueSeries:
+    """A backlog row claimed for a decision, as it was when claimed."""
+
+    id: int
+    version: int
+    series_id: str
+    stable_at: datetime.datetime
+    rule: str | None
+    job_running: bool  # the series' last job has not ended yet
+
+
+async def claim_due(
+    session: AsyncSession,
+    *,
+    now: datetime.datetime,
+    until: datetime.datetime,
+    paused: Iterable[str],
+    limit: int,
+) -> list[DueSeries]:
+    """Claim (until ``until``) the waiting series due by ``now``, oldest due first.
+
+    Skipped: series claimed by another replica, and series already decided for a paused rule.
+    """
+    await _take_write_lock(session)
+    paused = list(paused)
+    query = (
+        select(RuleSeries)
+        .where(
+            RuleSeries.state == "waiting",
+            RuleSeries.due_at <= now,
+            or_(RuleSeries.claimed_until.is_(None), RuleSeries.claimed_until < now),
+        )
+        .order_by(RuleSeries.due_at, RuleSeries.id)
+        .limit(limit)
+    )
+    if paused:
+        query = query.where(or_(RuleSeries.rule.is_(None), RuleSeries.rule.not_in(paused)))
+    if _postgresql(session):
+        query = query.with_for_update(skip_locked=True)
+    rows = list((await session.scalars(query)).all())
+    running = await _unfinished_jobs(session, [r.job_id for r in rows if r.job_id is not None])
+    claimed = []
+    for row in rows:
+        row.claimed_until = until
+        claimed.append(
+            DueSeries(
+                id=row.id,
+                version=row.version,
+                series_id=row.series_id,
+                stable_at=aware(row.stable_at),
+                rule=row.rule,
+                job_running=row.job_id in running,
+            )
+        )
+    await session.flush()
+    return claimed
+
+
+async def _unfinished_jobs(session: AsyncSession, job_ids: Sequence[int]) -> set[int]:
+    if not job_ids:
+        return set()
+    query = select(ConversionJob.id).where(
+        ConversionJob.id.in_(job_ids), ConversionJob.state.in_(UNFINISHED_STATES)
+    )
+    return set((await session.scalars(query)).all())
+
+
+async def reschedule(
+    session: AsyncSession,
+    row: DueSeries,
+    *,
+    due_at: datetime.datetime,
+    rule: str | None,
+    study_id: str = "",
+    study_instance_uid: str = "",
+) -> bool:
+    """Put a claimed series back to wait until ``due_at``; False if it changed meanwhile."""
+    values: dict[str, object] = {"due_at": due_at, "rule": rule, "claimed_until": None}
+    if study_id:
+        values.update(study_id=study_id, study_instance_uid=study_instance_uid[:128])
+    result = await session.execute(
+        update(RuleSeries)
+        .where(RuleSeries.id == row.id, RuleSeries.version == row.version)
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def forget(session: AsyncSession, row: DueSeries) -> bool:
+    """Drop a claimed series that needs nothing; False if it changed meanwhile."""
+    result = await session.execute(
+        delete(RuleSeries).where(RuleSeries.id == row.id, RuleSeries.version == row.version)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_queued(
+    session: AsyncSession, row: DueSeries, *, rule: str, study_id: str, study_instance_uid: str
+) -> bool:
+    """A job will convert the series: mark it queued; False if it changed meanwhile."""
+    result = await session.execute(
+        update(RuleSeries)
+        .where(
+            RuleSeries.id == row.id,
+            RuleSeries.version == row.version,
+            RuleSeries.state == "waiting",
+        )
+        .values(
+            state="queued",
+            rule=rule,
+            study_id=study_id,
+            study_instance_uid=study_instance_uid[:128],
+            claimed_until=None,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def link_job(session: AsyncSession, row_ids: Sequence[int], job_id: int) -> None:
+    """Record which job converts these (queued) series."""
+    await session.execute(
+        update(RuleSeries).where(RuleSeries.id.in_(row_ids)).values(job_id=job_id)
+    )
+
+
+async def drop_finished(session: AsyncSession) -> int:
+    """Drop queued series whose job has ended (or is gone); how many."""
+    await _take_write_lock(session)
+    unfinished = select(ConversionJob.id).where(ConversionJob.state.in_(UNFINISHED_STATES))
+    result = await session.execute(
+        delete(RuleSeries).where(
+            RuleSeries.state == "queued",
+            or_(RuleSeries.job_id.is_(None), RuleSeries.job_id.not_in(unfinished)),
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def failed_attempts(session: AsyncSession, orthanc_ids: Sequence[str]) -> dict[str, int]:
+    """How many rule jobs failed on each of these instances (in chunks: bounded IN lists)."""
+    counts: dict[str, int] = {}
+    for start in range(0, len(orthanc_ids), 500):
+        chunk = orthanc_ids[start : start + 500]
+        query = (
+            select(ConversionOutcome.orthanc_id, func.count())
+            .join(ConversionJob, ConversionJob.id == ConversionOutcome.job_id)
+            .where(
+                ConversionOutcome.orthanc_id.in_(chunk),
+                ConversionOutcome.outcome == "failed",
+                ConversionJob.origin.like(f"{RULE_ORIGIN_PREFIX}%"),
+            )
+            .group_by(ConversionOutcome.orthanc_id)
+        )
+        counts.update({orthanc_id: int(n) for orthanc_id, n in await session.execute(query)})
+    return counts
+
+
+# --- What the API and the metrics show --------------------------------------------------------
+async def backlog_counts(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Backlog rows by (rule, state); rule "" for series not decided yet."""
+    query = select(RuleSeries.rule, RuleSeries.state, func.count()).group_by(
+        RuleSeries.rule, RuleSeries.state
+    )
+    return {(rule or "", state): int(n) for rule, state, n in await session.execute(query)}
+
+
+async def backlog_rows(session: AsyncSession, *, limit: int) -> Sequence[RuleSeries]:
+    """The backlog, next due first."""
+    query = select(RuleSeries).order_by(RuleSeries.due_at, RuleSeries.id).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def instances_by_rule(session: AsyncSession) -> dict[str, dict[str, int]]:
+    """Instances converted, skipped and failed by each rule's jobs (all replicas, all time)."""
+    query = (
+        select(
+            ConversionJob.origin,
+            func.sum(ConversionJob.converted),
+            func.sum(ConversionJob.skipped),
+            func.sum(ConversionJob.failed),
+        )
+        .where(ConversionJob.origin.like(f"{RULE_ORIGIN_PREFIX}%"))
+        .group_by(ConversionJob.origin)
+    )
+    return {
+        str(origin).removeprefix(RULE_ORIGIN_PREFIX): {
+            "converted": int(converted or 0),
+            "skipped": int(skipped or 0),
+            "failed": int(failed or 0),
+        }
+        for origin, converted, skipped, failed in await session.execute(query)
+    }
+
+
+# --- Pauses -------------------------------------------------------------------------------------
+async def pauses(session: AsyncSession) -> dict[str, RulePause]:
+    """Every paused rule, by name."""
+    return {p.rule: p for p in (await session.scalars(select(RulePause))).all()}
+
+
+async def pause(session: AsyncSession, rule: str, *, by: str) -> RulePause:
+    """Pause a rule (already paused: unchanged)."""
+    found = await session.get(RulePause, rule)
+    if found is None:
+        found = RulePause(rule=rule, paused_by=by[:256])
+        session.add(found)
+        await session.flush()
+        await session.refresh(found)
+    return found
+
+
+async def resume(session: AsyncSession, rule: str) -> None:
+    """Resume a paused rule (not paused: nothing to do)."""
+    await session.execute(delete(RulePause).where(RulePause.rule == rule))
