@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("last_seq", sa.BigInteger(), nullable=True),
         sa.Column("orthanc_last_seq", sa.BigInteger(), nullable=True),
         sa.Column("followed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("rules_digest", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rules_cursor")),
     )
     # The one row every follower locks (there is nothing to lock before it exists).

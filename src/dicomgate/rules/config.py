@@ -8,6 +8,7 @@ named by its place in the file (``rules[2].delay: …``), never half-applied.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 import tomllib
 from pathlib import Path
@@ -173,6 +174,11 @@ class RuleSet(BaseModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def digest(self) -> str:
+        """A fingerprint of the rules as read (another file, another digest)."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
     def get(self, name: str) -> Rule | None:
         """The rule with this name, if any."""

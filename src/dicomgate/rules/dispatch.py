@@ -100,6 +100,10 @@ async def decide(
     if earliest > now:
         known = candidates[0].name if len(candidates) == 1 else None
         return Wait(earliest, known, "delay", **place)
+    if not any(window_open(rule, now, rules.zone) for rule in candidates):
+        opening = min(next_opening(rule, now, rules.zone) for rule in candidates)
+        known = candidates[0].name if len(candidates) == 1 else None
+        return Wait(opening, known, "outside its windows", **place)
     instances = await read_instances(
         runtime.orthanc, series.instance_ids, concurrency=runtime.settings.orthanc_concurrency
     )

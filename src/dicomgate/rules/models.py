@@ -28,6 +28,9 @@ class RulesCursor(Base):
     followed_at: Mapped[datetime.datetime | None] = mapped_column(
         DateTime(timezone=True), nullable=True
     )
+    # The rules file the waiting series were last decided under: another one (a restart with
+    # changed rules) makes every waiting series due again.
+    rules_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class RuleSeries(Base):

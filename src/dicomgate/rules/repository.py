@@ -61,6 +61,24 @@ async def read_cursor(session: AsyncSession) -> RulesCursor | None:
     return await session.get(RulesCursor, CURSOR_ID)
 
 
+async def adopt_rules(session: AsyncSession, digest: str, *, now: datetime.datetime) -> int:
+    """Make every waiting series due now if it was decided under other rules; how many."""
+    await _take_write_lock(session)
+    query = select(RulesCursor).where(RulesCursor.id == CURSOR_ID)
+    if _postgresql(session):
+        query = query.with_for_update()
+    cursor = (await session.scalars(query)).first()
+    if cursor is None or cursor.rules_digest == digest:
+        return 0
+    cursor.rules_digest = digest
+    result = await session.execute(
+        update(RuleSeries)
+        .where(RuleSeries.state == "waiting", RuleSeries.due_at > now)
+        .values(due_at=now, rule=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 # --- The backlog --------------------------------------------------------------------------------
 async def note_stable_series(
     session: AsyncSession, *, series_id: str, seq: int, at: datetime.datetime

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,7 +12,6 @@ from dicomgate.rules.config import RuleSet
 from dicomgate.rules.follower import FollowerState
 from dicomgate.rules.models import RuleSeries
 from dicomgate.rules.service import RuleStatus
-
 
 RULE_EXAMPLE: dict[str, Any] = {
     "name": "ct-at-night",

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dicomgate import metrics
 from dicomgate.db import session_scope
 from dicomgate.errors import RuleNotFound
+from dicomgate.kit.clock import utcnow
 from dicomgate.rules import repository
 from dicomgate.rules.config import Rule, RuleSet
 from dicomgate.rules.dispatch import StartJob, dispatch_due_once
@@ -38,6 +39,14 @@ async def refresh_metrics(runtime: Runtime) -> None:
         by_rule = await repository.instances_by_rule(session)
     state = await follower_state(runtime)
     metrics.record_rules_state(backlog=backlog, lag_changes=state.lag_changes, by_rule=by_rule)
+
+
+async def adopt_rules(runtime: Runtime, rules: RuleSet) -> None:
+    """Rules other than those the waiting series were decided under: decide on them again."""
+    async with session_scope(runtime.sessions) as session:
+        redo = await repository.adopt_rules(session, rules.digest, now=utcnow())
+    if redo:
+        log.info("Compression rules changed: %d waiting series are decided on again", redo)
 
 
 async def run_rules_once(runtime: Runtime, rules: RuleSet, start: StartJob) -> int:
@@ -70,8 +79,12 @@ class RulesLoop:
             len(self._rules.rules),
             interval,
         )
+        adopted = False
         while True:
             try:
+                if not adopted:
+                    await adopt_rules(self._runtime, self._rules)
+                    adopted = True
                 await run_rules_once(self._runtime, self._rules, self._start)
             except asyncio.CancelledError:
                 raise
