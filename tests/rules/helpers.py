@@ -4,6 +4,7 @@ outcome, and what the database says the rules did."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -150,3 +151,16 @@ def transfer_syntaxes(orthanc: OrthancProcess, series_uid: str) -> dict[str, str
 def latest_change(orthanc: OrthancProcess) -> int:
     """The sequence number of Orthanc's latest change."""
     return int(httpx.get(f"{orthanc.url}/changes", params={"last": ""}, timeout=30).json()["Last"])
+
+
+def stable_marks(orthanc: OrthancProcess) -> dict[str, list[tuple[int, datetime.datetime]]]:
+    """Series ID → (seq, date) of each StableSeries change Orthanc logged for it."""
+    page = httpx.get(f"{orthanc.url}/changes", params={"since": 0, "limit": 100000}, timeout=30)
+    marks: dict[str, list[tuple[int, datetime.datetime]]] = {}
+    for change in page.json()["Changes"]:
+        if change["ChangeType"] == "StableSeries":
+            date = datetime.datetime.strptime(change["Date"], "%Y%m%dT%H%M%S")
+            marks.setdefault(change["ID"], []).append(
+                (change["Seq"], date.replace(tzinfo=datetime.UTC))
+            )
+    return marks

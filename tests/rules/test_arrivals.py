@@ -33,6 +33,7 @@ from tests.rules.helpers import (
     rule_jobs,
     rules_settings,
     series_of,
+    stable_marks,
     transfer_syntaxes,
 )
 
@@ -77,15 +78,7 @@ def served_by_uid(orthanc: OrthancProcess, ds: Dataset) -> bytes:
 
 def stable_changes(orthanc: OrthancProcess, series_id: str) -> list[tuple[int, datetime.datetime]]:
     """(seq, date) of every StableSeries change Orthanc logged for a series."""
-    page = httpx.get(f"{orthanc.url}/changes", params={"since": 0, "limit": 10000}).json()
-    return [
-        (
-            c["Seq"],
-            datetime.datetime.strptime(c["Date"], "%Y%m%dT%H%M%S").replace(tzinfo=datetime.UTC),
-        )
-        for c in page["Changes"]
-        if c["ChangeType"] == "StableSeries" and c["ID"] == series_id
-    ]
+    return stable_marks(orthanc).get(series_id, [])
 
 
 async def finished_jobs(settings: Settings, count: int) -> list[ConversionJob] | None:

@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 StartJob = Callable[[int], Awaitable[None]]  # hands a created job to whatever runs jobs
 
-CLAIM_FOR = datetime.timedelta(minutes=5)  # a replica that died deciding lets go after this
-DUE_PER_TICK = 50  # series decided per call
+CLAIM_FOR = datetime.timedelta(minutes=5)  # SQLite: a claim left by a crash lapses after this
+DUE_PER_TICK = 20  # series decided per call
 # An instance whose conversion failed this many times under rules is left alone (its failures
 # are in the jobs' errors): a failed replacement re-posts the original, which makes the series
 # stable again, and it must not loop for ever.
@@ -133,9 +133,32 @@ async def dispatch_due_once(runtime: Runtime, rules: RuleSet, start: StartJob) -
     async with session_scope(runtime.sessions) as session:
         await repository.drop_finished(session)
         paused = set(await repository.pauses(session))
-        rows = await repository.claim_due(
-            session, now=now, until=now + CLAIM_FOR, paused=paused, limit=DUE_PER_TICK
-        )
+    if runtime.engine.dialect.name == "postgresql":
+        # Decided and written under the rows' locks (see repository.take_due).
+        async with session_scope(runtime.sessions) as session:
+            rows = await repository.take_due(session, now=now, paused=paused, limit=DUE_PER_TICK)
+            created = await _write(session, await _decide_all(runtime, rules, rows, now, paused))
+    else:
+        async with session_scope(runtime.sessions) as session:
+            rows = await repository.take_due(
+                session, now=now, paused=paused, limit=DUE_PER_TICK, claim_until=now + CLAIM_FOR
+            )
+        decided = await _decide_all(runtime, rules, rows, now, paused)
+        async with session_scope(runtime.sessions) as session:
+            created = await _write(session, decided)
+    for job_id in created:
+        await start(job_id)
+    return len(created)
+
+
+async def _decide_all(
+    runtime: Runtime,
+    rules: RuleSet,
+    rows: Sequence[DueSeries],
+    now: datetime.datetime,
+    paused: set[str],
+) -> list[tuple[DueSeries, Decision]]:
+    """A decision for each row; Orthanc failing makes the rest wait for the next round."""
     decided: list[tuple[DueSeries, Decision]] = []
     retry = now + datetime.timedelta(seconds=runtime.settings.rules_poll_interval)
     stopped: str | None = None
@@ -154,38 +177,33 @@ async def dispatch_due_once(runtime: Runtime, rules: RuleSet, start: StartJob) -
         decided.append((row, decision))
     if stopped is not None:
         log.warning("Compression rules: Orthanc failed (%s); deciding again shortly", stopped)
-    created = await _write(runtime, decided)
-    for job_id in created:
-        await start(job_id)
-    return len(created)
+    return decided
 
 
-async def _write(runtime: Runtime, decided: Sequence[tuple[DueSeries, Decision]]) -> list[int]:
-    """Write the decisions in one transaction; the jobs created (one per study and rule)."""
+async def _write(session: AsyncSession, decided: Sequence[tuple[DueSeries, Decision]]) -> list[int]:
+    """Write the decisions; the jobs created (one per study and rule)."""
     groups: dict[tuple[str, str], list[tuple[DueSeries, Queue]]] = {}
     created: list[int] = []
-    async with session_scope(runtime.sessions) as session:
-        for row, decision in decided:
-            if isinstance(decision, Forget):
-                await repository.forget(session, row)
-                log.debug("Compression rules: series %s: %s", row.series_id, decision.why)
-            elif isinstance(decision, Wait):
-                await repository.reschedule(
-                    session,
-                    row,
-                    due_at=decision.until,
-                    rule=decision.rule,
-                    study_id=decision.study_id,
-                    study_instance_uid=decision.study_instance_uid,
-                )
-            else:
-                groups.setdefault((decision.study_id, decision.rule.name), []).append(
-                    (row, decision)
-                )
-        for members in groups.values():
-            job_id = await _queue(session, members)
-            if job_id is not None:
-                created.append(job_id)
+    for row, decision in decided:
+        if isinstance(decision, Forget):
+            await repository.forget(session, row)
+            log.debug("Compression rules: series %s: %s", row.series_id, decision.why)
+        elif isinstance(decision, Wait):
+            await repository.reschedule(
+                session,
+                row,
+                due_at=decision.until,
+                rule=decision.rule,
+                study_id=decision.study_id,
+                study_instance_uid=decision.study_instance_uid,
+            )
+        else:
+            key = (decision.study_id, decision.rule.name)
+            groups.setdefault(key, []).append((row, decision))
+    for members in groups.values():
+        job_id = await _queue(session, members)
+        if job_id is not None:
+            created.append(job_id)
     return created
 
 

@@ -68,6 +68,8 @@ async def adopt_rules(session: AsyncSession, digest: str, *, now: datetime.datet
     if _postgresql(session):
         query = query.with_for_update()
     cursor = (await session.scalars(query)).first()
+    if not _postgresql(session):  # one process: claims left by a previous run are stale
+        await session.execute(update(RuleSeries).values(claimed_until=None))
     if cursor is None or cursor.rules_digest == digest:
         return 0
     cursor.rules_digest = digest
@@ -110,7 +112,7 @@ async def note_stable_series(
 
 @dataclass(frozen=True)
 class DueSeries:
-    """A backlog row claimed for a decision, as it was when claimed."""
+    """A backlog row taken for a decision, as it was when taken."""
 
     id: int
     version: int
@@ -120,17 +122,21 @@ class DueSeries:
     job_running: bool  # the series' last job has not ended yet
 
 
-async def claim_due(
+async def take_due(
     session: AsyncSession,
     *,
     now: datetime.datetime,
-    until: datetime.datetime,
     paused: Iterable[str],
     limit: int,
+    claim_until: datetime.datetime | None = None,
 ) -> list[DueSeries]:
-    """Claim (until ``until``) the waiting series due by ``now``, oldest due first.
+    """The waiting series due by ``now``, oldest due first, for this replica to decide on.
 
-    Skipped: series claimed by another replica, and series already decided for a paused rule.
+    Skipped: series another replica is deciding on, and series already decided for a paused
+    rule. PostgreSQL: locked (``FOR UPDATE SKIP LOCKED``) until the transaction ends, so the
+    caller decides and writes in it, and a replica that dies lets go at once. SQLite (one
+    process): claimed until ``claim_until``, and the decision is written in a transaction of its
+    own (holding SQLite's write lock while Orthanc is read would stall every other writer).
     """
     await _take_write_lock(session)
     paused = list(paused)
@@ -150,10 +156,11 @@ async def claim_due(
         query = query.with_for_update(skip_locked=True)
     rows = list((await session.scalars(query)).all())
     running = await _unfinished_jobs(session, [r.job_id for r in rows if r.job_id is not None])
-    claimed = []
+    taken = []
     for row in rows:
-        row.claimed_until = until
-        claimed.append(
+        if claim_until is not None:
+            row.claimed_until = claim_until
+        taken.append(
             DueSeries(
                 id=row.id,
                 version=row.version,
@@ -164,7 +171,7 @@ async def claim_due(
             )
         )
     await session.flush()
-    return claimed
+    return taken
 
 
 async def _unfinished_jobs(session: AsyncSession, job_ids: Sequence[int]) -> set[int]:
