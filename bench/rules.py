@@ -119,9 +119,10 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
             sender = threading.Thread(target=send, daemon=True)
             started = time.monotonic()
             sender.start()
-            tail_until: float | None = None
-            while tail_until is None or (
-                time.monotonic() < tail_until and len(taken) < len(appeared)
+            ended: float | None = None  # when the stream ended
+            while ended is None or not (
+                time.monotonic() > ended + args.poll + 3  # the last series became stable
+                and (len(taken) == len(appeared) or time.monotonic() > ended + args.poll + 20)
             ):
                 now = time.monotonic()
                 page = (await http.get("/changes", params={"since": seen, "limit": 1000})).json()
@@ -134,9 +135,8 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
                 for seq, at in appeared.items():
                     if seq <= cursor and seq not in taken:
                         taken[seq] = max(0.0, now - at)
-                if done.is_set() and tail_until is None:
-                    # The last series' stability, and those of the last conversions.
-                    tail_until = time.monotonic() + args.poll + 15
+                if done.is_set() and ended is None:
+                    ended = time.monotonic()
                 await asyncio.sleep(0.1)
             elapsed = time.monotonic() - started
             metrics_text = (
