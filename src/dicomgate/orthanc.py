@@ -8,7 +8,7 @@ above it sees httpx. No business logic lives here.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -258,23 +258,30 @@ class OrthancClient:
         )
         return result
 
-    async def series_instances_tags_json(self, series_id: str) -> bytes:
+    async def series_instances_tags_json(
+        self, series_id: str, *, ignore_length: Sequence[str] = ()
+    ) -> bytes:
         """``GET /series/{id}/instances-tags``: every instance's tags in Orthanc's full format
-        (name, type, value; nested sequences), as the raw JSON bytes (parsed in a worker)."""
+        (name, type, value; nested sequences), as the raw JSON bytes (parsed in a worker).
+        ``ignore_length``: tags (``0018-1020``) to send whole instead of as ``TooLong``."""
         response = await self._request(
             "GET",
             f"/series/{series_id}/instances-tags",
+            params=[("ignore-length", t) for t in ignore_length],
             what="GET /series/{id}/instances-tags",
             not_found=f"No series with Orthanc ID {series_id}",
             headers=IDENTITY,
         )
         return response.content
 
-    async def instance_tags_json(self, orthanc_id: str) -> bytes:
+    async def instance_tags_json(
+        self, orthanc_id: str, *, ignore_length: Sequence[str] = ()
+    ) -> bytes:
         """``GET /instances/{id}/tags``: one instance's tags in Orthanc's full format, raw."""
         response = await self._request(
             "GET",
             f"/instances/{orthanc_id}/tags",
+            params=[("ignore-length", t) for t in ignore_length],
             what="GET /instances/{id}/tags",
             not_found=f"No instance with Orthanc ID {orthanc_id}",
             headers=IDENTITY,

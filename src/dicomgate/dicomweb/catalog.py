@@ -255,13 +255,22 @@ async def details(
     ) -> dict[str, ConvertedInstance]:
         if len(members) > SERIES_CALL_THRESHOLD:
             raw = await orthanc.series_instances_tags_json(series_id)
-            return await pool.run(convert_tags_task, raw, syntax_of, False)
-        converted: dict[str, ConvertedInstance] = {}
+            converted = await pool.run(convert_tags_task, raw, syntax_of, False)
+            long_tags = sorted({t for c in converted.values() for t in c.too_long})
+            if long_tags:  # text values Orthanc cut: asked for again, whole (one more call)
+                raw = await orthanc.series_instances_tags_json(series_id, ignore_length=long_tags)
+                converted = await pool.run(convert_tags_task, raw, syntax_of, False)
+            return converted
+        out: dict[str, ConvertedInstance] = {}
         for inst in members:
+            syntax = {"": syntax_of[inst.orthanc_id]}
             raw = await orthanc.instance_tags_json(inst.orthanc_id)
-            one = await pool.run(convert_tags_task, raw, {"": syntax_of[inst.orthanc_id]}, True)
-            converted[inst.orthanc_id] = one[""]
-        return converted
+            one = (await pool.run(convert_tags_task, raw, syntax, True))[""]
+            if one.too_long:
+                raw = await orthanc.instance_tags_json(inst.orthanc_id, ignore_length=one.too_long)
+                one = (await pool.run(convert_tags_task, raw, syntax, True))[""]
+            out[inst.orthanc_id] = one
+        return out
 
     results = await bounded(
         concurrency, [partial(convert_series, s, m) for s, m in by_series.items()]

@@ -44,10 +44,12 @@ AVAILABLE_TRANSFER_SYNTAX_UID = "00083002"
 
 @dataclass(frozen=True)
 class ConvertedInstance:
-    """One instance as compact DICOM JSON (relative BulkDataURIs) and its pixel facts."""
+    """One instance as compact DICOM JSON (relative BulkDataURIs), its pixel facts, and the
+    top-level text elements Orthanc cut as ``TooLong`` (asked for again whole)."""
 
     json: bytes
     facts: PixelFacts | None
+    too_long: tuple[str, ...] = ()
 
 
 @lru_cache(maxsize=8192)
@@ -254,7 +256,13 @@ def convert_instance(
 ) -> ConvertedInstance:
     """One instance: its DICOM JSON bytes and pixel facts."""
     converted = to_dicom_json(tags, transfer_syntax=transfer_syntax, encapsulated=encapsulated)
-    return ConvertedInstance(json=dumps(converted), facts=pixel_facts(converted))
+    too_long = tuple(
+        key.replace(",", "-")
+        for key, element in tags.items()
+        if element.get("Type") == "TooLong"
+        and converted.get(key.replace(",", "").upper(), {}).get("vr") not in BULK_VRS
+    )
+    return ConvertedInstance(json=dumps(converted), facts=pixel_facts(converted), too_long=too_long)
 
 
 def convert_tags_task(
