@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
 from dicomgate.audit.context import note_touched
-from dicomgate.dicomweb.catalog import DetailsCache, PatientOfSeries, check_uid
+from dicomgate.dicomweb.catalog import DetailsCache, SeriesIdentities, check_uid
 from dicomgate.dicomweb.media import MediaRange, parse_accept
 from dicomgate.dicomweb.ranges import parse_range
 from dicomgate.dicomweb.reader import Reader, Touched, service_url
@@ -37,7 +37,7 @@ def get_reader(request: Request, runtime: RuntimeDep) -> Reader:
         pool=runtime.pool,
         settings=runtime.settings,
         cache=_state(request, "dicomweb_details", DetailsCache),
-        patients=_state(request, "dicomweb_patients", PatientOfSeries),
+        series=_state(request, "dicomweb_series", SeriesIdentities),
         base_url=service_url(request, runtime.settings),
         touch=partial(note, request),
     )

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from itertools import groupby
 
-from dicomgate.dicomweb.catalog import StoredInstance, details, list_instances
+from dicomgate.dicomweb.catalog import StoredInstance, details
 from dicomgate.dicomweb.dicomjson import complete_bulk_uris
-from dicomgate.dicomweb.reader import Reader, touch_instances
+from dicomgate.dicomweb.reader import Reader, instances_at, touch_instances
 
 
 async def _series_chunks(reader: Reader, members: list[StoredInstance]) -> list[bytes]:
@@ -49,8 +49,8 @@ async def retrieve_metadata(
     sop_uid: str | None = None,
 ) -> AsyncIterator[bytes]:
     """The metadata of a study, a series or an instance (404 when nothing is stored there)."""
-    instances = await list_instances(
-        reader.orthanc, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
+    instances = await instances_at(
+        reader, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
     )
     await touch_instances(reader, instances, per_instance=sop_uid is not None)
     return _array(reader, instances)

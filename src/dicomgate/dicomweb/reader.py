@@ -12,7 +12,13 @@ from typing import TypeVar
 from starlette.requests import HTTPConnection
 
 from dicomgate.codec.pool import WorkerPool
-from dicomgate.dicomweb.catalog import DetailsCache, PatientOfSeries, StoredInstance
+from dicomgate.dicomweb.catalog import (
+    DetailsCache,
+    SeriesIdentities,
+    StoredInstance,
+    find_instance,
+    list_instances,
+)
 from dicomgate.orthanc import OrthancClient
 from dicomgate.settings import Settings
 
@@ -50,7 +56,7 @@ class Reader:
     pool: WorkerPool
     settings: Settings
     cache: DetailsCache
-    patients: PatientOfSeries
+    series: SeriesIdentities
     base_url: str  # e.g. https://pacs.example.org/dicomweb
     # Names what the request touched on its audit row, as soon as it is known (so a request
     # that fails later is still recorded with what it asked for).
@@ -76,7 +82,7 @@ async def touch_instances(
     """Note the patients, studies and series of the instances (and, ``per_instance``, each SOP
     Instance UID and Orthanc ID; else the series' Orthanc IDs) as touched."""
     series_ids = list(dict.fromkeys(i.series_orthanc_id for i in instances))
-    patients = [await reader.patients.get(reader.orthanc, s) for s in series_ids]
+    patients = [(await reader.series.get(reader.orthanc, s)).patient_id for s in series_ids]
     touched = Touched(
         patient_ids=patients,
         study_instance_uids=list(dict.fromkeys(i.study_uid for i in instances)),
@@ -85,6 +91,26 @@ async def touch_instances(
         orthanc_ids=[i.orthanc_id for i in instances] if per_instance else series_ids,
     )
     reader.touch(touched)
+
+
+async def instances_at(
+    reader: Reader,
+    *,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> list[StoredInstance]:
+    """The stored instances a URL names: a study's, a series', or one (404 when none)."""
+    if sop_uid is not None:
+        assert series_uid is not None
+        return await find_instance(
+            reader.orthanc,
+            reader.series,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            sop_uid=sop_uid,
+        )
+    return await list_instances(reader.orthanc, study_uid=study_uid, series_uid=series_uid)
 
 
 async def ordered(calls: Iterable[Callable[[], Awaitable[T]]], *, window: int) -> AsyncIterator[T]:

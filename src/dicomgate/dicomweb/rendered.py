@@ -14,9 +14,9 @@ from functools import partial
 from dicomgate.codec.preview import Window
 from dicomgate.codec.rendered import RenderOptions, Viewport, render_task
 from dicomgate.dicomweb import media
-from dicomgate.dicomweb.catalog import StoredInstance, list_instances
+from dicomgate.dicomweb.catalog import StoredInstance
 from dicomgate.dicomweb.multipart import Part
-from dicomgate.dicomweb.reader import Reader, ordered, touch_instances
+from dicomgate.dicomweb.reader import Reader, instances_at, ordered, touch_instances
 from dicomgate.dicomweb.retrieve import Body, multipart_body
 from dicomgate.errors import BadRequest, FrameNotFound, NotAcceptable
 
@@ -103,7 +103,7 @@ async def render_instances(
     series_uid: str | None = None,
 ) -> Body:
     """A study or series: one image per instance (multipart), or a thumbnail (one image)."""
-    instances = await list_instances(reader.orthanc, study_uid=study_uid, series_uid=series_uid)
+    instances = await instances_at(reader, study_uid=study_uid, series_uid=series_uid)
     if options.thumbnail:
         first_series = [i for i in instances if i.series_uid == instances[0].series_uid]
         chosen = first_series[len(first_series) // 2]
@@ -133,9 +133,7 @@ async def render_frames(
     numbers: list[int] | None,
 ) -> Body:
     """An instance (its first frame) or frames of it: one image, or one part per frame."""
-    found = await list_instances(
-        reader.orthanc, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
-    )
+    found = await instances_at(reader, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid)
     inst = found[0]
     await touch_instances(reader, [inst], per_instance=True)
     wanted = numbers or [1]

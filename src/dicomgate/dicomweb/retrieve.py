@@ -28,12 +28,11 @@ from dicomgate.dicomweb.catalog import (
     Details,
     StoredInstance,
     details,
-    list_instances,
     stored_syntaxes,
 )
 from dicomgate.dicomweb.dicomjson import PIXEL_DATA
 from dicomgate.dicomweb.multipart import Part, new_boundary, related_content_type, write_parts
-from dicomgate.dicomweb.reader import Reader, ordered, touch_instances
+from dicomgate.dicomweb.reader import Reader, instances_at, ordered, touch_instances
 from dicomgate.errors import BadRequest, Conflict, FrameNotFound, NotFound
 
 MAX_FRAMES_PER_REQUEST = 10_000
@@ -83,8 +82,8 @@ async def retrieve_instances(
     sop_uid: str | None = None,
 ) -> Body:
     """A study, a series or one instance as Part 10 files (PS3.18 §10.4.1.1.1)."""
-    instances = await list_instances(
-        reader.orthanc, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
+    instances = await instances_at(
+        reader, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
     )
     syntaxes = await stored_syntaxes(
         reader.orthanc, reader.cache, instances, concurrency=reader.concurrency
@@ -203,9 +202,7 @@ async def _frames_body(
 async def _one_instance(
     reader: Reader, study_uid: str, series_uid: str, sop_uid: str
 ) -> StoredInstance:
-    found = await list_instances(
-        reader.orthanc, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
-    )
+    found = await instances_at(reader, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid)
     if len(found) > 1:
         # Orthanc keeps one instance per patient: the same UIDs under two patient IDs.
         raise Conflict(
