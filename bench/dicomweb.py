@@ -160,6 +160,75 @@ def all_frames(
     return FrameRun(len(frame_urls) / elapsed, sum(sizes) / len(sizes))
 
 
+def report_metadata(client: httpx.Client, sides: dict[str, str], path: str, rounds: int) -> None:
+    """First request and median of ``rounds`` for each side; ratios to the plugin."""
+    medians = {}
+    for name, base in sides.items():
+        url = f"{base}/{path}/metadata"
+        first, size = timed(lambda url=url: metadata(client, url))
+        runs = [timed(lambda url=url: metadata(client, url))[0] for _ in range(rounds)]
+        medians[name] = statistics.median(runs)
+        print(
+            f"  {name:42s} first {first:8.1f} ms  median {medians[name]:8.1f} ms  "
+            f"({size / 1024:.0f} KiB)"
+        )
+    plugin = medians[PLUGIN_SIDE]
+    for name in list(sides)[1:]:
+        print(f"  ratio {name} / plugin (median): {medians[name] / plugin:.2f}x (target ≤ 1.5x)")
+
+
+def check_frames(client: httpx.Client, study: Study, urls: dict[str, list[str]]) -> None:
+    """A few frames bit-exact: stored HTJ2K (OpenJPH), decoded, and the plugin's."""
+    for index in (0, len(study.sops) // 2, len(study.sops) - 1):
+        url = urls[GATE_B][index]
+        [stored] = parts(client.get(url, headers={"Accept": AS_STORED}))
+        [plain] = parts(client.get(url, headers={"Accept": UNCOMPRESSED}))
+        [theirs] = parts(client.get(urls[PLUGIN_SIDE][index], headers={"Accept": AS_STORED}))
+        expected = study.pixels[index]
+        assert np.array_equal(imagecodecs.htj2k_decode(stored), expected)
+        assert plain == expected.astype("<u2").tobytes() == theirs
+
+
+def report_frames(client: httpx.Client, urls: dict[str, list[str]], concurrency: int) -> None:
+    runs = {
+        "plugin, as stored (uncompressed)": all_frames(
+            client, urls[PLUGIN_SIDE], AS_STORED, concurrency
+        ),
+        "dicomgate A, as stored (uncompressed)": all_frames(
+            client, urls[GATE_A], AS_STORED, concurrency
+        ),
+        "dicomgate B, as stored (HTJ2K)": all_frames(client, urls[GATE_B], AS_STORED, concurrency),
+        "dicomgate B, decoded to uncompressed": all_frames(
+            client, urls[GATE_B], UNCOMPRESSED, concurrency
+        ),
+    }
+    base_rate = runs["plugin, as stored (uncompressed)"].frames_per_second
+    for name, run in runs.items():
+        print(
+            f"  {name:40s} {run.frames_per_second:7.1f} frames/s  "
+            f"{run.bytes_per_frame / 1024:7.1f} KiB sent per frame  "
+            f"{run.frames_per_second / base_rate:5.2f}x the plugin"
+        )
+    print("  (target: dicomgate B as stored ≥ 1x the plugin's uncompressed rate)")
+
+
+def store(client: httpx.Client, study: Study, orthanc_a: OrthancProcess, url_b: str) -> None:
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(orthanc_a.store, study.files))
+    print(f"stored uncompressed in Orthanc A: {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    batches = [study.files[i : i + 10] for i in range(0, len(study.files), 10)]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda batch: stow(client, url_b, batch), batches))
+    print(f"stored as HTJ2K through dicomgate B's STOW-RS: {time.perf_counter() - t0:.1f} s")
+
+
+PLUGIN_SIDE = "Orthanc DICOMweb plugin (uncompressed)"
+GATE_A = "dicomgate A (uncompressed)"
+GATE_B = "dicomgate B (HTJ2K)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
@@ -187,82 +256,45 @@ def main() -> int:
             orthanc_a.start()
             orthanc_b.start()
             gate_a, url_a = start_dicomgate(orthanc_a.url, work / "gate-a", workers=2)
+            gates.append(gate_a)
             gate_b, url_b = start_dicomgate(orthanc_b.url, work / "gate-b", workers=2)
-            gates += [gate_a, gate_b]
+            gates.append(gate_b)
             t0 = time.perf_counter()
             study = make_study(args.slices, args.size)
             print(
-                f"generated {args.slices} slices of {args.size}² in {time.perf_counter() - t0:.1f} s"
+                f"generated {args.slices} slices of {args.size}² "
+                f"in {time.perf_counter() - t0:.1f} s"
             )
             with httpx.Client(timeout=600, headers={"Accept-Encoding": "identity"}) as client:
-                t0 = time.perf_counter()
-                with ThreadPoolExecutor(4) as pool:
-                    list(pool.map(orthanc_a.store, study.files))
-                print(f"stored uncompressed in Orthanc A: {time.perf_counter() - t0:.1f} s")
-                t0 = time.perf_counter()
-                batches = [study.files[i : i + 10] for i in range(0, len(study.files), 10)]
-                with ThreadPoolExecutor(2) as pool:
-                    list(pool.map(lambda b: stow(client, url_b, b), batches))
+                store(client, study, orthanc_a, url_b)
+                answer = client.get(f"{orthanc_b.url}/instances", params={"expand": ""})
+                sizes = [int(i["FileSize"]) for i in answer.json()]
+                original = sum(map(len, study.files)) / len(study.files)
                 print(
-                    f"stored as HTJ2K through dicomgate B's STOW-RS: {time.perf_counter() - t0:.1f} s"
+                    f"mean stored file: {sum(sizes) / len(sizes) / 1024:.0f} KiB as HTJ2K vs "
+                    f"{original / 1024:.0f} KiB uncompressed"
                 )
-                sizes = [
-                    int(i["FileSize"])
-                    for i in client.get(f"{orthanc_b.url}/instances", params={"expand": ""}).json()
-                ]
-                print(f"mean stored file: {sum(sizes) / len(sizes) / 1024:.0f} KiB as HTJ2K "
-                      f"vs {sum(map(len, study.files)) / len(study.files) / 1024:.0f} KiB uncompressed")  # fmt: skip
-                series_path = f"studies/{study.study}/series/{study.series}"
+                path = f"studies/{study.study}/series/{study.series}"
                 sides = {
-                    "Orthanc DICOMweb plugin (uncompressed)": f"{orthanc_a.url}/dicom-web",
-                    "dicomgate A (uncompressed)": f"{url_a}/dicomweb",
-                    "dicomgate B (HTJ2K)": f"{url_b}/dicomweb",
+                    PLUGIN_SIDE: f"{orthanc_a.url}/dicom-web",
+                    GATE_A: f"{url_a}/dicomweb",
+                    GATE_B: f"{url_b}/dicomweb",
                 }
                 print(
-                    f"\nSeries metadata, {args.slices} instances (first request; median of {args.rounds})"
+                    f"\nSeries metadata of {args.slices} instances "
+                    f"(first request; median of {args.rounds} more)"
                 )
-                medians = {}
-                for name, base in sides.items():
-                    url = f"{base}/{series_path}/metadata"
-                    first, size = timed(lambda url=url: metadata(client, url))
-                    runs = [
-                        timed(lambda url=url: metadata(client, url))[0] for _ in range(args.rounds)
-                    ]
-                    medians[name] = statistics.median(runs)
-                    print(
-                        f"  {name:42s} first {first:8.1f} ms  median {medians[name]:8.1f} ms  ({size / 1024:.0f} KiB)"
-                    )
-                plugin = medians["Orthanc DICOMweb plugin (uncompressed)"]
-                for name in list(sides)[1:]:
-                    print(f"  ratio {name} / plugin: {medians[name] / plugin:.2f}x (target ≤ 1.5x)")
-
-                def frame_urls(base: str) -> list[str]:
-                    return [f"{base}/{series_path}/instances/{sop}/frames/1" for sop in study.sops]
-
-                # Bit-exact spot checks before timing anything.
-                check = [0, len(study.sops) // 2, len(study.sops) - 1]
-                for index in check:
-                    url = frame_urls(sides["dicomgate B (HTJ2K)"])[index]
-                    [stored] = parts(client.get(url, headers={"Accept": AS_STORED}))
-                    [plain] = parts(client.get(url, headers={"Accept": UNCOMPRESSED}))
-                    [theirs] = parts(client.get(frame_urls(sides["Orthanc DICOMweb plugin (uncompressed)"])[index], headers={"Accept": AS_STORED}))  # fmt: skip
-                    expected = study.pixels[index]
-                    assert np.array_equal(imagecodecs.htj2k_decode(stored), expected)
-                    assert plain == expected.astype("<u2").tobytes() == theirs
-                print(f"\nFrames 1 of all {args.slices} instances, {args.concurrency} requests at a time "
-                      "(after metadata, as a viewer does)")  # fmt: skip
-                runs = {
-                    "plugin, as stored (uncompressed)": all_frames(client, frame_urls(sides["Orthanc DICOMweb plugin (uncompressed)"]), AS_STORED, args.concurrency),
-                    "dicomgate A, as stored (uncompressed)": all_frames(client, frame_urls(sides["dicomgate A (uncompressed)"]), AS_STORED, args.concurrency),
-                    "dicomgate B, as stored (HTJ2K)": all_frames(client, frame_urls(sides["dicomgate B (HTJ2K)"]), AS_STORED, args.concurrency),
-                    "dicomgate B, decoded to uncompressed": all_frames(client, frame_urls(sides["dicomgate B (HTJ2K)"]), UNCOMPRESSED, args.concurrency),
-                }  # fmt: skip
-                base_rate = runs["plugin, as stored (uncompressed)"].frames_per_second
-                for name, run in runs.items():
-                    print(f"  {name:40s} {run.frames_per_second:7.1f} frames/s  "
-                          f"{run.bytes_per_frame / 1024:7.1f} KiB sent per frame  "
-                          f"{run.frames_per_second / base_rate:5.2f}x the plugin")  # fmt: skip
-                print("  (target: dicomgate B as stored ≥ 1x the plugin's uncompressed rate)")
+                report_metadata(client, sides, path, args.rounds)
+                urls = {
+                    name: [f"{base}/{path}/instances/{sop}/frames/1" for sop in study.sops]
+                    for name, base in sides.items()
+                }
+                check_frames(client, study, urls)
+                print(
+                    f"\nFrame 1 of each of the {args.slices} instances, {args.concurrency} "
+                    "requests at a time (after the metadata, as a viewer does)"
+                )
+                report_frames(client, urls, args.concurrency)
         finally:
             for gate in gates:
                 stop_dicomgate(gate)
