@@ -44,11 +44,18 @@ class TestAudit:
         assert session.get(mr.path(base) + "/frames/12").status_code == 404
         assert read_server.session("dicom:write", sub=actor).get(series_metadata).status_code == 403
 
+        # Rows are written once each answer is sent: their order is not the requests'.
         rows = [
             (e["action"], e["status_code"], e["outcome"], json.loads(e["resource"]))
             for e in read_server.audit(actor, count=5)
         ]
-        query, metadata, frames, missing, refused = rows
+        [query] = [r for r in rows if r[0] == "query"]
+        [metadata] = [
+            r for r in rows if r[1] == 200 and "frame_list" not in r[3] and r[0] != "query"
+        ]
+        [frames] = [r for r in rows if r[1] == 200 and "frame_list" in r[3]]
+        [missing] = [r for r in rows if r[1] == 404]
+        [refused] = [r for r in rows if r[1] == 403]
         assert query[:3] == ("query", 200, "success")
         assert query[3]["patient_ids"] == ["PAT-A"]
         assert set(query[3]["study_instance_uids"]) == {ct.study, mr.study}

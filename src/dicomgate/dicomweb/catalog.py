@@ -256,6 +256,70 @@ async def _syntax_of(orthanc: OrthancClient, orthanc_id: str) -> str:
     return str(header.get("TransferSyntaxUID", "")).strip("\x00 ")
 
 
+async def syntaxes_of(
+    orthanc: OrthancClient, instances: Sequence[StoredInstance], *, concurrency: int
+) -> dict[str, str]:
+    """The stored transfer syntax of each instance, by Orthanc ID.
+
+    For many instances, Orthanc's ``TransferSyntax`` metadata first (one ``bulk-content`` call
+    per thousand); Orthanc 1.10 records none for syntaxes it does not know (HTJ2K included):
+    those, and single instances, are read from the file's header.
+    """
+    out: dict[str, str] = {}
+    if len(instances) > SERIES_CALL_THRESHOLD:
+        ids = [i.orthanc_id for i in instances]
+        for start in range(0, len(ids), 1000):
+            found = await orthanc.bulk_content("Instance", ids[start : start + 1000], metadata=True)
+            for resource in found:
+                syntax = (resource.get("Metadata") or {}).get("TransferSyntax")
+                if syntax:
+                    out[str(resource["ID"])] = str(syntax)
+    missing = [i.orthanc_id for i in instances if i.orthanc_id not in out]
+    read = await bounded(concurrency, [partial(_syntax_of, orthanc, i) for i in missing])
+    out.update(zip(missing, read, strict=True))
+    return out
+
+
+async def _series_tags(
+    orthanc: OrthancClient, series_id: str, members: list[StoredInstance], concurrency: int
+) -> bytes | list[tuple[str, bytes]]:
+    """Orthanc's tags of some instances of one series: one series call when many (the whole
+    series' tags), else one call per instance (by Orthanc ID)."""
+    if len(members) > SERIES_CALL_THRESHOLD:
+        return await orthanc.series_instances_tags_json(series_id)
+    raws = await bounded(
+        concurrency, [partial(orthanc.instance_tags_json, i.orthanc_id) for i in members]
+    )
+    return [(i.orthanc_id, raw) for i, raw in zip(members, raws, strict=True)]
+
+
+async def _convert(
+    orthanc: OrthancClient,
+    pool: WorkerPool,
+    series_id: str,
+    fetched: bytes | list[tuple[str, bytes]],
+    syntax_of: dict[str, tuple[str, bool]],
+) -> dict[str, ConvertedInstance]:
+    """Convert in the worker pool; text values Orthanc shortened (``TooLong``) are asked for
+    again, whole (one more call), and converted again."""
+    if isinstance(fetched, bytes):
+        converted = await pool.run(convert_tags_task, fetched, syntax_of, False)
+        long_tags = sorted({t for c in converted.values() for t in c.too_long})
+        if long_tags:
+            raw = await orthanc.series_instances_tags_json(series_id, ignore_length=long_tags)
+            converted = await pool.run(convert_tags_task, raw, syntax_of, False)
+        return converted
+    out: dict[str, ConvertedInstance] = {}
+    for orthanc_id, raw in fetched:
+        syntax = {"": syntax_of[orthanc_id]}
+        one = (await pool.run(convert_tags_task, raw, syntax, True))[""]
+        if one.too_long:
+            raw = await orthanc.instance_tags_json(orthanc_id, ignore_length=one.too_long)
+            one = (await pool.run(convert_tags_task, raw, syntax, True))[""]
+        out[orthanc_id] = one
+    return out
+
+
 async def details(
     orthanc: OrthancClient,
     pool: WorkerPool,
@@ -264,8 +328,9 @@ async def details(
     *,
     concurrency: int,
 ) -> dict[str, Details]:
-    """Details of each instance (by Orthanc ID): from the cache, else read from Orthanc (headers
-    and tags, a fixed number of calls per series) and converted in the worker pool."""
+    """Details of each instance (by Orthanc ID): from the cache, else read from Orthanc (the
+    syntaxes and the tags at once, a fixed number of calls per series but for the headers of
+    syntaxes Orthanc does not record) and converted in the worker pool."""
     out: dict[str, Details] = {}
     missing: list[StoredInstance] = []
     for inst in instances:
@@ -276,40 +341,23 @@ async def details(
             out[inst.orthanc_id] = cached
     if not missing:
         return out
-    syntaxes = await bounded(
-        concurrency, [partial(_syntax_of, orthanc, i.orthanc_id) for i in missing]
-    )
-    syntax_of = {
-        i.orthanc_id: (s, is_encapsulated(s)) for i, s in zip(missing, syntaxes, strict=True)
-    }
     by_series: dict[str, list[StoredInstance]] = {}
     for inst in missing:
         by_series.setdefault(inst.series_orthanc_id, []).append(inst)
-
-    async def convert_series(
-        series_id: str, members: list[StoredInstance]
-    ) -> dict[str, ConvertedInstance]:
-        if len(members) > SERIES_CALL_THRESHOLD:
-            raw = await orthanc.series_instances_tags_json(series_id)
-            converted = await pool.run(convert_tags_task, raw, syntax_of, False)
-            long_tags = sorted({t for c in converted.values() for t in c.too_long})
-            if long_tags:  # text values Orthanc cut: asked for again, whole (one more call)
-                raw = await orthanc.series_instances_tags_json(series_id, ignore_length=long_tags)
-                converted = await pool.run(convert_tags_task, raw, syntax_of, False)
-            return converted
-        out: dict[str, ConvertedInstance] = {}
-        for inst in members:
-            syntax = {"": syntax_of[inst.orthanc_id]}
-            raw = await orthanc.instance_tags_json(inst.orthanc_id)
-            one = (await pool.run(convert_tags_task, raw, syntax, True))[""]
-            if one.too_long:
-                raw = await orthanc.instance_tags_json(inst.orthanc_id, ignore_length=one.too_long)
-                one = (await pool.run(convert_tags_task, raw, syntax, True))[""]
-            out[inst.orthanc_id] = one
-        return out
-
-    results = await bounded(
-        concurrency, [partial(convert_series, s, m) for s, m in by_series.items()]
+    reading = asyncio.ensure_future(syntaxes_of(orthanc, missing, concurrency=concurrency))
+    try:
+        fetched = await asyncio.gather(
+            *(_series_tags(orthanc, s, m, concurrency) for s, m in by_series.items())
+        )
+        syntaxes = await reading
+    finally:
+        reading.cancel()  # when the tags could not be read
+    syntax_of = {i: (s, is_encapsulated(s)) for i, s in syntaxes.items()}
+    results = await asyncio.gather(
+        *(
+            _convert(orthanc, pool, series_id, raw, syntax_of)
+            for series_id, raw in zip(by_series, fetched, strict=True)
+        )
     )
     converted_all = {k: v for r in results for k, v in r.items()}
     for inst in missing:
@@ -329,10 +377,11 @@ async def stored_syntaxes(
     *,
     concurrency: int,
 ) -> list[str]:
-    """Each instance's stored transfer syntax: cached, else from its header (bounded calls)."""
+    """Each instance's stored transfer syntax: cached, else from Orthanc (``syntaxes_of``)."""
     known = [cache.get(i.file_uuid) for i in instances]
     missing = [i for i, k in zip(instances, known, strict=True) if k is None]
-    fetched = iter(
-        await bounded(concurrency, [partial(_syntax_of, orthanc, i.orthanc_id) for i in missing])
-    )
-    return [k.transfer_syntax if k is not None else next(fetched) for k in known]
+    fetched = await syntaxes_of(orthanc, missing, concurrency=concurrency)
+    return [
+        k.transfer_syntax if k is not None else fetched[i.orthanc_id]
+        for i, k in zip(instances, known, strict=True)
+    ]
