@@ -119,6 +119,16 @@ class TestAsStored:
         assert coded[0][0] == f"application/octet-stream; transfer-syntax={J2K_LOSSLESS}"
         np.testing.assert_array_equal(imagecodecs.jpeg2k_decode(coded[0][1]), j2k.frame(1))
 
+    def test_big_endian_has_no_stored_form_to_send_so_any_means_decoded(
+        self, read_server: ReadServer, corpus: Corpus
+    ) -> None:
+        item = corpus["big"]
+        answer = get(read_server, item.path(read_server.dicomweb) + "/frames/1", ANY_AS_STORED)
+
+        [(content_type, data)] = parts(answer)
+        assert content_type == f"application/octet-stream; transfer-syntax={EXPLICIT_LE}"
+        np.testing.assert_array_equal(native(item, data), item.frame(1))
+
 
 class TestDecoded:
     @pytest.mark.parametrize("name", ["ct1", "rgb", "fragmented", "j2k", "big", "rpcl"])

@@ -181,7 +181,7 @@ def default_syntax(media_type: str) -> str | None:
 def _syntax_matches(media: MediaRange, rep: Representation) -> bool:
     wanted = media.transfer_syntax
     if wanted == "*":
-        return rep.as_stored
+        return True  # any syntax: candidates come as stored first, so stored bytes win
     if wanted is not None:
         return wanted == rep.transfer_syntax
     if media.type == "*/*" and rep.media_type not in RESOURCE_DEFAULT_TYPES:
