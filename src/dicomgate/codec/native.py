@@ -10,6 +10,7 @@ every frame bit-exact before anything is returned.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -21,10 +22,12 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
+from dicomgate.codec.decoding import quiet_plugin_failures, undecodable
 from dicomgate.codec.preview import check_pixel_budget, frame_count
 from dicomgate.codec.transcode import TranscodeOptions, transcode
 from dicomgate.errors import FrameNotFound, InvalidDicom, NotFound, UnprocessableInput
 
+log = logging.getLogger(__name__)
 SWAP_SIZES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 
 
@@ -101,13 +104,12 @@ def _frame_dataset(stream: bytes, transfer_syntax: str, facts: PixelFacts) -> Da
 
 
 def _decode(ds: Dataset, index: int | None) -> np.ndarray:
-    syntax = _syntax(ds)
     try:
-        return pixel_array(ds, index=index)
+        with quiet_plugin_failures():
+            return pixel_array(ds, index=index)
     except (NotImplementedError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-        raise UnprocessableInput(
-            f"The stored pixel data cannot be decoded (transfer syntax {syntax}): {exc}"
-        ) from None
+        log.info("Decoding for DICOMweb failed: %s", exc)
+        raise undecodable(ds) from None
 
 
 def decode_frame_task(stream: bytes, transfer_syntax: str, facts: PixelFacts) -> bytes:
@@ -154,11 +156,11 @@ def _native_dataset(data: bytes, max_pixels: int) -> Dataset:
         check_pixel_budget(ds, max_pixels=max_pixels)
         try:
             # → Explicit VR Little Endian, YBR → RGB, planar configuration 0; the same instance
-            ds.decompress(generate_instance_uid=False)
+            with quiet_plugin_failures():
+                ds.decompress(generate_instance_uid=False)
         except (NotImplementedError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-            raise UnprocessableInput(
-                f"The stored pixel data cannot be decoded (transfer syntax {_syntax(ds)}): {exc}"
-            ) from None
+            log.info("Decoding for DICOMweb failed: %s", exc)
+            raise undecodable(ds) from None
     return ds
 
 

@@ -8,6 +8,7 @@ frame's own min–max when the file gives no window; MONOCHROME1 is inverted. Co
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
@@ -20,7 +21,10 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels.processing import apply_color_lut, apply_rescale, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
 
+from dicomgate.codec.decoding import quiet_plugin_failures, undecodable
 from dicomgate.errors import FrameNotFound, ImageTooLarge, InvalidDicom, UnprocessableInput
+
+log = logging.getLogger(__name__)
 
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -139,12 +143,11 @@ def render_frame(
     palette = ds.get("PhotometricInterpretation") == "PALETTE COLOR"
     try:
         # Decodes only the requested frame; YBR is converted to RGB (as_rgb defaults to True).
-        arr = pixel_array(ds, index=frame if frames > 1 else None, as_rgb=not palette)
+        with quiet_plugin_failures():
+            arr = pixel_array(ds, index=frame if frames > 1 else None, as_rgb=not palette)
     except (NotImplementedError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown") if "file_meta" in ds else "?"
-        raise UnprocessableInput(
-            f"The pixel data cannot be decoded (transfer syntax {syntax}): {exc}"
-        ) from None
+        log.info("Preview decoding failed: %s", exc)
+        raise undecodable(ds) from None
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     out = _colour(arr, ds) if samples > 1 or palette else _grey(arr, ds, window)
     return np.ascontiguousarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))

@@ -49,6 +49,7 @@ from dicomgate.codec.capabilities import (
     HTJ2K_SYNTAXES,
     codec_status,
 )
+from dicomgate.codec.decoding import quiet_plugin_failures
 from dicomgate.dicom.uids import derived_uid
 from dicomgate.errors import ImageTooLarge, InvalidDicom, NotDicom
 
@@ -292,7 +293,14 @@ def _source_frames(ds: Dataset) -> Iterator[np.ndarray]:
     allocated = _int(ds, "BitsAllocated")
     signed = bool(_int(ds, "PixelRepresentation", 0))
     dtype = _canonical_dtype(allocated, signed)
-    for frame in iter_pixels(ds, raw=True):
+    frames = iter_pixels(ds, raw=True)
+    while True:
+        # A plugin that fails is not news here: the caller passes the instance through and
+        # says why (quiet only while pydicom decodes, not while the caller holds the frame).
+        with quiet_plugin_failures():
+            frame = next(frames, None)
+        if frame is None:
+            return
         yield np.ascontiguousarray(frame, dtype=dtype)
 
 

@@ -115,6 +115,7 @@ async def _store(request: Request, runtime: Runtime, study_instance_uid: str | N
             parts=form.files,
             study_instance_uid=study_instance_uid,
             service_url=service_url(request, settings),
+            sessions=runtime.sessions,
         )
     return DicomJsonResponse(report.to_dicom_json(), status_code=report.status_code)
 

@@ -40,6 +40,7 @@ class IngestOutcome:
     source_sop_instance_uid: str = ""  # as sent (lossy mode stores under a new one)
     study_instance_uid: str = ""
     series_instance_uid: str = ""
+    modality: str = ""  # Modality (0008,0060), for the storage statistics
 
 
 def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
@@ -73,4 +74,5 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
         source_sop_instance_uid=source_sop_instance_uid,
         study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
         series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+        modality=str(ds.get("Modality", "") or ""),
     )
