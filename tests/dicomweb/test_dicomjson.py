@@ -12,8 +12,8 @@ import pydicom
 import pytest
 
 from dicomgate.dicomweb.dicomjson import complete_bulk_uris, element_json, to_dicom_json
-from tests.dicomweb.conftest import ReadServer
 from tests.dicomweb.corpus import Corpus
+from tests.dicomweb.reads import ReadServer
 
 
 def _same(mine: Any, theirs: Any) -> bool:

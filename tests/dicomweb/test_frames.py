@@ -10,10 +10,8 @@ from __future__ import annotations
 import imagecodecs
 import numpy as np
 import pytest
-import requests
 from dicomweb_client import DICOMwebClient
 
-from tests.dicomweb.conftest import ReadServer
 from tests.dicomweb.corpus import (
     EXPLICIT_LE,
     HTJ2K_LOSSLESS,
@@ -22,40 +20,15 @@ from tests.dicomweb.corpus import (
     Corpus,
     Item,
 )
+from tests.dicomweb.reads import ReadServer, get, parts
 
 ANY_AS_STORED = "multipart/related; type=application/octet-stream; transfer-syntax=*"
-
-
-def parts(response: requests.Response) -> list[tuple[str, bytes]]:
-    """(Content-Type, body) of each part of a multipart/related answer."""
-    content_type = response.headers["Content-Type"]
-    assert content_type.startswith("multipart/related")
-    boundary = content_type.split("boundary=")[1].split(";")[0].strip('"')
-    out = []
-    for chunk in response.content.split(f"--{boundary}".encode())[1:]:
-        if chunk.startswith(b"--"):
-            break
-        head, _, body = chunk.partition(b"\r\n\r\n")
-        headers = dict(
-            line.split(": ", 1) for line in head.decode().strip().split("\r\n") if ": " in line
-        )
-        out.append((headers["Content-Type"], body[:-2]))  # CRLF before the next boundary
-    return out
 
 
 def native(item: Item, data: bytes) -> np.ndarray:
     """Uncompressed frame bytes as an array of the source's shape and type."""
     expected = item.frame(1)
     return np.frombuffer(data, dtype=expected.dtype.newbyteorder("<")).reshape(expected.shape)
-
-
-def get(
-    server: ReadServer, url: str, accept: str | None = None, **headers: str
-) -> requests.Response:
-    session = server.session("dicom:read")
-    if accept is not None:
-        headers["Accept"] = accept
-    return session.get(url, headers=headers)
 
 
 class TestAsStored:

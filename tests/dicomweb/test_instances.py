@@ -13,9 +13,8 @@ from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 
-from tests.dicomweb.conftest import ReadServer
 from tests.dicomweb.corpus import EXPLICIT_LE, HTJ2K_LOSSLESS, J2K_LOSSLESS, Corpus
-from tests.dicomweb.test_frames import get, parts
+from tests.dicomweb.reads import ReadServer, get, parts
 
 
 class TestRetrieveInstances:

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from dicomweb_client import DICOMwebClient
 
-from tests.dicomweb.conftest import ReadServer
 from tests.dicomweb.corpus import Corpus
-from tests.dicomweb.test_frames import get
+from tests.dicomweb.reads import ReadServer, get
 
 
 def value(result: dict[str, Any], tag: str) -> Any:

@@ -8,8 +8,8 @@ import time
 
 import requests
 
-from tests.dicomweb.conftest import VIEWER_ORIGIN, ReadServer
 from tests.dicomweb.corpus import Corpus
+from tests.dicomweb.reads import VIEWER_ORIGIN, ReadServer
 
 
 class TestWhoMayRead:

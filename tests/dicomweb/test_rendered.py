@@ -6,9 +6,8 @@ import imagecodecs
 import numpy as np
 import pytest
 
-from tests.dicomweb.conftest import ReadServer
 from tests.dicomweb.corpus import Corpus
-from tests.dicomweb.test_frames import get, parts
+from tests.dicomweb.reads import ReadServer, get, parts
 
 
 def png(data: bytes) -> np.ndarray:

@@ -23,8 +23,8 @@ from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from dicomgate.codec.decoding import quiet_plugin_failures, undecodable
-from dicomgate.codec.preview import check_pixel_budget, frame_count
 from dicomgate.codec.transcode import TranscodeOptions, transcode
+from dicomgate.dicom.image import ImageGeometry, frame_count
 from dicomgate.errors import FrameNotFound, InvalidDicom, NotFound, UnprocessableInput
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def decoded_frame_task(data: bytes, index: int, max_pixels: int) -> bytes:
     ds = _read(data)
     if "PixelData" not in ds:
         raise NotFound("The instance has no pixel data")
-    check_pixel_budget(ds, max_pixels=max_pixels)
+    ImageGeometry.of(ds).check_budget(max_pixels=max_pixels)
     _frame_index(ds, index)
     arr = _decode(ds, index if frame_count(ds) > 1 else None)
     return native_bytes(arr, int(ds.BitsAllocated))
@@ -153,7 +153,7 @@ def decoded_frame_task(data: bytes, index: int, max_pixels: int) -> bytes:
 def _native_dataset(data: bytes, max_pixels: int) -> Dataset:
     ds = _read(data)
     if "PixelData" in ds and _syntax(ds).is_encapsulated:
-        check_pixel_budget(ds, max_pixels=max_pixels)
+        ImageGeometry.of(ds).check_budget(max_pixels=max_pixels)
         try:
             # → Explicit VR Little Endian, YBR → RGB, planar configuration 0; the same instance
             with quiet_plugin_failures():

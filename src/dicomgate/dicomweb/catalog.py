@@ -253,7 +253,7 @@ async def bounded(concurrency: int, calls: Sequence[Callable[[], Awaitable[T]]])
 
 async def _syntax_of(orthanc: OrthancClient, orthanc_id: str) -> str:
     header = await orthanc.instance_header(orthanc_id)
-    return str(header.get("TransferSyntaxUID", "")).strip("\x00 ")
+    return header.transfer_syntax.strip("\x00 ")
 
 
 async def syntaxes_of(

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from python_multipart.multipart import parse_options_header
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES, JPEG2000_LOSSLESS
+from dicomgate.codec.capabilities import JPEG2000_LOSSLESS
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES, NATIVE_SYNTAXES
 from dicomgate.errors import NotAcceptable
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -26,9 +27,9 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
 JPEG2000 = "1.2.840.10008.1.2.4.91"
+NATIVE = NATIVE_SYNTAXES
 # Native pixel data Orthanc hands out as little endian bytes (``/frames/{n}/raw``).
-LITTLE_ENDIAN_NATIVE = frozenset({EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE})
-NATIVE = LITTLE_ENDIAN_NATIVE | {BIG_ENDIAN}
+LITTLE_ENDIAN_NATIVE = NATIVE - {BIG_ENDIAN}
 
 DICOM = "application/dicom"
 OCTET = "application/octet-stream"

@@ -9,13 +9,11 @@ stored once); a bad file only fails itself when several were sent.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
 
 import anyio
 from pydicom.uid import generate_uid
@@ -24,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomgate import metrics
 from dicomgate.codec.pool import WorkerPool
+from dicomgate.codec.reasons import reason_text
 from dicomgate.codec.transcode import TranscodeOptions
 from dicomgate.db import session_scope
 from dicomgate.dicom.demographics import Demographics
@@ -48,10 +47,13 @@ from dicomgate.ingest.schemas import (
     OrthancStoreAnswer,
     UploadResult,
 )
-from dicomgate.ingest.spool import SpooledFile, SpooledForm
 from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
 from dicomgate.ingest.zipfiles import UnsafeArchive, expand_zip, is_zip_upload
+from dicomgate.kit.clock import utcnow
+from dicomgate.kit.spool import SpooledFile, SpooledForm
+from dicomgate.kit.tasks import gather_or_cancel
 from dicomgate.orthanc import OrthancClient
+from dicomgate.orthanc_models import StoredInstance
 from dicomgate.patients.service import get_patient
 from dicomgate.phi import Phi
 from dicomgate.settings import Settings
@@ -59,20 +61,7 @@ from dicomgate.statistics.ledger import StoredRecord, record_ingested
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 CONVERTED_MESSAGE = "Uploaded and converted successfully"
-PASS_THROUGH_TEXT = {
-    "no_pixel_data": "no pixel data to transcode",
-    "already_htj2k": "already HTJ2K",
-    "lossy_source": "lossy-compressed source kept as it is",
-    "float_pixels": "float pixel data is not transcoded",
-    "bits_allocated_1": "1-bit pixel data is not transcoded",
-    "subsampled_ybr": "chroma-subsampled pixel data is kept as it is",
-    "unsupported_transfer_syntax": "its transfer syntax cannot be decoded here",
-    "codec_refused": "the encoder refused this image",
-    "verification_failed": "the re-encoded pixels did not match, original kept",
-}
 ZIP_TOTAL_FACTOR = 4  # a zip may expand to this many times the per-file upload cap
 STREAM_ABOVE_BYTES = 16 * 1024 * 1024  # larger outputs are streamed to Orthanc from disk
 STREAM_CHUNK_BYTES = 1024 * 1024
@@ -93,22 +82,12 @@ class UploadItem:
     series_path: str = ""
 
 
-def transcode_options(settings: Settings) -> TranscodeOptions:
-    """The codec options the settings ask for."""
-    return TranscodeOptions(
-        target=settings.target_syntax,
-        lossy_quality=settings.lossy_quality,
-        max_pixels=settings.max_pixels,
-    )
-
-
 def result_message(outcome: IngestOutcome) -> str:
     """'Uploaded and converted successfully', or 'Uploaded unchanged: <why>'."""
     result = outcome.result
     if result.converted:
         return CONVERTED_MESSAGE
-    reason = result.reason or "unknown"
-    return f"Uploaded unchanged: {PASS_THROUGH_TEXT.get(reason, reason)}"
+    return f"Uploaded unchanged: {reason_text(result.reason)}"
 
 
 async def lookup_demographics(session: AsyncSession, *, patient_id: str) -> Demographics:
@@ -121,24 +100,12 @@ async def lookup_demographics(session: AsyncSession, *, patient_id: str) -> Demo
     return patient.demographics()
 
 
-async def gather_or_cancel(aws: Sequence[Awaitable[T]]) -> list[T]:
-    """Run all; on the first exception cancel the rest and re-raise it."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
 @dataclass(frozen=True)
 class StoredFile:
     """One ingested file: what the worker made of it and Orthanc's answer to storing it."""
 
     outcome: IngestOutcome
-    answer: dict[str, Any]
+    answer: StoredInstance
 
 
 class Ingestor:
@@ -176,13 +143,13 @@ class Ingestor:
             async with self._storing:
                 answer = await self._store(output, size=outcome.result.size)
             metrics.record_ingested(outcome.result)
-            if answer.get("Status") == "Success":  # new in Orthanc (not AlreadyStored)
+            if answer.status == "Success":  # new in Orthanc (not AlreadyStored)
                 await self._record(outcome, answer)
         finally:
             await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
         return StoredFile(outcome=outcome, answer=answer)
 
-    async def _record(self, outcome: IngestOutcome, answer: dict[str, Any]) -> None:
+    async def _record(self, outcome: IngestOutcome, answer: StoredInstance) -> None:
         """Record the new instance for the storage statistics, in its own transaction.
 
         The instance is stored whatever happens here: a failed write costs a statistic, and
@@ -191,10 +158,10 @@ class Ingestor:
         if self.sessions is None:
             return
         record = StoredRecord(
-            orthanc_id=str(answer["ID"]),
-            patient_orthanc_id=str(answer.get("ParentPatient", "")),
-            study_orthanc_id=str(answer.get("ParentStudy", "")),
-            series_orthanc_id=str(answer.get("ParentSeries", "")),
+            orthanc_id=answer.id,
+            patient_orthanc_id=answer.parent_patient,
+            study_orthanc_id=answer.parent_study,
+            series_orthanc_id=answer.parent_series,
             modality=outcome.modality or None,
             transfer_syntax=outcome.result.transfer_syntax,
             size_before=outcome.result.original_size,
@@ -210,7 +177,7 @@ class Ingestor:
                 type(exc).__name__,
             )
 
-    async def _store(self, path: Path, *, size: int) -> dict[str, Any]:
+    async def _store(self, path: Path, *, size: int) -> StoredInstance:
         """Send the worker's output file to Orthanc: whole when small, streamed when large."""
         if size <= STREAM_ABOVE_BYTES:
             data = await anyio.to_thread.run_sync(path.read_bytes)
@@ -228,19 +195,19 @@ class Ingestor:
             return FailedFile(name=item.name, error=exc.message)
 
 
-def _upload_result(name: str, outcome: IngestOutcome, answer: dict[str, Any]) -> UploadResult:
+def _upload_result(name: str, outcome: IngestOutcome, answer: StoredInstance) -> UploadResult:
     result = outcome.result
     return UploadResult(
         message=result_message(outcome),
         filename=name,
         patient_id=outcome.patient_id or None,
         orthanc_response=OrthancStoreAnswer(
-            ID=str(answer["ID"]),
-            ParentPatient=str(answer.get("ParentPatient", "")),
-            ParentStudy=str(answer.get("ParentStudy", "")),
-            ParentSeries=str(answer.get("ParentSeries", "")),
-            Path=str(answer.get("Path", f"/instances/{answer['ID']}")),
-            Status=str(answer.get("Status", "Success")),
+            ID=answer.id,
+            ParentPatient=answer.parent_patient,
+            ParentStudy=answer.parent_study,
+            ParentSeries=answer.parent_series,
+            Path=answer.path,
+            Status=answer.status or "Success",
         ),
         source_transfer_syntax=result.source_transfer_syntax,
         stored_transfer_syntax=result.transfer_syntax,
@@ -249,10 +216,6 @@ def _upload_result(name: str, outcome: IngestOutcome, answer: dict[str, Any]) ->
         converted=result.converted,
         pass_through_reason=result.reason,
     )
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 async def upload_files(
@@ -272,7 +235,10 @@ async def upload_files(
     if patient_id:
         demographics = await lookup_demographics(session, patient_id=patient_id)
     plan = IngestPlan(
-        demographics=demographics, assignment=None, options=transcode_options(settings), now=_now()
+        demographics=demographics,
+        assignment=None,
+        options=TranscodeOptions.from_settings(settings, allow_lossy=True),
+        now=utcnow(),
     )
     ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, sessions=sessions)
     items = [UploadItem(name=f.filename, path=f.path) for f in files]
@@ -390,7 +356,7 @@ async def upload_folder(
         raise UploadTooLarge(
             f"Too many files after expanding zips: {len(items)}; the limit is {settings.max_files}"
         )
-    now = _now()
+    now = utcnow()
     study_uid = (
         study_uid_for(upload_id=upload_id, patient_id=patient_id)
         if upload_id
@@ -417,7 +383,7 @@ async def upload_folder(
                 study_date=study_date,
                 study_time=study_time,
             )
-    options = transcode_options(settings)
+    options = TranscodeOptions.from_settings(settings, allow_lossy=True)
     ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, sessions=sessions)
     plans = {
         key: IngestPlan(demographics=demographics, assignment=a, options=options, now=now)

@@ -7,9 +7,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dicomgate.codec.transcode import TranscodeOptions, TranscodeResult, transcode_dataset
-from dicomgate.dicom.checks import read_part10, require_study
+from dicomgate.dicom.checks import require_study
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.preamble import zero_preamble
+from dicomgate.dicom.reading import read_part10
 from dicomgate.dicom.stamp import coerce_attributes, patient_changes
 from dicomgate.dicom.unify import SeriesAssignment, study_changes
 
