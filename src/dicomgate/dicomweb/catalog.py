@@ -286,9 +286,9 @@ async def _series_tags(
     """Orthanc's tags of some instances of one series: one series call when many (the whole
     series' tags), else one call per instance (by Orthanc ID)."""
     if len(members) > SERIES_CALL_THRESHOLD:
-        return await orthanc.series_instances_tags_json(series_id)
+        return await orthanc.tags_json("series", series_id)
     raws = await bounded(
-        concurrency, [partial(orthanc.instance_tags_json, i.orthanc_id) for i in members]
+        concurrency, [partial(orthanc.tags_json, "instances", i.orthanc_id) for i in members]
     )
     return [(i.orthanc_id, raw) for i, raw in zip(members, raws, strict=True)]
 
@@ -306,7 +306,7 @@ async def _convert(
         converted = await pool.run(convert_tags_task, fetched, syntax_of, False)
         long_tags = sorted({t for c in converted.values() for t in c.too_long})
         if long_tags:
-            raw = await orthanc.series_instances_tags_json(series_id, ignore_length=long_tags)
+            raw = await orthanc.tags_json("series", series_id, ignore_length=long_tags)
             converted = await pool.run(convert_tags_task, raw, syntax_of, False)
         return converted
     out: dict[str, ConvertedInstance] = {}
@@ -314,7 +314,7 @@ async def _convert(
         syntax = {"": syntax_of[orthanc_id]}
         one = (await pool.run(convert_tags_task, raw, syntax, True))[""]
         if one.too_long:
-            raw = await orthanc.instance_tags_json(orthanc_id, ignore_length=one.too_long)
+            raw = await orthanc.tags_json("instances", orthanc_id, ignore_length=one.too_long)
             one = (await pool.run(convert_tags_task, raw, syntax, True))[""]
         out[orthanc_id] = one
     return out
