@@ -53,7 +53,7 @@ async def follow_changes_once(runtime: Runtime) -> int:
         if cursor is None:
             return 0
         if cursor.last_seq is None:
-            latest = (await runtime.orthanc.last_change()).last
+            latest = (await runtime.orthanc.changes(since=None)).last
             cursor.last_seq = cursor.orthanc_last_seq = latest
             cursor.followed_at = now
             log.info("Compression rules: following Orthanc's changes from #%d on", latest)
@@ -75,7 +75,7 @@ async def follow_changes_once(runtime: Runtime) -> int:
                 await repository.note_stable_series(
                     session, series_id=change.orthanc_id, seq=change.seq, at=change.date or now
                 )
-        head = page.last if page.done else (await runtime.orthanc.last_change()).last
+        head = page.last if page.done else (await runtime.orthanc.changes(since=None)).last
         cursor.last_seq = page.last
         cursor.orthanc_last_seq = head
         cursor.followed_at = now
