@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -166,6 +168,7 @@ async def test_an_instance_stored_later_into_a_converted_series_is_converted(
 ) -> None:
     settings = await rules_settings(arrivals, tmp_path, CT_RULE)
     first = series_of(2)
+    report = structured_report(first[0])  # in the same series: no pixels, so skipped once
     later = make_dataset(
         rows=32,
         columns=32,
@@ -174,27 +177,44 @@ async def test_an_instance_stored_later_into_a_converted_series_is_converted(
         instance_number=3,
     )
     async with running(settings) as (_, client):
-        await asyncio.to_thread(cstore, arrivals, first, calling_aet="MODALITY1")
+        await asyncio.to_thread(cstore, arrivals, [*first, report], calling_aet="MODALITY1")
         await eventually(lambda: finished_jobs(settings, 1), what="the first job")
         series_id = orthanc_id(arrivals, "Series", "SeriesInstanceUID", first[0].SeriesInstanceUID)
         await quiet(client, arrivals, series_id)
         assert transfer_syntaxes(arrivals, first[0].SeriesInstanceUID) == {
             first[0].SOPInstanceUID: HTJ2K_LOSSLESS,
             first[1].SOPInstanceUID: HTJ2K_LOSSLESS,
+            report.SOPInstanceUID: report.file_meta.TransferSyntaxUID,
         }
 
         await asyncio.to_thread(cstore, arrivals, [later], calling_aet="MODALITY1")
         jobs = await eventually(lambda: finished_jobs(settings, 2), what="the second job")
         await quiet(client, arrivals, series_id)
 
-    assert set(transfer_syntaxes(arrivals, first[0].SeriesInstanceUID).values()) == {HTJ2K_LOSSLESS}
+    assert transfer_syntaxes(arrivals, first[0].SeriesInstanceUID)[later.SOPInstanceUID] == (
+        HTJ2K_LOSSLESS
+    )
     assert decoded_crc32s(served_by_uid(arrivals, later)) == decoded_crc32s(to_bytes(later))
-    # Two jobs (none for the stabilities the replacements caused), each instance converted once.
+    # Two jobs (none for the stabilities the replacements caused, the report skipped once),
+    # each instance converted once.
     assert len(await rule_jobs(settings.database_url)) == 2
-    assert [(j.converted, j.skipped) for j in jobs] == [(2, 0), (1, 0)]
+    assert [(j.converted, j.skipped, j.skipped_by_reason) for j in jobs] == [
+        (2, 1, {"no_pixel_data": 1}),
+        (1, 0, {}),
+    ]
     later_id = orthanc_id(arrivals, "Instance", "SOPInstanceUID", later.SOPInstanceUID)
     assert jobs[1].instance_ids == [later_id]
     assert set(Counter(await converted_outcomes(settings.database_url)).values()) == {1}
+
+
+def structured_report(image: Dataset) -> Dataset:
+    """pydicom's SR test file, moved into the image's patient, study and series."""
+    report = dcmread(get_testdata_file("test-SR.dcm"))
+    report.PatientID, report.PatientName = image.PatientID, image.PatientName
+    report.StudyInstanceUID = image.StudyInstanceUID
+    report.SeriesInstanceUID = image.SeriesInstanceUID
+    report.Modality = "CT"  # Orthanc keeps the series' first instance's tags anyway
+    return report
 
 
 def _window(start: datetime.datetime, hours: int) -> str:

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dicomgate.app import create_app
+from dicomgate.cli import build_parser
 from dicomgate.errors import ConfigurationError
 from dicomgate.rules.config import load_rules, parse_rules
 from dicomgate.settings import Settings
@@ -172,17 +175,23 @@ def test_the_service_refuses_to_start_on_a_bad_file(tmp_path: Path) -> None:
         create_app(Settings(auth_enabled=False, rules_file=path))
 
 
+def check(argv: list[str]) -> int:
+    """``dicomgate rules check …`` as the CLI runs it (without main's logging set-up, which
+    would leave the test's captured stderr as the root logger's stream)."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, Settings], int] = args.func
+    return handler(args, Settings())
+
+
 def test_the_check_command_says_why_and_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dicomgate.cli import main
-
     path = tmp_path / "rules.toml"
     path.write_text('[[rules]]\nname = "ct"\nwindows = [{ start = "7:00" }]\n')
     monkeypatch.setenv("DICOMGATE_RULES_FILE", str(path))
     monkeypatch.setenv("DICOMGATE_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
     monkeypatch.chdir(tmp_path)
-    assert main(["rules", "check"]) == 2
+    assert check(["rules", "check"]) == 2
     err = capsys.readouterr().err
     assert f"The rules file {path} is not valid" in err
     assert "rules[0] ('ct').windows[0].start: Value error, '7:00' is not a time of day" in err
@@ -191,12 +200,10 @@ def test_the_check_command_says_why_and_exits_2(
 def test_the_check_command_says_what_each_rule_does(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dicomgate.cli import main
-
     path = tmp_path / "rules.toml"
     path.write_text(EXAMPLE)
     monkeypatch.chdir(tmp_path)
-    assert main(["rules", "check", str(path)]) == 0
+    assert check(["rules", "check", str(path)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"{path}: 2 rules, time zone Europe/Brussels",
         "  ct-at-night: Modality CT, PT and calling AE CT_* → htj2k-rpcl, 1800 s after the "

@@ -126,7 +126,7 @@ async def test_a_follower_killed_while_following_loses_no_change_and_converts_no
             async def send() -> None:
                 for series in arriving:
                     await asyncio.to_thread(cstore, arrivals, series, calling_aet="MODALITY1")
-                    await asyncio.sleep(rng.uniform(0.0, 0.3))
+                    await asyncio.sleep(rng.uniform(0.2, 0.8))
 
             sending = asyncio.ensure_future(send())
 
@@ -136,7 +136,8 @@ async def test_a_follower_killed_while_following_loses_no_change_and_converts_no
                     group.kill_one(rng)
                 jobs = await rule_jobs(settings.database_url)
                 queued = {series for job in jobs for series in job.series_ids or ()}
-                return True if sending.done() and len(queued) >= SERIES else None
+                enough = group.kills >= KILLS and sending.done()
+                return True if enough and len(queued) >= SERIES else None
 
             await eventually(every_series_queued, what="every series to be queued", within=240)
             await sending

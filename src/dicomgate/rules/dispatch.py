@@ -40,7 +40,8 @@ CLAIM_FOR = datetime.timedelta(minutes=5)  # SQLite: a claim left by a crash lap
 DUE_PER_TICK = 20  # series decided per call
 # An instance whose conversion failed this many times under rules is left alone (its failures
 # are in the jobs' errors): a failed replacement re-posts the original, which makes the series
-# stable again, and it must not loop for ever.
+# stable again, and it must not loop for ever. One a rule's job skipped (no pixel data, a lossy
+# source, …) is not sent again each time its series is stored into.
 MAX_FAILED_ATTEMPTS = 3
 
 
@@ -120,8 +121,12 @@ async def decide(
     taken = {facts.orthanc_id for facts in choice.instances}
     todo = [i.facts.orthanc_id for i in instances if i.to_convert and i.facts.orthanc_id in taken]
     async with session_scope(runtime.sessions) as session:
-        failures = await repository.failed_attempts(session, todo)
-    todo = [i for i in todo if failures.get(i, 0) < MAX_FAILED_ATTEMPTS]
+        earlier = await repository.earlier_outcomes(session, todo)
+    todo = [
+        i
+        for i in todo
+        if i not in earlier.skipped and earlier.failures.get(i, 0) < MAX_FAILED_ATTEMPTS
+    ]
     if not todo:
         return Forget("nothing left to convert")
     return Queue(rule, series.study_id, series.study_instance_uid, row.series_id, tuple(todo))

@@ -254,23 +254,35 @@ async def drop_finished(session: AsyncSession) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def failed_attempts(session: AsyncSession, orthanc_ids: Sequence[str]) -> dict[str, int]:
-    """How many rule jobs failed on each of these instances (in chunks: bounded IN lists)."""
-    counts: dict[str, int] = {}
+@dataclass(frozen=True)
+class EarlierOutcomes:
+    """What rule jobs already did with some instances."""
+
+    skipped: frozenset[str]  # kept as they were (no pixel data, lossy source, …)
+    failures: dict[str, int]  # how many times their conversion failed
+
+
+async def earlier_outcomes(session: AsyncSession, orthanc_ids: Sequence[str]) -> EarlierOutcomes:
+    """The skips and failures of rule jobs on these instances (bounded IN lists)."""
+    skipped: set[str] = set()
+    failures: dict[str, int] = {}
     for start in range(0, len(orthanc_ids), 500):
-        chunk = orthanc_ids[start : start + 500]
         query = (
-            select(ConversionOutcome.orthanc_id, func.count())
+            select(ConversionOutcome.orthanc_id, ConversionOutcome.outcome, func.count())
             .join(ConversionJob, ConversionJob.id == ConversionOutcome.job_id)
             .where(
-                ConversionOutcome.orthanc_id.in_(chunk),
-                ConversionOutcome.outcome == "failed",
+                ConversionOutcome.orthanc_id.in_(orthanc_ids[start : start + 500]),
+                ConversionOutcome.outcome.in_(("skipped", "failed")),
                 ConversionJob.origin.like(f"{RULE_ORIGIN_PREFIX}%"),
             )
-            .group_by(ConversionOutcome.orthanc_id)
+            .group_by(ConversionOutcome.orthanc_id, ConversionOutcome.outcome)
         )
-        counts.update({orthanc_id: int(n) for orthanc_id, n in await session.execute(query)})
-    return counts
+        for orthanc_id, outcome, count in await session.execute(query):
+            if outcome == "skipped":
+                skipped.add(orthanc_id)
+            else:
+                failures[orthanc_id] = int(count)
+    return EarlierOutcomes(frozenset(skipped), failures)
 
 
 # --- What the API and the metrics show --------------------------------------------------------
