@@ -84,6 +84,8 @@ SUBSAMPLED_PHOTOMETRIC = frozenset({"YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PART
 SUPPORTED_PHOTOMETRIC = frozenset(
     {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL", "YBR_RCT"}
 )
+# 3-component images the encoder applies the reversible colour transform to (PS3.5 §8.2.14).
+COLOUR_TRANSFORM_PHOTOMETRIC = frozenset({"RGB", "YBR_RCT"})
 # Past this, a Basic Offset Table's 32-bit offsets overflow: use the Extended Offset Table.
 _BOT_LIMIT = 2**32 - 1
 _MIN_LOWEST_RESOLUTION = 64  # HTJ2K Lossless RPCL: lowest resolution ≤ 64 pixels (PS3.5 §A.4.x)
@@ -235,6 +237,8 @@ def pass_through_reason(
     pixel_data: bool,
     float_pixel_data: bool,
     bits_allocated: int | None,
+    bits_stored: int | None,
+    signed: bool,
     photometric: str,
     samples_per_pixel: int,
 ) -> tuple[str, str] | None:
@@ -242,7 +246,8 @@ def pass_through_reason(
 
     Pure, on the few attributes the rules read: the transcoder applies it to a parsed dataset,
     and the conversion dry run to the tags Orthanc lists (nothing downloaded), so both decide
-    the same. An unknown ``bits_allocated`` (None) is refused like any unsupported value.
+    the same. An unknown ``bits_allocated`` (None) is refused like any unsupported value; an
+    unknown ``bits_stored`` is taken to be ``bits_allocated`` (PS3.3 C.7.6.3.1.3's usual case).
     """
     if float_pixel_data:
         return "float_pixels", ""
@@ -264,6 +269,15 @@ def pass_through_reason(
         return "codec_refused", f"Bits Allocated {bits_allocated}"
     if samples_per_pixel not in (1, 3):
         return "codec_refused", f"{samples_per_pixel} samples per pixel"
+    if samples_per_pixel == 3 and photometric not in COLOUR_TRANSFORM_PHOTOMETRIC:
+        # Such a codestream is valid (OpenJPEG, GDCM and OpenJPH native decode it bit-exact), but
+        # OHIF's HTJ2K decoder (@cornerstonejs/codec-openjph 2.4) scrambles 3 components without
+        # the colour transform: keep the original until it can show them.
+        return "ybr_full", f"{photometric}: the viewers' HTJ2K decoder cannot show it yet"
+    stored = bits_stored if bits_stored is not None else bits_allocated
+    if signed and stored is not None and stored <= 8:
+        # The same decoder clamps samples of 8 bits or fewer to 0..255: negative values become 0.
+        return "signed_8bit", "signed samples: the viewers' HTJ2K decoder clamps them at 0"
     return None
 
 
@@ -275,6 +289,8 @@ def _pass_through_reason(ds: Dataset, source: UID) -> None:
         pixel_data=pixels,
         float_pixel_data="FloatPixelData" in ds or "DoubleFloatPixelData" in ds,
         bits_allocated=_int(ds, "BitsAllocated") if pixels else None,
+        bits_stored=_int(ds, "BitsStored", _int(ds, "BitsAllocated")) if pixels else None,
+        signed=pixels and bool(_int(ds, "PixelRepresentation", 0)),
         photometric=str(ds.get("PhotometricInterpretation", "")).strip(),
         samples_per_pixel=_int(ds, "SamplesPerPixel", 1) if pixels else 1,
     )
@@ -349,12 +365,17 @@ def _set_precision(codestream: bytes, stored: int, signed: bool) -> bytes:
 
 
 def _decomposition_levels(rows: int, cols: int) -> int:
-    """Enough wavelet levels that the lowest resolution is ≤ 64 pixels (HTJ2K RPCL rule)."""
+    """Enough wavelet levels that the lowest resolution is ≤ 64 pixels (HTJ2K RPCL rule).
+
+    At least 5 (OpenJPH's default), but never so many that the image is 1×1 before the last
+    level: OHIF's HTJ2K decoder (@cornerstonejs/codec-openjph 2.4) aborts on such codestreams,
+    valid as they are. That only lowers the count for images of 16 pixels or less a side.
+    """
     levels, side = 0, max(rows, cols)
     while side > _MIN_LOWEST_RESOLUTION:
         side = (side + 1) // 2
         levels += 1
-    return max(levels, 5)
+    return min(max(levels, 5), max(1, (max(rows, cols) - 1).bit_length()))
 
 
 @dataclass(frozen=True)
@@ -504,7 +525,7 @@ def _make_plan(ds: Dataset, options: TranscodeOptions, geometry: tuple[int, ...]
     if not status.available:
         raise _PassThrough("codec_refused", "no lossless encoder available")
     # A JPEG 2000 lossless source labelled YBR_RCT decodes to RGB (the codec undoes the RCT).
-    colour = samples == 3 and photometric in ("RGB", "YBR_RCT")
+    colour = samples == 3 and photometric in COLOUR_TRANSFORM_PHOTOMETRIC
     if options.lossy_quality is not None:
         if status.encoder != "htj2k":
             raise _PassThrough("codec_refused", "lossy mode needs the HTJ2K encoder")

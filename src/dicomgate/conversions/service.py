@@ -72,6 +72,8 @@ REASON_TEXT: dict[str, str] = {
     "float_pixels": "floating-point pixels",
     "bits_allocated_1": "1-bit pixels",
     "subsampled_ybr": "subsampled YBR colour",
+    "ybr_full": "YBR_FULL colour (the viewers' HTJ2K decoder cannot show it yet)",
+    "signed_8bit": "signed 8-bit pixels (the viewers' HTJ2K decoder cannot show them yet)",
     "unsupported_transfer_syntax": "unsupported transfer syntax",
     "codec_refused": "the encoder refused it",
     "verification_failed": "lossless verification failed",

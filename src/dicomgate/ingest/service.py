@@ -66,6 +66,8 @@ PASS_THROUGH_TEXT = {
     "float_pixels": "float pixel data is not transcoded",
     "bits_allocated_1": "1-bit pixel data is not transcoded",
     "subsampled_ybr": "chroma-subsampled pixel data is kept as it is",
+    "ybr_full": "YBR_FULL colour is kept as it is until the viewers' HTJ2K decoder can show it",
+    "signed_8bit": "signed 8-bit pixels are kept until the viewers' HTJ2K decoder can show them",
     "unsupported_transfer_syntax": "its transfer syntax cannot be decoded here",
     "codec_refused": "the encoder refused this image",
     "verification_failed": "the re-encoded pixels did not match, original kept",
