@@ -8,7 +8,8 @@
 // fresh page, waits until the viewport's canvas holds a steady, non-uniform picture (or the
 // time is up), and reports {name, canvas: {width, height, rgba (base64)}, error, console,
 // requests, preflights}. `requests` is every request the page made (method, url, status,
-// content type, whether it carried Authorization and which Accept), `preflights` every CORS
+// content type, whether it carried Authorization, its Accept and Range; for frames the first
+// bytes of the answer), `preflights` every CORS
 // preflight Chromium sent (from the DevTools protocol: they are not page requests).
 // Prints one JSON array on stdout. Run by tests/frontend/test_ohif_viewer.py.
 import { readFileSync } from "node:fs";
@@ -90,11 +91,25 @@ async function openCase(context, item) {
     seen.set(request, entry);
     report.requests.push(entry);
   });
+  const bodies = [];
   page.on("response", (response) => {
     const entry = seen.get(response.request());
     if (entry) {
       entry.status = response.status();
       entry.contentType = response.headers()["content-type"] ?? null;
+      entry.bodyHead = null;
+      // A frame's first bytes: in a multipart answer, the part's own headers, which are what
+      // Cornerstone reads the transfer syntax from (wadors/extractMultipart.ts).
+      if (entry.url.includes("/frames/")) {
+        bodies.push(
+          response
+            .body()
+            .then((body) => {
+              entry.bodyHead = body.subarray(0, 512).toString("latin1");
+            })
+            .catch(() => {}),
+        );
+      }
     }
   });
   page.on("requestfailed", (request) => {
@@ -134,6 +149,7 @@ async function openCase(context, item) {
     await page.goto(url.toString(), { waitUntil: "load" });
     await page.locator("canvas.cornerstone-canvas").first().waitFor({ timeout: 60_000 });
     report.settled = await settledCanvas(page);
+    await Promise.all(bodies);
     report.canvas = await page.evaluate(() => {
       const canvas = document.querySelector("canvas.cornerstone-canvas");
       const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
