@@ -147,7 +147,15 @@ async function openCase(context, item) {
     url.searchParams.set("StudyInstanceUIDs", item.studyInstanceUID);
     url.searchParams.set("token", item.token);
     await page.goto(url.toString(), { waitUntil: "load" });
-    await page.locator("canvas.cornerstone-canvas").first().waitFor({ timeout: 60_000 });
+    // The viewport appears once the study's metadata is in; give up early (and say why) when a
+    // request to the data source failed and nothing came of it.
+    const canvas = page.locator("canvas.cornerstone-canvas").first();
+    for (let waited = 0, failedFor = 0; !(await canvas.isVisible()); waited += 1_000) {
+      const failed = report.requests.some((r) => r.failure || (r.status ?? 0) >= 400);
+      failedFor = failed ? failedFor + 1_000 : 0;
+      if (waited > 60_000 || failedFor > 15_000) throw new Error("no viewport: the study did not load");
+      await page.waitForTimeout(1_000);
+    }
     report.settled = await settledCanvas(page);
     await Promise.all(bodies);
     report.canvas = await page.evaluate(() => {
