@@ -38,6 +38,11 @@ LEVEL_NAMES: dict[Level, str] = {
 }
 
 
+# Orthanc compresses answers when asked (httpx asks by default): on the loopback or LAN, gzip
+# only costs CPU on both ends (a 500 KB frame: 40 ms instead of 2 ms).
+IDENTITY = {"Accept-Encoding": "identity"}
+
+
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
     """The process's one pooled client to Orthanc (keep-alive, bounded pool, timeouts)."""
     return httpx.AsyncClient(
@@ -216,15 +221,83 @@ class OrthancClient:
         *,
         expand: bool = True,
         limit: int | None = None,
+        since: int | None = None,
+        case_sensitive: bool | None = None,
     ) -> list[Any]:
-        """``POST /tools/find``."""
+        """``POST /tools/find`` (``since``: skip that many matches; ``case_sensitive``: Orthanc's
+        switch for every key of the query at once)."""
         body: dict[str, Any] = {"Level": level, "Query": query, "Expand": expand}
         if limit is not None:
             body["Limit"] = limit
+        if since:
+            body["Since"] = since
+        if case_sensitive is not None:
+            body["CaseSensitive"] = case_sensitive
         result: list[Any] = await self._json(
-            "POST", "/tools/find", json=body, what="POST /tools/find"
+            "POST", "/tools/find", json=body, what="POST /tools/find", headers=IDENTITY
         )
         return result
+
+    async def bulk_content(
+        self,
+        level: Literal["Patient", "Study", "Series", "Instance"],
+        orthanc_ids: list[str],
+        *,
+        metadata: bool = False,
+    ) -> list[dict[str, Any]]:
+        """``POST /tools/bulk-content``: many resources' content (and metadata) in one call."""
+        if not orthanc_ids:
+            return []
+        body = {"Resources": orthanc_ids, "Level": level, "Metadata": metadata}
+        result: list[dict[str, Any]] = await self._json(
+            "POST",
+            "/tools/bulk-content",
+            json=body,
+            what="POST /tools/bulk-content",
+            headers=IDENTITY,
+        )
+        return result
+
+    async def series_instances_tags_json(self, series_id: str) -> bytes:
+        """``GET /series/{id}/instances-tags``: every instance's tags in Orthanc's full format
+        (name, type, value; nested sequences), as the raw JSON bytes (parsed in a worker)."""
+        response = await self._request(
+            "GET",
+            f"/series/{series_id}/instances-tags",
+            what="GET /series/{id}/instances-tags",
+            not_found=f"No series with Orthanc ID {series_id}",
+            headers=IDENTITY,
+        )
+        return response.content
+
+    async def instance_tags_json(self, orthanc_id: str) -> bytes:
+        """``GET /instances/{id}/tags``: one instance's tags in Orthanc's full format, raw."""
+        response = await self._request(
+            "GET",
+            f"/instances/{orthanc_id}/tags",
+            what="GET /instances/{id}/tags",
+            not_found=f"No instance with Orthanc ID {orthanc_id}",
+            headers=IDENTITY,
+        )
+        return response.content
+
+    async def frame_raw(self, orthanc_id: str, index: int) -> bytes | None:
+        """``GET /instances/{id}/frames/{index}/raw``: one stored frame's bytes, undecoded.
+
+        Orthanc 1.10 serves the fragments of an encapsulated frame as they are stored (HTJ2K
+        included, whatever its syntax) and native frames as little endian bytes; it answers
+        400 for a multi-fragment frame without offset table and for an index past the end:
+        ``None`` then (the caller reads the whole file instead).
+        """
+        what = "GET /instances/{id}/frames/{n}/raw"
+        with map_exceptions(what):
+            response = await self._http.get(
+                f"/instances/{orthanc_id}/frames/{index}/raw", headers=IDENTITY
+            )
+        if response.status_code == 400:
+            return None
+        _raise_for_status(response, what, f"No instance with Orthanc ID {orthanc_id}")
+        return response.content
 
     async def delete(self, level: Level, orthanc_id: str) -> dict[str, Any]:
         """``DELETE /{level}/{id}``; Orthanc answers with the remaining ancestor, if any."""
@@ -339,6 +412,7 @@ class OrthancClient:
             f"/instances/{orthanc_id}/file",
             what="GET /instances/{id}/file",
             not_found=f"No instance with Orthanc ID {orthanc_id}",
+            headers=IDENTITY,
         )
         return response.content
 
