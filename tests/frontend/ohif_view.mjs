@@ -168,6 +168,8 @@ async function openCase(context, item) {
   } catch (error) {
     report.error = String(error);
   } finally {
+    // OHIF's first-visit tour covers part of the viewport: dismiss it for the screenshot.
+    await page.getByText("Skip all").click({ timeout: 1_000 }).catch(() => {});
     await page.screenshot({ path: item.screenshot }).catch(() => {});
     await page.close();
   }

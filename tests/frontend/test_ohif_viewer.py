@@ -5,13 +5,15 @@ viewer's origin) in front of its own Orthanc; OHIF's built viewer (``@ohif/app``
 served on another loopback origin with one DICOMweb data source, dicomgate's ``/dicomweb``. The
 viewer gets a read-only bearer token the way OHIF 3.13 takes one (the viewer URL's ``token``).
 
-Four studies, each put there the way a hospital would:
+Five studies, each put there the way a hospital would:
 
 - ``ct``: a CT series uploaded through dicomgate (stored as HTJ2K);
 - ``us``: a colour ultrasound (RGB source, stored as HTJ2K with the colour transform: YBR_RCT);
 - ``multiframe``: a 10-frame enhanced MR uploaded through dicomgate;
 - ``converted``: a CT stored uncompressed in Orthanc, then converted in place by
-  ``dicomgate convert-to-htj2k``.
+  ``dicomgate convert-to-htj2k``;
+- ``ybr_full``: YBR_FULL colour, which dicomgate keeps as uploaded because OHIF's HTJ2K decoder
+  would scramble it (tests/codec/test_viewer_decoder.py).
 
 One Chromium opens each in OHIF's viewer route. From the viewport canvas's own pixels: something
 is drawn, it is not uniform, and it is the image (correlation with the source pixels through a
@@ -43,6 +45,7 @@ import pydicom
 import pydicom.data
 import pytest
 from pydicom.pixels import apply_modality_lut
+from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
 from tests.builders import make_dataset, to_bytes
@@ -67,6 +70,7 @@ class Study:
     name: str
     study_instance_uid: str
     frames: list[np.ndarray]  # rows × columns (greyscale, modality LUT applied) or × 3 (RGB)
+    stored_as: frozenset[str] = HTJ2K_SYNTAXES  # the transfer syntax its frames are served in
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,14 @@ def _store_studies(orthanc: OrthancProcess, dicomgate: str, work: Path) -> list[
             uid = str(pydicom.dcmread(BytesIO(data)).StudyInstanceUID)
             studies.append(Study(name, uid, _frames(data)))
 
+        # YBR_FULL colour stays as uploaded (OHIF's HTJ2K decoder would scramble it): OHIF
+        # converts it to RGB itself, as pydicom's pixel_array does.
+        data = (corpus / "SC_ybr_full_uncompressed.dcm").read_bytes()
+        answer = _upload(client, data, "ybr_full.dcm")
+        assert answer["pass_through_reason"] == "ybr_full", answer
+        uid = str(pydicom.dcmread(BytesIO(data)).StudyInstanceUID)
+        studies.append(Study("ybr_full", uid, _frames(data), frozenset({ExplicitVRLittleEndian})))
+
     # A study from before dicomgate: stored as it came (uncompressed), then migrated in place.
     legacy = Path(pydicom.data.get_testdata_file("CT_small.dcm")).read_bytes()
     assert orthanc.store(legacy)["Status"] == "Success"
@@ -329,7 +341,7 @@ def _assert_shows_the_image(viewed: Viewed) -> None:
     assert best > 0.97, f"{viewed.study.name}: shown image unlike the source ({best:.3f})"
 
 
-@pytest.mark.parametrize("name", ["ct", "us", "multiframe", "converted"])
+@pytest.mark.parametrize("name", ["ct", "us", "multiframe", "converted", "ybr_full"])
 def test_ohif_shows_the_stored_image(viewed: Run, name: str) -> None:
     _assert_shows_the_image(viewed.cases[name])
 
@@ -358,14 +370,17 @@ def _syntax_ohif_reads(request: dict[str, Any]) -> str:
     )
 
 
-def test_frames_reach_the_viewer_as_stored_htj2k(viewed: Run) -> None:
+def test_frames_reach_the_viewer_as_stored(viewed: Run) -> None:
     for name, one in viewed.cases.items():
         frames = [r for r in one.report["requests"] if "/frames/" in urlsplit(r["url"]).path]
         assert frames, f"{name}: OHIF asked for no frame"
+        stored_as = one.study.stored_as
+        if stored_as == HTJ2K_SYNTAXES:
+            stored_as = HTJ2K_AS_OHIF_READS
         for request in frames:
             assert request["status"] in (200, 206), request
             # OHIF decodes HTJ2K itself: the stored codestream, labelled with its syntax.
-            assert _syntax_ohif_reads(request) in HTJ2K_AS_OHIF_READS, request
+            assert _syntax_ohif_reads(request) in stored_as, request
 
 
 def test_every_request_is_local_and_every_dicomweb_one_authorized_across_origins(
