@@ -68,6 +68,7 @@ class MediaRange:
     transfer_syntax: str | None
     quality: float
     order: int
+    asked: str = ""  # the type as the client spelled it (image/jhc for image/jphc)
 
     @property
     def specificity(self) -> int:
@@ -146,10 +147,14 @@ def parse_accept(value: str | None, *, from_query: bool = False) -> list[MediaRa
         syntax = _param(params, b"transfer-syntax") or None
         if media == "multipart/related":
             inner = (_param(params, b"type") or "").lower()
-            ranges.append(MediaRange(ALIASES.get(inner, inner), True, syntax, quality, order))
+            ranges.append(
+                MediaRange(ALIASES.get(inner, inner), True, syntax, quality, order, inner)
+            )
         elif media:
             multipart = None if media == "*/*" else False
-            ranges.append(MediaRange(ALIASES.get(media, media), multipart, syntax, quality, order))
+            ranges.append(
+                MediaRange(ALIASES.get(media, media), multipart, syntax, quality, order, media)
+            )
     return ranges
 
 
@@ -220,7 +225,7 @@ def choose(
 def part_media_type(media: MediaRange, rep: Representation) -> str:
     """The media type to label the body or parts with: the concrete type asked for (keeping
     Cornerstone3D's ``image/jhc`` spelling), else the representation's natural type."""
-    return rep.media_type if media.type.endswith("*") else media.type
+    return rep.media_type if media.type.endswith("*") else media.asked or media.type
 
 
 def frame_candidates(stored: str, *, decodable: bool = True) -> list[Representation]:
