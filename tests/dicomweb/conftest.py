@@ -144,12 +144,24 @@ class ReadServer:
     def client(self, *scopes: str, sub: str = "dr.reader") -> DICOMwebClient:
         return DICOMwebClient(self.dicomweb, session=self.session(*scopes, sub=sub))
 
-    def audit(self, actor: str) -> list[dict[str, Any]]:
-        """The audit rows of one caller, oldest first."""
+    def orthanc_series_id(self, instance_id: str) -> str:
+        """The Orthanc ID of an instance's series."""
+        return str(httpx.get(f"{self.orthanc.url}/instances/{instance_id}").json()["ParentSeries"])
+
+    def audit(self, actor: str, *, count: int) -> list[dict[str, Any]]:
+        """The audit rows of one caller, oldest first, once there are ``count`` of them (a row
+        is written after its answer has been sent)."""
         session = self.session("admin", sub="auditor")
-        answer = session.get(f"{self.url}/api/ris/audit/", params={"actor": actor, "limit": "200"})
-        answer.raise_for_status()
-        return list(reversed(answer.json()["events"]))
+        deadline = time.monotonic() + 30
+        while True:
+            answer = session.get(
+                f"{self.url}/api/ris/audit/", params={"actor": actor, "limit": "200"}
+            )
+            answer.raise_for_status()
+            events: list[dict[str, Any]] = answer.json()["events"]
+            if len(events) >= count or time.monotonic() > deadline:
+                return list(reversed(events))
+            time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

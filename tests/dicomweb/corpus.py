@@ -113,6 +113,7 @@ def sent_through_dicomgate(pydicom_data: Path) -> dict[str, Dataset]:
             AccessionNumber="ACC-A1",
             StudyDescription="CT CHEST",
             ReferringPhysicianName="House^Greg",
+            InstitutionName="General Hospital",
             PatientBirthDate="19700101",
             PatientSex="F",
             RescaleIntercept=-1024,

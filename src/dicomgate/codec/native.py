@@ -153,7 +153,8 @@ def _native_dataset(data: bytes, max_pixels: int) -> Dataset:
     if "PixelData" in ds and _syntax(ds).is_encapsulated:
         check_pixel_budget(ds, max_pixels=max_pixels)
         try:
-            ds.decompress()  # → Explicit VR Little Endian, YBR → RGB, planar configuration 0
+            # → Explicit VR Little Endian, YBR → RGB, planar configuration 0; the same instance
+            ds.decompress(generate_instance_uid=False)
         except (NotImplementedError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
             raise UnprocessableInput(
                 f"The stored pixel data cannot be decoded (transfer syntax {_syntax(ds)}): {exc}"

@@ -5,6 +5,7 @@ and the OpenAPI descriptions of their media types."""
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -38,6 +39,7 @@ def get_reader(request: Request, runtime: RuntimeDep) -> Reader:
         cache=_state(request, "dicomweb_details", DetailsCache),
         patients=_state(request, "dicomweb_patients", PatientOfSeries),
         base_url=service_url(request, runtime.settings),
+        touch=partial(note, request),
     )
 
 
@@ -73,7 +75,6 @@ def note(request: Request, touched: Touched) -> None:
 
 def respond(request: Request, body: Body, *, ranged: bool = False) -> Response:
     """The HTTP answer; a single part supports Range (206, 416) when ``ranged``."""
-    note(request, body.touched)
     headers = {"Vary": "Accept"}
     if body.data is None:
         assert body.chunks is not None

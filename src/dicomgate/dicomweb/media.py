@@ -292,9 +292,6 @@ def rendered_choice(ranges: Sequence[MediaRange], *, multipart: bool) -> str:
                 and _type_matches(media.type, rep.media_type)
             ):
                 return rep.media_type
-    form = (
-        'multipart/related; type="image/jpeg" or "image/png"'
-        if multipart
-        else "image/jpeg or image/png"
+    raise NotAcceptable(
+        "Rendered images are served as image/jpeg or image/png (several in a multipart/related)"
     )
-    raise NotAcceptable(f"Rendered images are served as {form} only")

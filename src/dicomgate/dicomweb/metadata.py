@@ -10,20 +10,11 @@ already on their way to the client.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from itertools import groupby
 
 from dicomgate.dicomweb.catalog import StoredInstance, details, list_instances
 from dicomgate.dicomweb.dicomjson import complete_bulk_uris
-from dicomgate.dicomweb.reader import Reader, Touched, touched_instances
-
-
-@dataclass
-class MetadataAnswer:
-    """The JSON array, as chunks, and what it touched."""
-
-    chunks: AsyncIterator[bytes]
-    touched: Touched
+from dicomgate.dicomweb.reader import Reader, touch_instances
 
 
 async def _series_chunks(reader: Reader, members: list[StoredInstance]) -> list[bytes]:
@@ -56,10 +47,10 @@ async def retrieve_metadata(
     study_uid: str,
     series_uid: str | None = None,
     sop_uid: str | None = None,
-) -> MetadataAnswer:
+) -> AsyncIterator[bytes]:
     """The metadata of a study, a series or an instance (404 when nothing is stored there)."""
     instances = await list_instances(
         reader.orthanc, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
     )
-    touched = await touched_instances(reader, instances, per_instance=sop_uid is not None)
-    return MetadataAnswer(chunks=_array(reader, instances), touched=touched)
+    await touch_instances(reader, instances, per_instance=sop_uid is not None)
+    return _array(reader, instances)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any, Literal
 
@@ -46,11 +46,10 @@ from dicomgate.dicomweb.reader import Reader, Touched
 
 @dataclass
 class SearchAnswer:
-    """The results (DICOM JSON objects), whether more matched, and what was touched."""
+    """The results (DICOM JSON objects) and whether more matched."""
 
     results: list[dict[str, Any]]
     more: bool
-    touched: Touched = field(default_factory=Touched)
 
 
 def _wildcard(value: str) -> re.Pattern[str]:
@@ -156,13 +155,15 @@ async def search(reader: Reader, parsed: Search) -> SearchAnswer:
     else:
         rows = await _instances(reader, parsed, page)
     results = [_result(parsed, row) for row in rows]
-    touched = Touched(
-        patient_ids=_distinct(rows, PATIENT_ID),
-        study_instance_uids=_distinct(rows, STUDY_UID),
-        series_instance_uids=_distinct(rows, SERIES_UID),
-        sop_instance_uids=_distinct(rows, SOP_UID),
+    reader.touch(
+        Touched(
+            patient_ids=_distinct(rows, PATIENT_ID),
+            study_instance_uids=_distinct(rows, STUDY_UID),
+            series_instance_uids=_distinct(rows, SERIES_UID),
+            sop_instance_uids=_distinct(rows, SOP_UID),
+        )
     )
-    return SearchAnswer(results=results, more=more, touched=touched)
+    return SearchAnswer(results=results, more=more)
 
 
 def _distinct(rows: list[dict[int, dict[str, Any]]], tag: int) -> list[str]:

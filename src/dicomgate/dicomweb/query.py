@@ -19,8 +19,14 @@ Level = Literal["Study", "Series", "Instance"]
 RESERVED = frozenset({"includefield", "fuzzymatching", "limit", "offset", "accept"})
 MAX_RESULTS = 1000
 TEXT_VRS = frozenset({"AE", "AS", "CS", "LO", "LT", "SH", "ST", "UC", "UT"})
-DATE_TIME_VRS = frozenset({"DA", "TM", "DT"})
-_DATE_TIME_VALUE = re.compile(r"^[0-9.+\-]*$")
+_DA = r"\d{8}"
+_TM = r"\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?"
+# PS3.4 C.2.2.2.5: a value or a range (either end open); DT ends may carry an offset.
+RANGES = {
+    "DA": re.compile(rf"^(?:{_DA}|(?:{_DA})?-(?:{_DA})?)$"),
+    "TM": re.compile(rf"^(?:{_TM}|(?:{_TM})?-(?:{_TM})?)$"),
+    "DT": re.compile(r"^[0-9.+\-]+$"),
+}
 
 
 def _tags(*keywords: str) -> tuple[int, ...]:
@@ -146,7 +152,7 @@ def _filter_value(tag: int, value: str) -> str:
     if vr == "UI":
         uids = [u.strip() for u in re.split(r"[,\\]", value) if u.strip()]
         return "\\".join(check_uid(u, "matching") for u in uids)
-    if vr in DATE_TIME_VRS and not _DATE_TIME_VALUE.match(value):
+    if vr in RANGES and value and (value == "-" or not RANGES[vr].match(value)):
         raise BadRequest(f"{value[:40]!r} is not a {vr} value or range (PS3.4 C.2.2.2.5)")
     return value
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from dicomgate.dicomweb import qido
-from dicomgate.dicomweb.http import ACCEPT_PARAMETER, RangesDep, ReaderDep, note, series_uid
+from dicomgate.dicomweb.http import ACCEPT_PARAMETER, RangesDep, ReaderDep, series_uid
 from dicomgate.dicomweb.http import study_uid as check_study
 from dicomgate.dicomweb.media import DICOM_JSON, accepts_any
 from dicomgate.dicomweb.query import MAX_RESULTS, Level, parse_search
@@ -96,7 +96,6 @@ async def _search(
         list(request.query_params.multi_items()), level=level, study_uid=study, series_uid=series
     )
     answer = await qido.search(reader, parsed)
-    note(request, answer.touched)
     headers = {"Vary": "Accept"}
     if answer.more:
         headers["Warning"] = (

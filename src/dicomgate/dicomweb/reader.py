@@ -28,6 +28,21 @@ def service_url(request: HTTPConnection, settings: Settings) -> str:
 
 
 @dataclass
+class Touched:
+    """What a read touched, for ``note_touched`` (the audit row)."""
+
+    patient_ids: list[str] = field(default_factory=list)
+    study_instance_uids: list[str] = field(default_factory=list)
+    series_instance_uids: list[str] = field(default_factory=list)
+    sop_instance_uids: list[str] = field(default_factory=list)
+    orthanc_ids: list[str] = field(default_factory=list)
+
+
+def _ignore(_: Touched) -> None:
+    return None
+
+
+@dataclass
 class Reader:
     """One request's view of the shared resources, and the service URL it was called at."""
 
@@ -37,6 +52,9 @@ class Reader:
     cache: DetailsCache
     patients: PatientOfSeries
     base_url: str  # e.g. https://pacs.example.org/dicomweb
+    # Names what the request touched on its audit row, as soon as it is known (so a request
+    # that fails later is still recorded with what it asked for).
+    touch: Callable[[Touched], None] = _ignore
 
     @property
     def concurrency(self) -> int:
@@ -52,31 +70,21 @@ class Reader:
         return f"{self.series_url(study_uid, series_uid)}/instances/{sop_uid}"
 
 
-@dataclass
-class Touched:
-    """What a read touched, for ``note_touched`` (the audit row)."""
-
-    patient_ids: list[str] = field(default_factory=list)
-    study_instance_uids: list[str] = field(default_factory=list)
-    series_instance_uids: list[str] = field(default_factory=list)
-    sop_instance_uids: list[str] = field(default_factory=list)
-    orthanc_ids: list[str] = field(default_factory=list)
-
-
-async def touched_instances(
+async def touch_instances(
     reader: Reader, instances: Sequence[StoredInstance], *, per_instance: bool
-) -> Touched:
-    """Patients, studies and series of the instances (and, ``per_instance``, each SOP Instance
-    UID and Orthanc ID; else the series' Orthanc IDs)."""
+) -> None:
+    """Note the patients, studies and series of the instances (and, ``per_instance``, each SOP
+    Instance UID and Orthanc ID; else the series' Orthanc IDs) as touched."""
     series_ids = list(dict.fromkeys(i.series_orthanc_id for i in instances))
     patients = [await reader.patients.get(reader.orthanc, s) for s in series_ids]
-    return Touched(
+    touched = Touched(
         patient_ids=patients,
         study_instance_uids=list(dict.fromkeys(i.study_uid for i in instances)),
         series_instance_uids=list(dict.fromkeys(i.series_uid for i in instances)),
         sop_instance_uids=[i.sop_uid for i in instances] if per_instance else [],
         orthanc_ids=[i.orthanc_id for i in instances] if per_instance else series_ids,
     )
+    reader.touch(touched)
 
 
 async def ordered(calls: Iterable[Callable[[], Awaitable[T]]], *, window: int) -> AsyncIterator[T]:

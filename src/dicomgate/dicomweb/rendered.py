@@ -16,7 +16,7 @@ from dicomgate.codec.rendered import RenderOptions, Viewport, render_task
 from dicomgate.dicomweb import media
 from dicomgate.dicomweb.catalog import StoredInstance, list_instances
 from dicomgate.dicomweb.multipart import Part
-from dicomgate.dicomweb.reader import Reader, Touched, ordered, touched_instances
+from dicomgate.dicomweb.reader import Reader, ordered, touch_instances
 from dicomgate.dicomweb.retrieve import Body, multipart_body
 from dicomgate.errors import BadRequest, FrameNotFound, NotAcceptable
 
@@ -84,14 +84,14 @@ def _single_or_multipart(ranges: Sequence[media.MediaRange]) -> tuple[str, bool]
         return media.rendered_choice(ranges, multipart=True), True
 
 
-def _wrap(kind: str, multipart: bool, image: bytes, touched: Touched) -> Body:
+def _wrap(kind: str, multipart: bool, image: bytes) -> Body:
     if not multipart:
-        return Body(content_type=kind, touched=touched, data=image)
+        return Body(content_type=kind, data=image)
 
     async def parts() -> AsyncIterator[Part]:
         yield Part(kind, image)
 
-    return multipart_body(kind, parts(), touched)
+    return multipart_body(kind, parts())
 
 
 async def render_instances(
@@ -107,19 +107,19 @@ async def render_instances(
     if options.thumbnail:
         first_series = [i for i in instances if i.series_uid == instances[0].series_uid]
         chosen = first_series[len(first_series) // 2]
-        touched = await touched_instances(reader, [chosen], per_instance=True)
+        await touch_instances(reader, [chosen], per_instance=True)
         kind, multipart = _single_or_multipart(ranges)
         image = await _render(reader, chosen, replace(options, media_type=kind))
-        return _wrap(kind, multipart, image, touched)
+        return _wrap(kind, multipart, image)
     kind = media.rendered_choice(ranges, multipart=True)
-    touched = await touched_instances(reader, instances, per_instance=False)
+    await touch_instances(reader, instances, per_instance=False)
     calls = [partial(_render, reader, i, replace(options, media_type=kind)) for i in instances]
 
     async def parts() -> AsyncIterator[Part]:
         async for image in ordered(calls, window=max(2, reader.pool.workers)):
             yield Part(kind, image)
 
-    return multipart_body(kind, parts(), touched)
+    return multipart_body(kind, parts())
 
 
 async def render_frames(
@@ -137,7 +137,7 @@ async def render_frames(
         reader.orthanc, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
     )
     inst = found[0]
-    touched = await touched_instances(reader, [inst], per_instance=True)
+    await touch_instances(reader, [inst], per_instance=True)
     wanted = numbers or [1]
     if options.thumbnail:
         wanted = wanted[:1]
@@ -149,7 +149,7 @@ async def render_frames(
     if len(wanted) == 1:
         kind, multipart = _single_or_multipart(ranges)
         frame_options = replace(options, media_type=kind, frame=wanted[0] - 1)
-        return _wrap(kind, multipart, await _render(reader, inst, frame_options), touched)
+        return _wrap(kind, multipart, await _render(reader, inst, frame_options))
     kind = media.rendered_choice(ranges, multipart=True)
     data = await reader.orthanc.instance_file(inst.orthanc_id)
     calls = [
@@ -161,4 +161,4 @@ async def render_frames(
         async for image in ordered(calls, window=max(2, reader.pool.workers)):
             yield Part(kind, image)
 
-    return multipart_body(kind, parts(), touched)
+    return multipart_body(kind, parts())

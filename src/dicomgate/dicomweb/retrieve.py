@@ -33,7 +33,7 @@ from dicomgate.dicomweb.catalog import (
 )
 from dicomgate.dicomweb.dicomjson import PIXEL_DATA
 from dicomgate.dicomweb.multipart import Part, new_boundary, related_content_type, write_parts
-from dicomgate.dicomweb.reader import Reader, Touched, ordered, touched_instances
+from dicomgate.dicomweb.reader import Reader, ordered, touch_instances
 from dicomgate.errors import BadRequest, Conflict, FrameNotFound, NotFound
 
 MAX_FRAMES_PER_REQUEST = 10_000
@@ -41,20 +41,18 @@ MAX_FRAMES_PER_REQUEST = 10_000
 
 @dataclass
 class Body:
-    """An answer: one part's bytes (Range applies) or a multipart stream, and what it touched."""
+    """An answer: one part's bytes (Range applies) or a multipart stream."""
 
     content_type: str
-    touched: Touched
     data: bytes | None = None
     chunks: AsyncIterator[bytes] | None = None
 
 
-def multipart_body(part_type: str, parts: AsyncIterator[Part], touched: Touched) -> Body:
+def multipart_body(part_type: str, parts: AsyncIterator[Part]) -> Body:
     """A multipart/related answer streaming ``parts``."""
     boundary = new_boundary()
     return Body(
         content_type=related_content_type(part_type, boundary),
-        touched=touched,
         chunks=write_parts(parts, boundary),
     )
 
@@ -101,15 +99,15 @@ async def retrieve_instances(
         )[0]
         for inst, syntax in zip(instances, syntaxes, strict=True)
     ]
-    touched = await touched_instances(reader, instances, per_instance=sop_uid is not None)
+    await touch_instances(reader, instances, per_instance=sop_uid is not None)
     if single_ok and not chosen[0].multipart:
         part = await _instance_part(reader, instances[0], chosen[0])
         if isinstance(part.body, bytes):
-            return Body(content_type=part.content_type, touched=touched, data=part.body)
-        return Body(content_type=part.content_type, touched=touched, chunks=part.body)
+            return Body(content_type=part.content_type, data=part.body)
+        return Body(content_type=part.content_type, chunks=part.body)
     calls = [partial(_instance_part, reader, i, r) for i, r in zip(instances, chosen, strict=True)]
     window = max(2, reader.pool.workers)
-    return multipart_body(media.DICOM, ordered(calls, window=window), touched)
+    return multipart_body(media.DICOM, ordered(calls, window=window))
 
 
 def parse_frame_list(text: str) -> list[int]:
@@ -167,7 +165,6 @@ async def _frames_body(
     ranges: Sequence[media.MediaRange],
     inst: StoredInstance,
     numbers: list[int],
-    touched: Touched,
 ) -> Body:
     missing = [n for n in numbers if n > inst.frames]
     if missing:
@@ -193,19 +190,19 @@ async def _frames_body(
     label = f"{media.part_media_type(wanted, rep)}; transfer-syntax={rep.transfer_syntax}"
     if not rep.multipart:
         data = await _frame_payload(reader, inst, found, rep, numbers[0])
-        return Body(content_type=label, touched=touched, data=data)
+        return Body(content_type=label, data=data)
 
     async def parts() -> AsyncIterator[Part]:
         calls = [partial(_frame_payload, reader, inst, found, rep, n) for n in numbers]
         async for payload in ordered(calls, window=reader.concurrency):
             yield Part(label, payload)
 
-    return multipart_body(media.part_media_type(wanted, rep), parts(), touched)
+    return multipart_body(media.part_media_type(wanted, rep), parts())
 
 
 async def _one_instance(
     reader: Reader, study_uid: str, series_uid: str, sop_uid: str
-) -> tuple[StoredInstance, Touched]:
+) -> StoredInstance:
     found = await list_instances(
         reader.orthanc, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
     )
@@ -215,7 +212,8 @@ async def _one_instance(
             f"Instance {sop_uid} is stored under {len(found)} patients; dicomgate will not "
             "choose one (use the browse routes with Orthanc IDs)"
         )
-    return found[0], await touched_instances(reader, found, per_instance=True)
+    await touch_instances(reader, found, per_instance=True)
+    return found[0]
 
 
 async def retrieve_frames(
@@ -228,8 +226,8 @@ async def retrieve_frames(
     numbers: list[int],
 ) -> Body:
     """Frames of one instance (PS3.18 §10.4.1.1.4), one part per frame in the order asked."""
-    inst, touched = await _one_instance(reader, study_uid, series_uid, sop_uid)
-    return await _frames_body(reader, ranges, inst, numbers, touched)
+    inst = await _one_instance(reader, study_uid, series_uid, sop_uid)
+    return await _frames_body(reader, ranges, inst, numbers)
 
 
 def parse_bulk_path(text: str) -> tuple[int, ...]:
@@ -261,16 +259,16 @@ async def retrieve_bulk(
     path: tuple[int, ...],
 ) -> Body:
     """One bulk data value (PS3.18 §10.4.1.1.5); Pixel Data is served as its frames."""
-    inst, touched = await _one_instance(reader, study_uid, series_uid, sop_uid)
+    inst = await _one_instance(reader, study_uid, series_uid, sop_uid)
     if path == (PIXEL_DATA,):
-        return await _frames_body(reader, ranges, inst, list(range(1, inst.frames + 1)), touched)
+        return await _frames_body(reader, ranges, inst, list(range(1, inst.frames + 1)))
     rep, _ = media.choose(ranges, media.bulk_candidates(), default_multipart=True, what="Bulk data")
     data = await reader.orthanc.instance_file(inst.orthanc_id)
     value = await reader.pool.run(bulk_value_task, data, path)
     if not rep.multipart:
-        return Body(content_type=media.OCTET, touched=touched, data=value)
+        return Body(content_type=media.OCTET, data=value)
 
     async def parts() -> AsyncIterator[Part]:
         yield Part(media.OCTET, value)
 
-    return multipart_body(media.OCTET, parts(), touched)
+    return multipart_body(media.OCTET, parts())

@@ -17,7 +17,6 @@ from dicomgate.dicomweb.http import (
     RangesDep,
     ReaderDep,
     binary_response,
-    note,
     respond,
     series_uid,
     sop_uid,
@@ -226,14 +225,13 @@ async def _metadata(
             "Metadata is served as application/dicom+json only (not XML), which the request "
             "does not accept"
         )
-    answer = await metadata.retrieve_metadata(
+    chunks = await metadata.retrieve_metadata(
         reader,
         study_uid=study_uid(study),
         series_uid=None if series is None else series_uid(series),
         sop_uid=None if sop is None else sop_uid(sop),
     )
-    note(request, answer.touched)
-    return StreamingResponse(answer.chunks, media_type=DICOM_JSON, headers={"Vary": "Accept"})
+    return StreamingResponse(chunks, media_type=DICOM_JSON, headers={"Vary": "Accept"})
 
 
 @router.get(
