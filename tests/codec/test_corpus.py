@@ -1,7 +1,8 @@
 """The whole pydicom test-file set and pydicom-data corpus: expected outcome for every file.
 
-Outcomes: "converted" (verified bit-exact, and re-checked here with an independent decoder), a
-pass-through reason, or the domain error a file is rejected with. A file appearing in the corpus
+Outcomes: "converted" (verified bit-exact, and re-checked here with two independent decoders:
+pylibjpeg-openjpeg, and OHIF's own HTJ2K decoder), a pass-through reason, or the domain error a
+file is rejected with. A file appearing in the corpus
 that is not in the table fails the test, so the table stays complete.
 """
 
@@ -22,6 +23,7 @@ from tests.codec.helpers import (
     read,
     source_pixels,
 )
+from tests.codec.openjph import OpenJPH
 
 EXPECTED: dict[str, str] = {
     "test_files/693_J2KI.dcm": "lossy_source",
@@ -241,7 +243,7 @@ EXPECTED: dict[str, str] = {
     "data/SC_rgb_expb_32bit.dcm": "codec_refused",
     "data/SC_rgb_expb_32bit_2frame.dcm": "codec_refused",
     "data/SC_rgb_gdcm2k_uncompressed.dcm": "converted",
-    "data/SC_ybr_full_uncompressed.dcm": "converted",
+    "data/SC_ybr_full_uncompressed.dcm": "ybr_full",
     "data/US1_J2KI.dcm": "lossy_source",
     "data/US1_J2KR.dcm": "converted",
     "data/US1_UNCI.dcm": "converted",
@@ -278,7 +280,7 @@ def _corpus(corpus_dir: Path, pydicom_data_dir: Path) -> dict[str, Path]:
 
 
 def test_every_corpus_file_has_its_expected_outcome(
-    corpus_dir: Path, pydicom_data_dir: Path
+    corpus_dir: Path, pydicom_data_dir: Path, openjph: OpenJPH
 ) -> None:
     files = _corpus(corpus_dir, pydicom_data_dir)
     assert set(files) == set(EXPECTED), "corpus and table differ"
@@ -295,8 +297,11 @@ def test_every_corpus_file_has_its_expected_outcome(
                 assert result.verified and result.transfer_syntax == HTJ2K_LOSSLESS, name
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    same = np.array_equal(independent_pixels(result.data), source_pixels(data))
+                    expected = source_pixels(data)
+                    same = np.array_equal(independent_pixels(result.data), expected)
                 assert same, f"{name}: pixels differ"
+                shown = openjph.decode_instance(result.data)  # what OHIF's viewer decodes
+                assert np.array_equal(shown, expected), f"{name}: OHIF's decoder differs"
                 assert result.sop_instance_uid == read(data).SOPInstanceUID
                 assert_same_except_allowed(read(data), read(result.data))
             else:
@@ -314,5 +319,6 @@ def test_the_table_covers_each_outcome(reason: str) -> None:
         "lossy_source",
         "bits_allocated_1",
         "subsampled_ybr",
+        "ybr_full",
         "codec_refused",
     }

@@ -124,15 +124,6 @@ class TestPaths:
         assert out.PhotometricInterpretation == "YBR_RCT"
         assert np.array_equal(independent_pixels(result.data), pixels)
 
-    def test_ybr_full_is_kept_without_colour_transform(self, pydicom_data_dir: Path) -> None:
-        data = (pydicom_data_dir / "SC_ybr_full_uncompressed.dcm").read_bytes()
-        result = transcode(data)
-        out = read(result.data)
-        assert result.converted and out.PhotometricInterpretation == "YBR_FULL"
-        fragments, _ = frames_of(result.data)
-        assert parse_codestream(fragments[0]).mct == 0
-        assert np.array_equal(independent_pixels(result.data), source_pixels(data))
-
     def test_palette_colour_keeps_indices_and_luts(self, pydicom_data_dir: Path) -> None:
         data = (pydicom_data_dir / "OT-PAL-8-face.dcm").read_bytes()
         result = transcode(data)

@@ -47,6 +47,8 @@ def _rule(
     pixel_data: bool = True,
     float_pixel_data: bool = False,
     bits_allocated: int | None = 16,
+    bits_stored: int | None = None,
+    signed: bool = False,
     photometric: str = "MONOCHROME2",
     samples_per_pixel: int = 1,
 ) -> Ineligible | None:
@@ -55,6 +57,8 @@ def _rule(
         pixel_data=pixel_data,
         float_pixel_data=float_pixel_data,
         bits_allocated=bits_allocated,
+        bits_stored=bits_stored,
+        signed=signed,
         photometric=photometric,
         samples_per_pixel=samples_per_pixel,
     )
@@ -65,7 +69,7 @@ class TestRules:
     @pytest.mark.parametrize(
         ("bits", "photometric", "samples"),
         [(16, "MONOCHROME2", 1), (16, "MONOCHROME1", 1), (8, "PALETTE COLOR", 1),
-         (8, "RGB", 3), (8, "YBR_FULL", 3), (8, "YBR_RCT", 3)],
+         (8, "RGB", 3), (8, "YBR_RCT", 3)],
     )  # fmt: skip
     def test_candidates(self, syntax: str, bits: int, photometric: str, samples: int) -> None:
         found = _rule(
@@ -98,6 +102,11 @@ class TestRules:
              Ineligible(R.CODEC_REFUSED, "Bits Allocated None")),
             (NATIVE[1], {"samples_per_pixel": 4},
              Ineligible(R.CODEC_REFUSED, "4 samples per pixel")),
+            (NATIVE[1], {"photometric": "YBR_FULL", "samples_per_pixel": 3, "bits_allocated": 8},
+             Ineligible(R.YBR_FULL, "YBR_FULL: the viewers' HTJ2K decoder cannot show it")),
+            *((NATIVE[1], {"signed": True, "bits_allocated": a, "bits_stored": s},
+               Ineligible(R.SIGNED_8BIT, "signed samples: the viewers' HTJ2K decoder clamps them"))
+              for a, s in ((8, 8), (16, 8), (8, None))),
         ],
     )  # fmt: skip
     def test_kept_as_they_are(
@@ -178,6 +187,16 @@ def _subsampled() -> bytes:
     return to_bytes(ds)
 
 
+def _ybr_full() -> bytes:
+    return to_bytes(
+        make_dataset(samples=3, bits_allocated=8, bits_stored=8, photometric="YBR_FULL")
+    )
+
+
+def _signed_8bit() -> bytes:
+    return to_bytes(make_dataset(bits_allocated=8, bits_stored=8, signed=True))
+
+
 def _unused_bits() -> bytes:
     ds = make_dataset(bits_stored=12)
     raw = np.frombuffer(ds.PixelData, "<u2").copy()
@@ -202,6 +221,8 @@ INSTANCES: dict[PassThroughReason, Callable[[], bytes]] = {
     R.UNSUPPORTED_TRANSFER_SYNTAX: _unsupported_syntax,
     R.BITS_ALLOCATED_1: _one_bit,
     R.SUBSAMPLED_YBR: _subsampled,
+    R.YBR_FULL: _ybr_full,
+    R.SIGNED_8BIT: _signed_8bit,
     R.UNUSED_BITS_SET: _unused_bits,
     R.CODEC_REFUSED: _codec_refused,
     R.VERIFICATION_FAILED: _verification_failed,

@@ -20,6 +20,8 @@ class PassThroughReason(StrEnum):
     UNSUPPORTED_TRANSFER_SYNTAX = "unsupported_transfer_syntax"
     BITS_ALLOCATED_1 = "bits_allocated_1"
     SUBSAMPLED_YBR = "subsampled_ybr"
+    YBR_FULL = "ybr_full"
+    SIGNED_8BIT = "signed_8bit"
     UNUSED_BITS_SET = "unused_bits_set"
     CODEC_REFUSED = "codec_refused"
     VERIFICATION_FAILED = "verification_failed"
@@ -38,6 +40,12 @@ REASON_TEXTS: dict[PassThroughReason, str] = {
     PassThroughReason.UNSUPPORTED_TRANSFER_SYNTAX: "a transfer syntax that cannot be decoded here",
     PassThroughReason.BITS_ALLOCATED_1: "1-bit pixels (not transcoded)",
     PassThroughReason.SUBSAMPLED_YBR: "chroma-subsampled colour (kept as it is)",
+    PassThroughReason.YBR_FULL: (
+        "YBR_FULL colour (kept until the viewers' HTJ2K decoder can show it)"
+    ),
+    PassThroughReason.SIGNED_8BIT: (
+        "signed 8-bit pixels (kept until the viewers' HTJ2K decoder can show them)"
+    ),
     PassThroughReason.UNUSED_BITS_SET: (
         "bits set above Bits Stored (kept: they may hold an overlay)"
     ),

@@ -180,6 +180,8 @@ def _check_eligible(ds: Dataset, source: _Source) -> ImageGeometry:
         pixel_data=source.geometry is not None,
         float_pixel_data="FloatPixelData" in ds or "DoubleFloatPixelData" in ds,
         bits_allocated=source.geometry.bits_allocated if source.geometry else None,
+        bits_stored=source.geometry.bits_stored if source.geometry else None,
+        signed=source.geometry.signed if source.geometry else False,
         photometric=str(ds.get("PhotometricInterpretation", "")).strip(),
         samples_per_pixel=source.geometry.samples if source.geometry else 1,
     )

@@ -27,6 +27,8 @@ PIXEL_DATA = "7fe0,0010"
 FLOAT_PIXEL_DATA = "7fe0,0008"
 DOUBLE_FLOAT_PIXEL_DATA = "7fe0,0009"
 BITS_ALLOCATED = "0028,0100"
+BITS_STORED = "0028,0101"
+PIXEL_REPRESENTATION = "0028,0103"
 PHOTOMETRIC = "0028,0004"
 SAMPLES_PER_PIXEL = "0028,0002"
 ROWS = "0028,0010"
@@ -101,6 +103,8 @@ def classify_instance(syntax: str, tags: Mapping[str, Any], *, max_pixels: int) 
         pixel_data=has_pixels,
         float_pixel_data=FLOAT_PIXEL_DATA in tags or DOUBLE_FLOAT_PIXEL_DATA in tags,
         bits_allocated=_int_tag(tags, BITS_ALLOCATED),
+        bits_stored=_int_tag(tags, BITS_STORED),
+        signed=_int_tag(tags, PIXEL_REPRESENTATION) == 1,
         photometric=photometric,
         samples_per_pixel=_int_tag(tags, SAMPLES_PER_PIXEL) or 1,
     )
