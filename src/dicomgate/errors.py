@@ -108,6 +108,13 @@ class ImageTooLarge(DicomgateError):
     default_message = "The image is larger than this service accepts"
 
 
+class InvalidCodestream(UnprocessableInput):
+    """A frame's codestream header is unreadable or disagrees with the dataset (Rows, Columns,
+    Samples per Pixel, Bits Allocated): refused before any decoder sees it."""
+
+    default_message = "The compressed pixel data does not match the image it claims to be"
+
+
 class UploadTooLarge(DicomgateError):
     status_code = 413
     default_message = "The upload is larger than this service accepts"
@@ -207,10 +214,18 @@ class ReplaceFailed(OrthancError):
 
 # --- Workers ---------------------------------------------------------------------------------
 class WorkerFailure(DicomgateError):
-    """A codec worker crashed or ran past its time limit; the pool was repaired."""
+    """A codec worker crashed on a task (a decoder fault, set off by the file as far as anyone
+    can tell) or ran past its time limit; the pool replaced it. Not a bare 500: the file could
+    not be processed, and the caller is told so."""
 
-    status_code = 500
+    status_code = 422
     default_message = "The image worker failed"
+
+
+class WorkerMemoryExceeded(WorkerFailure):
+    """A task needed more than a worker's address-space limit; that worker was replaced."""
+
+    default_message = "Processing this image needed more memory than a worker may use"
 
 
 class WorkerTimeout(WorkerFailure):

@@ -19,6 +19,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels.processing import apply_color_lut, apply_rescale, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
 
+from dicomgate.dicom.codestream import pixel_data_syntax, require_checked_codestreams
 from dicomgate.errors import FrameNotFound, ImageTooLarge, InvalidDicom, UnprocessableInput
 
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -106,6 +107,7 @@ def render_preview(data: bytes, *, frame: int = 0, max_pixels: int) -> bytes:
     if "PixelData" not in ds:
         raise UnprocessableInput("Float pixel data cannot be previewed")
     check_pixel_budget(ds, max_pixels=max_pixels)
+    require_checked_codestreams(ds, pixel_data_syntax(ds))  # a stored file can be hostile too
     frames = frame_count(ds)
     if not 0 <= frame < frames:
         raise FrameNotFound(f"Frame {frame} does not exist; the instance has {frames} frame(s)")

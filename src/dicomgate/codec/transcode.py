@@ -49,6 +49,7 @@ from dicomgate.codec.capabilities import (
     HTJ2K_SYNTAXES,
     codec_status,
 )
+from dicomgate.dicom.codestream import check_codestreams, decodable_after_check
 from dicomgate.dicom.uids import derived_uid
 from dicomgate.errors import ImageTooLarge, InvalidDicom, NotDicom
 
@@ -664,6 +665,7 @@ def _run(
         frames = check_pixel_budget(
             ds, max_pixels=options.max_pixels, native=source in NATIVE_SYNTAXES
         )
+        check_codestreams(ds, source)  # before any decoder (pass-through CRCs included)
     try:
         _pass_through_reason(ds, source)
         # The caller's dataset stays as is (it is the fallback if anything below fails).
@@ -751,8 +753,8 @@ def _frames_or_zero(ds: Dataset) -> int:
 
 def _crcs_or_empty(ds: Dataset) -> tuple[int, ...]:
     """Source CRCs for a pass-through where pydicom can decode the pixels, else empty."""
-    if "PixelData" not in ds:
-        return ()
+    if "PixelData" not in ds or not decodable_after_check(_source_syntax(ds)):
+        return ()  # compressed in a syntax whose headers cannot be checked: never decoded
     try:
         return tuple(crc32_of(f) for f in _source_frames(ds))
     except Exception:

@@ -27,12 +27,14 @@ from dicomgate.errors import (
     BadRequest,
     DicomgateError,
     ImageTooLarge,
+    InvalidCodestream,
     InvalidDicom,
     NotAcceptable,
     NotDicom,
     OrthancFailure,
     StudyMismatch,
     UnsupportedMediaType,
+    WorkerMemoryExceeded,
 )
 from dicomgate.ingest.service import Ingestor, UploadItem, gather_or_cancel, transcode_options
 from dicomgate.ingest.spool import RELATED, SpooledFile
@@ -125,9 +127,9 @@ def failure_reason(error: DicomgateError) -> FailureReason:
     """The Failure Reason (PS3.18 Table I.2-2) for why ingest refused a part."""
     if isinstance(error, StudyMismatch):
         return FailureReason.STUDY_MISMATCH
-    if isinstance(error, NotDicom | InvalidDicom):
+    if isinstance(error, NotDicom | InvalidDicom | InvalidCodestream):
         return FailureReason.CANNOT_UNDERSTAND
-    if isinstance(error, ImageTooLarge):
+    if isinstance(error, ImageTooLarge | WorkerMemoryExceeded):
         return FailureReason.OUT_OF_RESOURCES
     return FailureReason.PROCESSING_FAILURE
 
