@@ -19,7 +19,7 @@ from dicomgate.auth.service import JwtVerifier
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.conversions.background import BackgroundJobs
 from dicomgate.db import create_engine, create_sessionmaker
-from dicomgate.errors import ConfigurationError, install_error_handlers
+from dicomgate.errors import ConfigurationError, RequestHeaderTooLarge, install_error_handlers
 from dicomgate.metrics import MetricsMiddleware
 from dicomgate.orthanc import OrthancClient, build_http_client
 from dicomgate.requestid import RequestIdMiddleware
@@ -88,6 +88,21 @@ AUTH_RESPONSES = (
     ("403", "Forbidden: the caller lacks the route's scope"),
 )
 ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
+# Answered by `dicomgate serve`'s HTTP protocol (dicomgate.server) before any route runs.
+HEAD_TOO_LARGE = {
+    "description": "RequestHeaderTooLarge: the request line and headers pass "
+    "DICOMGATE_MAX_HEADER_BYTES",
+    "content": {
+        "application/json": {
+            "schema": ERROR_BODY_REF,
+            "example": {
+                "success": False,
+                "error": RequestHeaderTooLarge.default_message,
+                "type": "RequestHeaderTooLarge",
+            },
+        }
+    },
+}
 
 
 def _document_validation_error(operation: dict[str, Any]) -> None:
@@ -114,6 +129,7 @@ def _document_security(app: FastAPI) -> None:
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
                 _document_validation_error(operation)
+                operation.setdefault("responses", {}).setdefault("431", HEAD_TOO_LARGE)
                 scope = required_scope(method, path)
                 if scope is None:
                     operation.pop("security", None)

@@ -70,6 +70,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from dicomgate.app import create_app
     from dicomgate.errors import ConfigurationError
+    from dicomgate.server import bounded_head_protocol
 
     try:
         app = create_app(settings)
@@ -82,6 +83,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        # httptools with a cap on the request line + headers (431 beyond it): always, so no
+        # deployment (scripts/run, the Dockerfile, compose) serves without it.
+        http=bounded_head_protocol(settings.max_header_bytes),
         # Our handler and format for uvicorn's records too; no uvicorn access log: its raw path
         # and query can carry patient IDs and names. dicomgate.metrics writes the access line
         # with the route template instead.

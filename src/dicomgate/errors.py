@@ -115,6 +115,14 @@ class InvalidCodestream(UnprocessableInput):
     default_message = "The compressed pixel data does not match the image it claims to be"
 
 
+class RequestHeaderTooLarge(DicomgateError):
+    """The request line and headers pass ``DICOMGATE_MAX_HEADER_BYTES`` (RFC 6585 §5); answered
+    by the HTTP protocol itself (``dicomgate.server``), before any route runs."""
+
+    status_code = 431
+    default_message = "The request line and headers are larger than this service accepts"
+
+
 class UploadTooLarge(DicomgateError):
     status_code = 413
     default_message = "The upload is larger than this service accepts"

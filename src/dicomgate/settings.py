@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     )
 
     # --- HTTP ----------------------------------------------------------------------------------
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=8 * 1024,
+        description="Largest request line + headers `dicomgate serve` reads; beyond it the "
+        "request is answered 431 without being parsed further.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)."
     )
