@@ -81,6 +81,14 @@ def check_auth_configuration(settings: Settings) -> None:
     if settings.jwt_secret and len(settings.jwt_secret.get_secret_value().encode()) < 32:
         # RFC 7518 §3.2: an HS256 key must have at least 256 bits.
         raise ConfigurationError("DICOMGATE_JWT_SECRET is too short: use at least 32 bytes")
+    if not settings.jwt_audience:
+        # RFC 7519 §4.1.3: without an audience, a token the identity provider issued for any
+        # other application would open dicomgate too.
+        raise ConfigurationError(
+            "JWTs are accepted but DICOMGATE_JWT_AUDIENCE is not set: set it to the 'aud' your "
+            "identity provider puts in tokens meant for dicomgate (tokens for other audiences "
+            "are then refused)"
+        )
 
 
 AUTH_RESPONSES = (

@@ -42,7 +42,7 @@ from dicomgate.codec.preview import render_preview_task
 from dicomgate.errors import NotFound, OrthancError
 from dicomgate.orthanc import LEVEL_NAMES, Level, OrthancClient
 
-ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(?:-[0-9a-f]{8}){4}$")
+ORTHANC_ID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}")  # fullmatch only ("$" allows "\n")
 IMAGE_TAGS = (
     "Rows",
     "Columns",
@@ -119,7 +119,7 @@ class ImageTagCache:
 
 def check_orthanc_id(level: Level, orthanc_id: str) -> str:
     """Orthanc IDs are five dash-separated groups of 8 hex digits; anything else is unknown."""
-    if not ORTHANC_ID.match(orthanc_id):
+    if not ORTHANC_ID.fullmatch(orthanc_id):
         raise NotFound(f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}")
     return orthanc_id
 

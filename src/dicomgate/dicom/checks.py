@@ -99,13 +99,13 @@ def require_file_meta(ds: Dataset) -> None:
         raise InvalidDicom("The DICOM file has no Transfer Syntax UID in its file meta")
 
 
-_UID_CHARS = re.compile(r"^[0-9.]{1,64}$")
+_UID_CHARS = re.compile(r"[0-9.]{1,64}")  # fullmatch only ("$" allows a final "\n")
 
 
 def _is_valid_uid(value: str) -> bool:
     # Lenient on purpose: real scanners write leading zeros (not conformant, still the image's
     # identity); only what cannot be a UID at all is refused.
-    return bool(_UID_CHARS.match(value.strip("\x00 ")))
+    return bool(_UID_CHARS.fullmatch(value.strip("\x00 ")))
 
 
 def require_sop_identity(ds: Dataset) -> None:
