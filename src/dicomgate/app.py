@@ -22,6 +22,7 @@ from dicomgate.db import create_engine, create_sessionmaker
 from dicomgate.errors import ConfigurationError, RequestHeaderTooLarge, install_error_handlers
 from dicomgate.metrics import MetricsMiddleware
 from dicomgate.orthanc import OrthancClient, build_http_client
+from dicomgate.redaction import redact_url
 from dicomgate.requestid import RequestIdMiddleware
 from dicomgate.runtime import Runtime
 from dicomgate.settings import Settings
@@ -176,7 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info(
                 "dicomgate %s: Orthanc at %s, %d workers",
                 __version__,
-                settings.orthanc_url,
+                redact_url(settings.orthanc_url),
                 settings.workers,
             )
             if settings.resume_conversions_on_start:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dicomgate import __version__
 from dicomgate.phi import RevealPhi
+from dicomgate.redaction import RedactCredentials
 from dicomgate.requestid import RequestIdFilter
 from dicomgate.settings import Settings
 
@@ -45,6 +46,7 @@ def configure_logging(settings: Settings) -> None:
     handler.addFilter(RequestIdFilter())
     if settings.log_phi:
         handler.addFilter(RevealPhi())
+    handler.addFilter(RedactCredentials())  # after RevealPhi: it reads the final message
     handler.setFormatter(log_formatter(settings.log_format))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
     # httpx logs every request URL at INFO: noise, and URLs can carry identifiers.
