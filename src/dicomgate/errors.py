@@ -184,6 +184,14 @@ class ConfigurationError(DicomgateError):
     default_message = "Invalid configuration"
 
 
+class DatabaseUnavailable(DicomgateError):
+    """The database cannot serve the request: unwritable, full, deleted under a running
+    service, or unreachable. The transaction was rolled back."""
+
+    status_code = 503
+    default_message = "The database is unavailable"
+
+
 class DatabaseNotMigrated(DicomgateError):
     """The database schema is not at this version's Alembic head; the service refuses to start."""
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from dicomgate import __version__
 from dicomgate.codec.capabilities import codec_status
 from dicomgate.codec.pool import ping as pool_ping
-from dicomgate.db import ping as db_ping
+from dicomgate.db import check_writable, database_reason
 from dicomgate.errors import DicomgateError, ErrorBody
 from dicomgate.runtime import RuntimeDep
 
@@ -57,7 +57,7 @@ class HealthReport(BaseModel):
                     "status": "ok",
                     "version": __version__,
                     "orthanc": {"ok": True, "detail": "reachable", "version": "1.10.1"},
-                    "database": {"ok": True, "detail": "sqlite reachable"},
+                    "database": {"ok": True, "detail": "sqlite reachable and writable"},
                     "codec": {
                         "ok": True,
                         "detail": "OpenJPH 0.18",
@@ -81,12 +81,17 @@ async def _check_orthanc(runtime: RuntimeDep) -> OrthancCheck:
 
 
 async def _check_database(runtime: RuntimeDep) -> Check:
+    """Reachable and writable: a read-only or deleted database fails here, not on an upsert."""
     dialect = runtime.engine.dialect.name
     try:
-        await asyncio.wait_for(db_ping(runtime.engine), timeout=5)
-    except Exception as exc:  # any driver error means "not reachable"; say which
-        return Check(ok=False, detail=f"{dialect} unreachable: {type(exc).__name__}")
-    return Check(ok=True, detail=f"{dialect} reachable")
+        await asyncio.wait_for(check_writable(runtime.engine), timeout=5)
+    except DicomgateError as exc:  # e.g. the SQLite file deleted under the running service
+        return Check(ok=False, detail=exc.message)
+    except TimeoutError:
+        return Check(ok=False, detail=f"{dialect} did not answer within 5 s")
+    except Exception as exc:  # any driver error means "not usable"; say what the driver said
+        return Check(ok=False, detail=f"{dialect} not writable: {database_reason(exc)}")
+    return Check(ok=True, detail=f"{dialect} reachable and writable")
 
 
 async def _check_workers(runtime: RuntimeDep) -> Check:

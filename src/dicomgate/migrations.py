@@ -8,9 +8,11 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from dicomgate.db import create_engine
-from dicomgate.errors import DatabaseNotMigrated
+from dicomgate.db import create_engine, database_reason, sqlite_path
+from dicomgate.errors import DatabaseNotMigrated, DatabaseUnavailable
+from dicomgate.redaction import redact_url
 from dicomgate.settings import Settings
 
 if TYPE_CHECKING:
@@ -77,19 +79,38 @@ async def current_revisions(settings: Settings) -> set[str]:
 
 
 async def ensure_database_current(settings: Settings) -> None:
-    """Raise ``DatabaseNotMigrated`` unless the database is exactly at the migrations' head."""
+    """Raise ``DatabaseNotMigrated`` unless the database is exactly at the migrations' head.
+
+    The messages name the database (password masked): a command pointed at another database
+    than the service's (a different DICOMGATE_DATABASE_URL) says so instead of failing later.
+    """
+    where = redact_url(settings.database_url)
+    path = sqlite_path(settings.database_url)
+    if path is not None and not path.exists():
+        raise DatabaseNotMigrated(
+            f"The database has no dicomgate schema (the file does not exist); {UPGRADE_HINT}. "
+            f"Database: {where}"
+        )
     with _quiet_alembic():
         heads = head_revisions(settings)
-        current = await current_revisions(settings)
+        try:
+            current = await current_revisions(settings)
+        except (OperationalError, InterfaceError) as exc:
+            raise DatabaseUnavailable(
+                f"The database cannot be opened ({database_reason(exc)}): dicomgate must be "
+                f"able to read and write it (and, for SQLite, its folder). Database: {where}"
+            ) from None
     if current == heads:
         return
     want = ", ".join(sorted(heads))
     if not current:
         raise DatabaseNotMigrated(
-            f"The database has no dicomgate schema (needs revision {want}); {UPGRADE_HINT}"
+            f"The database has no dicomgate schema (needs revision {want}); {UPGRADE_HINT}. "
+            f"Database: {where}"
         )
     have = ", ".join(sorted(current))
     raise DatabaseNotMigrated(
         f"The database schema is at revision {have} but this dicomgate needs {want}; "
-        f"{UPGRADE_HINT} (or, if the database is newer, run the matching dicomgate version)"
+        f"{UPGRADE_HINT} (or, if the database is newer, run the matching dicomgate version). "
+        f"Database: {where}"
     )

@@ -31,6 +31,14 @@ async def _audit(session: AsyncSession, action: str, row: ApiKey) -> None:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from dicomgate.migrations import ensure_database_current
+
+    try:
+        # The service's database, or a clear refusal naming the one this shell points at.
+        await ensure_database_current(settings)
+    except DicomgateError as exc:
+        print(f"error: {exc.message}")
+        return 1
     engine = create_engine(settings.database_url)
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
