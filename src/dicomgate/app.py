@@ -37,6 +37,7 @@ TAGS = [
     {"name": "dicomweb", "description": "DICOMweb STOW-RS: store instances, transcoded to HTJ2K."},
     {"name": "conversions", "description": "Admin: convert stored studies to HTJ2K in place."},
     {"name": "audit", "description": "Admin: who did what to which resource, and the outcome."},
+    {"name": "statistics", "description": "Orthanc's size and what dicomgate's HTJ2K saved."},
 ]
 
 
@@ -227,6 +228,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from dicomgate.audit.router import router as audit_router
 
     app.include_router(audit_router)
+    from dicomgate.statistics.router import router as statistics_router
+
+    app.include_router(statistics_router)
     from dicomgate.metrics import router as metrics_router
 
     app.include_router(metrics_router)

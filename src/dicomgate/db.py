@@ -46,7 +46,7 @@ def create_engine(url: str, *, create_missing: bool = False) -> AsyncEngine:
     :func:`_guard_sqlite_file`).
     """
     if url.startswith("sqlite"):
-        path = sqlite_path(url)
+        path = sqlite_file(url)
         if path is not None and not create_missing:
             url = _open_existing_only(url, path)
         engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -65,8 +65,8 @@ def create_engine(url: str, *, create_missing: bool = False) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-def sqlite_path(url: str) -> Path | None:
-    """The file of a SQLite URL (None for an in-memory or URI-form database)."""
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases, in-memory SQLite and URI forms)."""
     parsed = make_url(url)
     database = parsed.database
     if (

@@ -185,8 +185,9 @@ class ConfigurationError(DicomgateError):
 
 
 class DatabaseUnavailable(DicomgateError):
-    """The database cannot serve the request: unwritable, full, deleted under a running
-    service, or unreachable. The transaction was rolled back."""
+    """The database cannot serve the request: it does not answer (server down, wrong URL,
+    unreadable file), is unwritable or full, or was deleted under a running service. The
+    transaction was rolled back."""
 
     status_code = 503
     default_message = "The database is unavailable"

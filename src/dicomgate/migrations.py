@@ -7,18 +7,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 
-from dicomgate.db import create_engine, database_reason, sqlite_path
+from dicomgate.db import create_engine, database_reason, sqlite_file
 from dicomgate.errors import DatabaseNotMigrated, DatabaseUnavailable
-from dicomgate.redaction import redact_url
 from dicomgate.settings import Settings
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-UPGRADE_HINT = "run `dicomgate db upgrade` (with the same DICOMGATE_DATABASE_URL)"
+UPGRADE_HINT = (
+    "run `dicomgate db upgrade` (from the same folder, or with the same DICOMGATE_DATA_DIR or "
+    "DICOMGATE_DATABASE_URL)"
+)
+
+
+def database_location(url: str) -> str:
+    """Where the database is, for a person: the SQLite file, else the URL without password."""
+    path = sqlite_file(url)
+    return str(path) if path is not None else make_url(url).render_as_string(hide_password=True)
 
 
 def _config(settings: Settings) -> Config:
@@ -40,7 +48,15 @@ def upgrade_database(settings: Settings, *, revision: str = "head") -> None:
     """Apply migrations up to ``revision`` (blocking: call from a thread inside an event loop)."""
     from alembic import command
 
+    prepare_location(settings)
     command.upgrade(_config(settings), revision)
+
+
+def prepare_location(settings: Settings) -> None:
+    """Create the folder a SQLite database file goes in (SQLite creates the file, not folders)."""
+    path = sqlite_file(settings.database_url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def downgrade_database(settings: Settings, *, revision: str) -> None:
@@ -81,36 +97,33 @@ async def current_revisions(settings: Settings) -> set[str]:
 async def ensure_database_current(settings: Settings) -> None:
     """Raise ``DatabaseNotMigrated`` unless the database is exactly at the migrations' head.
 
-    The messages name the database (password masked): a command pointed at another database
-    than the service's (a different DICOMGATE_DATABASE_URL) says so instead of failing later.
+    The messages name the database: a command pointed at another database than the service's
+    (another folder or DICOMGATE_DATABASE_URL) says so instead of failing later.
     """
-    where = redact_url(settings.database_url)
-    path = sqlite_path(settings.database_url)
-    if path is not None and not path.exists():
-        raise DatabaseNotMigrated(
-            f"The database has no dicomgate schema (the file does not exist); {UPGRADE_HINT}. "
-            f"Database: {where}"
-        )
+    where = database_location(settings.database_url)
     with _quiet_alembic():
         heads = head_revisions(settings)
-        try:
-            current = await current_revisions(settings)
-        except (OperationalError, InterfaceError) as exc:
-            raise DatabaseUnavailable(
-                f"The database cannot be opened ({database_reason(exc)}): dicomgate must be "
-                f"able to read and write it (and, for SQLite, its folder). Database: {where}"
-            ) from None
+        path = sqlite_file(settings.database_url)
+        # Never create an empty SQLite file (or fail on a missing folder) just by looking.
+        if path is not None and not path.is_file():
+            current: set[str] = set()
+        else:
+            try:
+                current = await current_revisions(settings)
+            except (DBAPIError, OSError) as exc:
+                raise DatabaseUnavailable(
+                    f"The database {where} cannot be opened ({database_reason(exc)}): dicomgate "
+                    "must be able to read and write it (and, for SQLite, its folder)"
+                ) from None
     if current == heads:
         return
     want = ", ".join(sorted(heads))
     if not current:
         raise DatabaseNotMigrated(
-            f"The database has no dicomgate schema (needs revision {want}); {UPGRADE_HINT}. "
-            f"Database: {where}"
+            f"The database {where} has no dicomgate schema (needs revision {want}); {UPGRADE_HINT}"
         )
     have = ", ".join(sorted(current))
     raise DatabaseNotMigrated(
         f"The database schema is at revision {have} but this dicomgate needs {want}; "
-        f"{UPGRADE_HINT} (or, if the database is newer, run the matching dicomgate version). "
-        f"Database: {where}"
+        f"{UPGRADE_HINT} (or, if the database is newer, run the matching dicomgate version)"
     )

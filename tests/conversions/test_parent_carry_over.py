@@ -191,9 +191,14 @@ class TestConversionKeepsParents:
             (method, path)
             for method, path in requests
             if path.startswith(("/patients/", "/series/"))
-            or (path.startswith("/studies/") and not path.endswith("/instances"))
+            or (path.startswith("/studies/") and not path.endswith(("/instances", "/series")))
         ]
         assert parent_calls == []  # neither read nor written: the series never became empty
+        # The study is listed once: its instances, and its series (their modality).
+        assert [p for _, p in requests if p.startswith("/studies/")] == [
+            f"/studies/{parents['studies']}/instances",
+            f"/studies/{parents['studies']}/series",
+        ]
         assert [path for method, path in requests if method == "PUT"] == []
         # Per instance: header, file, metadata, DELETE, POST, verifying GET of the file.
         per_instance = [p for _, p in requests if p.startswith("/instances")]

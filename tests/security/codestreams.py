@@ -121,8 +121,9 @@ def resize_header(frame: bytes, syntax: str, rows: int, columns: int) -> bytes:
         buf[24:28] = columns.to_bytes(4, "big")  # one tile, so the tile grid stays valid
         buf[28:32] = rows.to_bytes(4, "big")
         return bytes(buf)
-    if syntax == RLELossless:
-        buf[0:4] = (15).to_bytes(4, "little")  # 15 segments where the image has 2
+    if syntax == RLELossless:  # no size in an RLE header: a third segment where there are 2
+        buf[0:4] = (3).to_bytes(4, "little")
+        buf[12:16] = (len(frame) - 2).to_bytes(4, "little")
         return bytes(buf)
     pos = _sof_offset(frame, JPEG_SOF)  # T.81 §B.2.2: P, Y, X
     buf[pos + 1 : pos + 3] = rows.to_bytes(2, "big")

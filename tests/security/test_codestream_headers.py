@@ -9,16 +9,16 @@ import pytest
 from pydicom.dataset import Dataset
 
 from dicomgate.codec.preview import render_preview
+from dicomgate.codec.transcode import transcode
 from dicomgate.dicom.codestream import (
+    CodestreamCheck,
     check_codestreams,
-    decodable_after_check,
     read_j2k_header,
     read_jpeg_header,
     read_jpeg_ls_header,
     read_rle_header,
-    require_checked_codestreams,
 )
-from dicomgate.errors import InvalidCodestream
+from dicomgate.errors import InvalidCodestream, UnprocessableInput
 from tests.builders import to_bytes
 from tests.security.codestreams import (
     SEEDS,
@@ -29,7 +29,7 @@ from tests.security.codestreams import (
 )
 
 
-def _check(ds: Dataset) -> bool:
+def _check(ds: Dataset) -> CodestreamCheck:
     return check_codestreams(ds, str(ds.file_meta.TransferSyntaxUID))
 
 
@@ -42,7 +42,7 @@ def _refusal(ds: Dataset) -> str:
 
 @pytest.mark.parametrize("name", sorted(SEEDS))
 def test_every_valid_seed_passes(name: str) -> None:
-    assert _check(compressed(name)) is True
+    assert _check(compressed(name)) == CodestreamCheck(decodable=True)
 
 
 @pytest.mark.parametrize("name", sorted(n for n in SEEDS if n != "rle"))
@@ -66,10 +66,14 @@ class TestDisagreements:
         ds.NumberOfFrames = 2
         assert _refusal(with_frames(ds, SEEDS[name].syntax, [good, bad])).startswith("Frame 2")
 
-    def test_a_header_cut_short_is_refused(self, name: str) -> None:
+    def test_a_header_cut_short_is_never_decoded_and_passes_through(self, name: str) -> None:
         ds = compressed(name)
-        message = _refusal(with_frames(ds, SEEDS[name].syntax, [first_frame(ds)[:20]]))
-        assert "cannot be checked before decoding" in message
+        cut = with_frames(ds, SEEDS[name].syntax, [first_frame(ds)[:20]])
+        checked = _check(cut)
+        assert not checked.decodable and "ends inside its header" in checked.reason
+        data = to_bytes(cut)
+        result = transcode(data)  # kept as it is, without a decoder ever seeing the frame
+        assert (result.converted, result.data, result.frame_crc32) == (False, data, ())
 
 
 @pytest.mark.parametrize("name", sorted(n for n, seed in SEEDS.items() if seed.bits > 8))
@@ -77,8 +81,8 @@ def test_samples_wider_than_bits_allocated(name: str) -> None:
     ds = compressed(name)  # 12-bit samples in 16-bit cells, now said to fit 8-bit cells
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
     message = _refusal(ds)
-    if name == "rle":  # two byte segments per sample read as two 8-bit samples (PS3.5 §G.2)
-        assert "2 components where Samples per Pixel is 1" in message
+    if name == "rle":  # two byte segments where 8-bit samples make one (PS3.5 §G.2)
+        assert "2 RLE segments where Samples per Pixel × bytes per sample is 1 × 1" in message
     else:
         assert "-bit samples where Bits Allocated is 8" in message
 
@@ -93,14 +97,28 @@ class TestJpeg2000:
         header = read_j2k_header(wrapped + box)
         assert (header.rows, header.columns, header.components) == (16, 16, 1)
 
-    def test_a_tile_grid_of_more_than_65535_tiles_is_refused(self) -> None:
+    def test_a_tile_grid_of_more_than_65535_tiles_is_never_decoded(self) -> None:
         frame = bytearray(first_frame(compressed("j2k-lossless")))
         frame[24:28] = (1).to_bytes(4, "big")  # 1×1 tiles: 256 tiles for 16×16 is fine …
         frame[28:32] = (1).to_bytes(4, "big")
-        assert read_j2k_header(bytes(frame)).rows == 16
+        assert read_j2k_header(bytes(frame)).problem == ""
         frame[8:16] = (300).to_bytes(4, "big") * 2  # … 90,000 for 300×300 is not
-        with pytest.raises(Exception, match="90,000 tiles"):
-            read_j2k_header(bytes(frame))
+        assert read_j2k_header(bytes(frame)).problem.endswith(
+            "declares 90,000 tiles (at most 65535)"
+        )
+        ds = compressed("j2k-lossless")
+        ds.Rows = ds.Columns = 300
+        checked = _check(with_frames(ds, SEEDS["j2k"].syntax, [bytes(frame)]))
+        assert not checked.decodable and "90,000 tiles" in checked.reason
+
+    def test_a_bomb_that_keeps_its_small_tiles_is_still_refused_for_its_size(self) -> None:
+        """Only Xsiz/Ysiz changed (60000² in 16×16 tiles: 14 million tiles): the size is held
+        against the dataset before the tile grid, so this is a 422, not a quiet pass-through."""
+        ds = compressed("j2k-lossless")
+        frame = bytearray(first_frame(ds))
+        frame[8:16] = (60000).to_bytes(4, "big") * 2
+        message = _refusal(with_frames(ds, SEEDS["j2k"].syntax, [bytes(frame)]))
+        assert "60000×60000 pixels where Columns×Rows is 16×16" in message
 
 
 class TestJpegFamily:
@@ -133,10 +151,12 @@ class TestRle:
         assert len(read_rle_header(first_frame(ds))) == 2
         rgb = copy.deepcopy(ds)
         rgb.SamplesPerPixel = 3
-        assert "1 components where Samples per Pixel is 3" in _refusal(rgb)
+        assert "2 RLE segments where Samples per Pixel × bytes per sample is 3 × 2" in _refusal(rgb)
         wider = copy.deepcopy(ds)
         wider.BitsAllocated, wider.BitsStored, wider.HighBit = 32, 32, 31
-        assert "not a whole number of 4-byte samples" in _refusal(wider)
+        assert "2 RLE segments where Samples per Pixel × bytes per sample is 1 × 4" in _refusal(
+            wider
+        )
 
     def test_a_segment_longer_than_any_coding_of_the_plane_is_refused(self) -> None:
         ds = compressed("rle")
@@ -148,14 +168,12 @@ class TestUncheckableSyntaxes:
     def test_are_never_decoded(self) -> None:
         ds = compressed("j2k-lossless")
         ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.110"  # JPEG XL Lossless
-        assert _check(ds) is False
-        assert not decodable_after_check("1.2.840.10008.1.2.4.110")
-        assert decodable_after_check("1.2.840.10008.1.2.1")
-        with pytest.raises(InvalidCodestream, match="cannot be checked before decoding"):
-            require_checked_codestreams(ds, "1.2.840.10008.1.2.4.110")
+        assert _check(ds) == CodestreamCheck(
+            False, "no codestream header reader for transfer syntax 1.2.840.10008.1.2.4.110"
+        )
 
     def test_preview_refuses_them(self) -> None:
         data = to_bytes(compressed("j2k-lossless"))
         unknown = data.replace(b"1.2.840.10008.1.2.4.90", b"1.2.840.10008.1.2.4.99", 1)
-        with pytest.raises(InvalidCodestream, match="does not decode it"):
+        with pytest.raises(UnprocessableInput, match="The pixel data cannot be decoded"):
             render_preview(unknown, max_pixels=10**6)

@@ -31,14 +31,6 @@ async def _audit(session: AsyncSession, action: str, row: ApiKey) -> None:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from dicomgate.migrations import ensure_database_current
-
-    try:
-        # The service's database, or a clear refusal naming the one this shell points at.
-        await ensure_database_current(settings)
-    except DicomgateError as exc:
-        print(f"error: {exc.message}")
-        return 1
     engine = create_engine(settings.database_url)
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
@@ -68,6 +60,7 @@ def _handler(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("apikey", help="service-to-service API keys")
+    parser.set_defaults(needs_database=True)
     sub = parser.add_subparsers(dest="apikey_command", required=True)
     create = sub.add_parser("create", help="create a key (printed once)")
     create.add_argument("--name", required=True)

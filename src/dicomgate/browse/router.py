@@ -30,7 +30,8 @@ from dicomgate.errors import (
     error_responses,
 )
 from dicomgate.orthanc import Level
-from dicomgate.runtime import OrthancDep, PoolDep, SettingsDep
+from dicomgate.patients.schemas import PatientId
+from dicomgate.runtime import OrthancDep, PoolDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/orthanc", tags=["browse"])
 
@@ -56,9 +57,18 @@ CHILD_LISTING_ERRORS = error_responses(NotFound, UnprocessableInput, *ORTHANC_ER
     operation_id="listOrthancPatients",
     responses=error_responses(*ORTHANC_ERRORS),
 )
-async def list_patients(orthanc: OrthancDep) -> list[PatientSummary]:
-    """Every patient, with its number of studies."""
-    return await service.list_patients(orthanc)
+async def list_patients(
+    orthanc: OrthancDep,
+    patient_id: Annotated[
+        PatientId | None,
+        Query(
+            description="Only the patients with this DICOM Patient ID (0010,0020), exact match "
+            "(no wildcards); their `orthancId` is what the other listings take.",
+        ),
+    ] = None,
+) -> list[PatientSummary]:
+    """Every patient, with its number of studies (or those with one DICOM Patient ID)."""
+    return await service.list_patients(orthanc, patient_id=patient_id)
 
 
 @router.get(
@@ -70,7 +80,13 @@ async def list_patients(orthanc: OrthancDep) -> list[PatientSummary]:
 )
 async def list_studies(
     orthanc: OrthancDep,
-    patient_id: Annotated[str, Query(description="Orthanc ID of the patient.")],
+    patient_id: Annotated[
+        str,
+        Query(
+            description="Orthanc ID of the patient (`orthancId` in the patient listing; "
+            "`/api/orthanc/patients/?patient_id=` finds it from the DICOM Patient ID)."
+        ),
+    ],
 ) -> list[StudySummary]:
     """The patient's studies, newest first, with their number of series."""
     return await service.list_studies(orthanc, patient_id=patient_id)
@@ -185,8 +201,10 @@ async def list_patient_images(orthanc: OrthancDep, patient_id: str) -> PatientIm
 
 
 def _delete_route(level: Level, noun: str, operation_id: str) -> None:
-    async def delete(orthanc: OrthancDep, orthanc_id: str) -> DeleteResult:
-        return await service.delete_resource(orthanc, level=level, orthanc_id=orthanc_id)
+    async def delete(orthanc: OrthancDep, session: SessionDep, orthanc_id: str) -> DeleteResult:
+        return await service.delete_resource(
+            orthanc, level=level, orthanc_id=orthanc_id, session=session
+        )
 
     delete.__doc__ = (
         f"Delete the {noun}; parents left empty are deleted too, and the answer names the "

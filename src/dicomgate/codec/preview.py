@@ -8,6 +8,7 @@ frame's own min–max when the file gives no window; MONOCHROME1 is inverted. Co
 
 from __future__ import annotations
 
+import logging
 from io import BytesIO
 from typing import Any
 
@@ -19,8 +20,11 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels.processing import apply_color_lut, apply_rescale, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
 
-from dicomgate.dicom.codestream import pixel_data_syntax, require_checked_codestreams
+from dicomgate.codec.decoding import quiet_plugin_failures, undecodable
+from dicomgate.dicom.codestream import check_codestreams, pixel_data_syntax
 from dicomgate.errors import FrameNotFound, ImageTooLarge, InvalidDicom, UnprocessableInput
+
+log = logging.getLogger(__name__)
 
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -107,19 +111,21 @@ def render_preview(data: bytes, *, frame: int = 0, max_pixels: int) -> bytes:
     if "PixelData" not in ds:
         raise UnprocessableInput("Float pixel data cannot be previewed")
     check_pixel_budget(ds, max_pixels=max_pixels)
-    require_checked_codestreams(ds, pixel_data_syntax(ds))  # a stored file can be hostile too
+    checked = check_codestreams(ds, pixel_data_syntax(ds))  # a stored file can be hostile too
+    if not checked.decodable:
+        log.info("Not decoding a preview: %s", checked.reason)
+        raise undecodable(ds)
     frames = frame_count(ds)
     if not 0 <= frame < frames:
         raise FrameNotFound(f"Frame {frame} does not exist; the instance has {frames} frame(s)")
     palette = ds.get("PhotometricInterpretation") == "PALETTE COLOR"
     try:
         # Decodes only the requested frame; YBR is converted to RGB (as_rgb defaults to True).
-        arr = pixel_array(ds, index=frame if frames > 1 else None, as_rgb=not palette)
+        with quiet_plugin_failures():
+            arr = pixel_array(ds, index=frame if frames > 1 else None, as_rgb=not palette)
     except (NotImplementedError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown") if "file_meta" in ds else "?"
-        raise UnprocessableInput(
-            f"The pixel data cannot be decoded (transfer syntax {syntax}): {exc}"
-        ) from None
+        log.info("Preview decoding failed: %s", exc)
+        raise undecodable(ds) from None
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     out = _colour(arr, ds) if samples > 1 or palette else _grey(arr, ds)
     image = np.ascontiguousarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))

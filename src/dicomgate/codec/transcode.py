@@ -49,7 +49,8 @@ from dicomgate.codec.capabilities import (
     HTJ2K_SYNTAXES,
     codec_status,
 )
-from dicomgate.dicom.codestream import check_codestreams, decodable_after_check
+from dicomgate.codec.decoding import quiet_plugin_failures
+from dicomgate.dicom.codestream import check_codestreams
 from dicomgate.dicom.uids import derived_uid
 from dicomgate.errors import ImageTooLarge, InvalidDicom, NotDicom
 
@@ -293,7 +294,14 @@ def _source_frames(ds: Dataset) -> Iterator[np.ndarray]:
     allocated = _int(ds, "BitsAllocated")
     signed = bool(_int(ds, "PixelRepresentation", 0))
     dtype = _canonical_dtype(allocated, signed)
-    for frame in iter_pixels(ds, raw=True):
+    frames = iter_pixels(ds, raw=True)
+    while True:
+        # A plugin that fails is not news here: the caller passes the instance through and
+        # says why (quiet only while pydicom decodes, not while the caller holds the frame).
+        with quiet_plugin_failures():
+            frame = next(frames, None)
+        if frame is None:
+            return
         yield np.ascontiguousarray(frame, dtype=dtype)
 
 
@@ -665,9 +673,11 @@ def _run(
         frames = check_pixel_budget(
             ds, max_pixels=options.max_pixels, native=source in NATIVE_SYNTAXES
         )
-        check_codestreams(ds, source)  # before any decoder (pass-through CRCs included)
+    checked = check_codestreams(ds, source)  # before any decoder (pass-through CRCs included)
     try:
         _pass_through_reason(ds, source)
+        if not checked.decodable:
+            raise _PassThrough("codec_refused", checked.reason)
         # The caller's dataset stays as is (it is the fallback if anything below fails).
         work = _detached_copy(ds) if original is None else ds
         if getattr(work, "file_meta", None) is None or "TransferSyntaxUID" not in work.file_meta:
@@ -709,7 +719,7 @@ def _run(
             frames=frames or _frames_or_zero(ds),
             elapsed=time.perf_counter() - start,
             verified=False,
-            frame_crc32=_crcs_or_empty(ds),
+            frame_crc32=_crcs_or_empty(ds) if checked.decodable else (),
             sop_instance_uid=sop_uid,
         )
 
@@ -753,8 +763,8 @@ def _frames_or_zero(ds: Dataset) -> int:
 
 def _crcs_or_empty(ds: Dataset) -> tuple[int, ...]:
     """Source CRCs for a pass-through where pydicom can decode the pixels, else empty."""
-    if "PixelData" not in ds or not decodable_after_check(_source_syntax(ds)):
-        return ()  # compressed in a syntax whose headers cannot be checked: never decoded
+    if "PixelData" not in ds:
+        return ()
     try:
         return tuple(crc32_of(f) for f in _source_frames(ds))
     except Exception:

@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--shard", metavar="K/N", help="with --all: only studies whose UID hashes to shard K of N"
     )
-    parser.set_defaults(func=handle_convert)
+    parser.set_defaults(func=handle_convert, needs_database=True)
 
 
 def handle_convert(args: argparse.Namespace, settings: Settings) -> int:
@@ -168,11 +168,19 @@ def _size(count: int) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def approximate_duration(seconds: float) -> str:
+    """An estimated duration: "~5 s", "~3 min", or "under 1 s" (never "~0 s")."""
+    text = _duration(seconds)
+    return text if seconds < 1 else f"~{text}"
 
 
 MAX_STUDY_LINES = 50
@@ -209,7 +217,7 @@ def _dry_run_lines(summary: RunSummary) -> list[str]:
     )
     if estimate.projected_seconds is not None and estimate.seconds_per_instance is not None:
         lines.append(
-            f"Projected time for a real run: ~{_duration(estimate.projected_seconds)} at "
+            f"Projected time for a real run: {approximate_duration(estimate.projected_seconds)} at "
             f"concurrency {estimate.concurrency} ({estimate.seconds_per_instance:.2f} s per "
             "instance: download and transcode measured, the replacement estimated)"
         )

@@ -58,6 +58,7 @@ from dicomgate.errors import (
 from dicomgate.orthanc import Level, OrthancClient
 from dicomgate.runtime import Runtime
 from dicomgate.settings import Settings
+from dicomgate.statistics.ledger import StoredRecord, record_converted
 
 if TYPE_CHECKING:
     from dicomgate.codec.transcode import TranscodeOptions
@@ -443,6 +444,7 @@ class InstanceResult:
     reason: str | None
     bytes_before: int
     bytes_after: int
+    stored_transfer_syntax: str | None = None  # a converted instance's new syntax
 
 
 async def convert_instance(
@@ -502,7 +504,9 @@ async def convert_instance(
         len(result.data),
         saved,
     )
-    return InstanceResult(ref, "converted", None, len(original), len(result.data))
+    return InstanceResult(
+        ref, "converted", None, len(original), len(result.data), result.transfer_syntax
+    )
 
 
 # --- Jobs ------------------------------------------------------------------------------------
@@ -736,7 +740,24 @@ async def _record(runtime: Runtime, job_id: int, result: InstanceResult) -> bool
         job.bytes_before += result.bytes_before
         job.bytes_after += result.bytes_after
         job.current_study = result.ref.study_instance_uid[:128]
+        if result.outcome == "converted" and result.stored_transfer_syntax:
+            await record_converted(session, stored_record(result))
         return bool(job.cancel_requested)
+
+
+def stored_record(result: InstanceResult) -> StoredRecord:
+    """A converted instance, as the storage statistics record it."""
+    ref = result.ref
+    return StoredRecord(
+        orthanc_id=ref.orthanc_id,
+        patient_orthanc_id=ref.patient_id,
+        study_orthanc_id=ref.study_id,
+        series_orthanc_id=ref.series_id,
+        modality=ref.modality or None,
+        transfer_syntax=result.stored_transfer_syntax or "",
+        size_before=result.bytes_before,
+        size_after=result.bytes_after,
+    )
 
 
 async def set_job_state(runtime: Runtime, job_id: int, **values: object) -> ConversionJob:

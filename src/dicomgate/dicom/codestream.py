@@ -83,7 +83,8 @@ class FrameHeader:
     rows: int | None
     columns: int | None
     components: int
-    precision: int  # bits per sample (for RLE: 8 × bytes per sample)
+    precision: int  # bits per sample (for RLE: Bits Allocated)
+    problem: str = ""  # why no decoder should see it, once its size agrees with the dataset
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,11 @@ class ImageShape:
 
 
 class _Unreadable(Exception):
-    """Internal: a header that cannot be parsed (said in the refusal, with the frame number)."""
+    """Internal: a header that cannot be parsed (no decoder could use it: never decoded)."""
+
+
+class _Disagrees(Exception):
+    """Internal: a header that was read and contradicts the dataset (refused, with the frame)."""
 
 
 # --- Byte readers ----------------------------------------------------------------------------
@@ -167,11 +172,12 @@ def read_j2k_header(frame: bytes) -> FrameHeader:
         raise _Unreadable(f"its SIZ segment is malformed (Lsiz {lsiz}, Csiz {csiz})")
     if xsiz <= xosiz or ysiz <= yosiz or xtsiz == 0 or ytsiz == 0:
         raise _Unreadable("its SIZ segment declares an empty image or tile")
+    problem = ""
     if xtosiz > xosiz or ytosiz > yosiz or xtsiz + xtosiz <= xosiz or ytsiz + ytosiz <= yosiz:
-        raise _Unreadable("its SIZ segment's tile grid does not cover the image (§A.5.1)")
+        problem = "its SIZ segment's tile grid does not cover the image (§A.5.1)"
     tiles = -(-(xsiz - xtosiz) // xtsiz) * -(-(ysiz - ytosiz) // ytsiz)
     if tiles > _J2K_MAX_TILES:
-        raise _Unreadable(f"its SIZ segment declares {tiles:,} tiles (at most 65535)")
+        problem = f"its SIZ segment declares {tiles:,} tiles (at most 65535)"
     precision = 0
     for c in range(csiz):
         ssiz = _u8(frame, p + 38 + 3 * c)
@@ -179,7 +185,7 @@ def read_j2k_header(frame: bytes) -> FrameHeader:
         if xrsiz == 0 or yrsiz == 0:
             raise _Unreadable("its SIZ segment has a component sub-sampling of 0")
         precision = max(precision, (ssiz & 0x7F) + 1)
-    return FrameHeader("JPEG 2000", ysiz - yosiz, xsiz - xosiz, csiz, precision)
+    return FrameHeader("JPEG 2000", ysiz - yosiz, xsiz - xosiz, csiz, precision, problem)
 
 
 # --- JPEG and JPEG-LS ------------------------------------------------------------------------
@@ -268,29 +274,30 @@ def read_rle_header(frame: bytes) -> tuple[int, ...]:
 
 
 def _rle_header(frame: bytes, shape: ImageShape) -> FrameHeader:
-    """The RLE header as a FrameHeader; each segment must fit one byte plane of the frame.
+    """The RLE header, held against the dataset here (it has no image size of its own).
 
     PS3.5 §G.2: one segment per byte of each sample (Bits Allocated / 8 × Samples per Pixel).
     PackBits (§G.3.1) codes n bytes in at most 2n (one-byte literal runs), so a longer segment
-    cannot decode to Rows × Columns bytes.
+    cannot decode to one Rows × Columns byte plane; a decoder would expand it (up to 64 times)
+    before noticing.
     """
     offsets = read_rle_header(frame)
+    bytes_per_sample = max(1, shape.bits_allocated // 8)
+    expected = shape.samples * bytes_per_sample
+    if len(offsets) != expected:
+        raise _Disagrees(
+            f"{len(offsets)} RLE segments where Samples per Pixel × bytes per sample is "
+            f"{shape.samples} × {bytes_per_sample}"
+        )
     ends = (*offsets[1:], len(frame))
     plane = shape.rows * shape.columns
     for index, (start, end) in enumerate(zip(offsets, ends, strict=True)):
         if end - start > 2 * plane + 2:
-            raise _Unreadable(
-                f"RLE segment {index + 1} holds {end - start:,} bytes, more than any coding "
+            raise _Disagrees(
+                f"an RLE segment {index + 1} of {end - start:,} bytes, more than any coding "
                 f"of a {shape.rows}×{shape.columns} byte plane"
             )
-    bytes_per_sample = max(1, shape.bits_allocated // 8)
-    components, remainder = divmod(len(offsets), bytes_per_sample)
-    if remainder:
-        raise _Unreadable(
-            f"its {len(offsets)} RLE segments are not a whole number of "
-            f"{bytes_per_sample}-byte samples"
-        )
-    return FrameHeader("RLE", None, None, components, 8 * bytes_per_sample)
+    return FrameHeader("RLE", None, None, shape.samples, shape.bits_allocated)
 
 
 # --- The check -------------------------------------------------------------------------------
@@ -301,12 +308,6 @@ HEADER_READERS: dict[str, Reader] = {
     **dict.fromkeys(JPEG_LS_SYNTAXES, lambda frame, _shape: read_jpeg_ls_header(frame)),
     RLE_SYNTAX: _rle_header,
 }
-
-
-def decodable_after_check(syntax: str) -> bool:
-    """True when pixel data in this transfer syntax may be decoded once checked here: native
-    data (its size is the dataset's), or a syntax whose frame headers this module reads."""
-    return syntax in NATIVE_SYNTAXES or syntax in HEADER_READERS
 
 
 def pixel_data_syntax(ds: Dataset) -> str:
@@ -368,19 +369,29 @@ def _frames(ds: Dataset, shape: ImageShape) -> Iterator[bytes]:
     return generate_frames(ds.PixelData, number_of_frames=shape.frames, extended_offsets=offsets)
 
 
-def check_codestreams(ds: Dataset, syntax: str) -> bool:
+@dataclass(frozen=True)
+class CodestreamCheck:
+    """What the check found: may the pixel data be decoded, and if not, why not."""
+
+    decodable: bool
+    reason: str = ""
+
+
+def check_codestreams(ds: Dataset, syntax: str) -> CodestreamCheck:
     """Hold every frame's codestream header against the dataset; nothing is decoded.
 
-    Returns True when the pixel data may be decoded (native, or every frame checked), False
-    when it is compressed in a syntax this module cannot read (it must then never be decoded).
-    Raises InvalidCodestream (422) when a frame's header cannot be read or disagrees with the
-    dataset, InvalidDicom (400) when the dataset's own image description is unusable.
+    Raises InvalidCodestream (422) when a frame's header disagrees with the dataset (the pixel
+    bomb: a decoder would size its buffers from the header), InvalidDicom (400) when the
+    dataset's own image description is unusable. Otherwise says whether the pixel data may be
+    decoded: yes for native data and when every frame's header was read and agrees; no when
+    the syntax has no header reader here, or a header cannot be read (no decoder could use it
+    either): such pixel data is kept as it is and never decoded.
     """
     if "PixelData" not in ds or syntax in NATIVE_SYNTAXES:
-        return True
+        return CodestreamCheck(decodable=True)
     reader = HEADER_READERS.get(str(syntax))
     if reader is None:
-        return False
+        return CodestreamCheck(False, f"no codestream header reader for transfer syntax {syntax}")
     shape = image_shape(ds)
     name = UID(syntax).name
     index = 0
@@ -388,33 +399,23 @@ def check_codestreams(ds: Dataset, syntax: str) -> bool:
         for index, frame in enumerate(_frames(ds, shape), start=1):
             try:
                 header = reader(frame, shape)
+                differences = _differences(header, shape)
             except _Unreadable as exc:
-                raise InvalidCodestream(
-                    f"Frame {index} of the {name} pixel data cannot be checked before "
-                    f"decoding: {exc}; the file was refused and nothing was decoded"
-                ) from None
-            differences = _differences(header, shape)
+                return CodestreamCheck(False, f"frame {index}'s {name} codestream: {exc}")
+            except _Disagrees as exc:
+                differences = [str(exc)]
             if differences:
                 raise InvalidCodestream(
-                    f"Frame {index}'s {header.kind} codestream declares "
+                    f"Frame {index}'s {name} codestream declares "
                     + " and ".join(differences)
                     + "; the file was refused and nothing was decoded"
                 )
+            if header.problem:
+                return CodestreamCheck(
+                    False, f"frame {index}'s {name} codestream: {header.problem}"
+                )
     except (ValueError, TypeError, EOFError, struct.error) as exc:  # pydicom's frame split
-        raise InvalidCodestream(
-            f"The encapsulated {name} pixel data cannot be split into frames "
-            f"(PS3.5 §A.4): {exc}; nothing was decoded"
-        ) from None
+        return CodestreamCheck(False, f"the {name} pixel data cannot be split into frames: {exc}")
     if index == 0:
-        raise InvalidCodestream(f"The encapsulated {name} pixel data holds no frame")
-    return True
-
-
-def require_checked_codestreams(ds: Dataset, syntax: str) -> None:
-    """Like :func:`check_codestreams`, but a syntax it cannot read is refused too (for paths
-    that exist only to decode, such as previews)."""
-    if not check_codestreams(ds, syntax):
-        raise InvalidCodestream(
-            f"Pixel data in transfer syntax {syntax} cannot be checked before decoding, so "
-            "dicomgate does not decode it"
-        )
+        return CodestreamCheck(False, f"the {name} pixel data holds no frame")
+    return CodestreamCheck(decodable=True)

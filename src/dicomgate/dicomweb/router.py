@@ -114,6 +114,7 @@ async def _store(request: Request, runtime: Runtime, study_instance_uid: str | N
             settings=settings,
             parts=form.files,
             study_instance_uid=study_instance_uid,
+            sessions=runtime.sessions,
         )
     return DicomJsonResponse(report.to_dicom_json(), status_code=report.status_code)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import anyio
 from python_multipart.multipart import parse_options_header
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.dicomweb.schemas import FailureReason, PartStatus, StoreReport, WarningReason
@@ -218,6 +219,7 @@ async def store_instances(
     settings: Settings,
     parts: Sequence[SpooledFile],
     study_instance_uid: str | None,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> StoreReport:
     """Store every part (in parallel, bounded like the upload routes); report each one."""
     if not parts:
@@ -231,6 +233,6 @@ async def store_instances(
         now=datetime.datetime.now(datetime.UTC),
         required_study_uid=study_instance_uid,
     )
-    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)
+    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, sessions=sessions)
     statuses = await gather_or_cancel([_store_part(ingestor, pool, p, plan) for p in parts])
     return StoreReport(parts=statuses)

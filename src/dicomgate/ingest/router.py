@@ -137,6 +137,7 @@ async def upload_dicom(
             settings=settings,
             files=form.files_of("file", "files"),
             patient_id=patient_id,
+            sessions=runtime.sessions,
         )
 
 
@@ -161,4 +162,5 @@ async def upload_patient_folder(
             pool=runtime.pool,
             settings=settings,
             form=form,
+            sessions=runtime.sessions,
         )

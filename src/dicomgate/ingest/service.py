@@ -19,11 +19,13 @@ from typing import Any, TypeVar
 
 import anyio
 from pydicom.uid import generate_uid
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomgate import metrics
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.codec.transcode import TranscodeOptions
+from dicomgate.db import session_scope
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.unify import SeriesAssignment, series_label
 from dicomgate.errors import (
@@ -53,6 +55,7 @@ from dicomgate.orthanc import OrthancClient
 from dicomgate.patients.service import get_patient
 from dicomgate.phi import Phi
 from dicomgate.settings import Settings
+from dicomgate.statistics.ledger import StoredRecord, record_ingested
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +144,17 @@ class StoredFile:
 class Ingestor:
     """Runs files through the pool and into Orthanc with bounded concurrency."""
 
-    def __init__(self, *, orthanc: OrthancClient, pool: WorkerPool, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        orthanc: OrthancClient,
+        pool: WorkerPool,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self.orthanc = orthanc
         self.pool = pool
+        self.sessions = sessions  # where stored instances are recorded (storage statistics)
         # Enough queued work to keep every worker busy, without holding many results at once.
         self._processing = asyncio.Semaphore(max(2, pool.workers * 2))
         self._storing = asyncio.Semaphore(settings.orthanc_concurrency)
@@ -165,9 +176,39 @@ class Ingestor:
             async with self._storing:
                 answer = await self._store(output, size=outcome.result.size)
             metrics.record_ingested(outcome.result)
+            if answer.get("Status") == "Success":  # new in Orthanc (not AlreadyStored)
+                await self._record(outcome, answer)
         finally:
             await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
         return StoredFile(outcome=outcome, answer=answer)
+
+    async def _record(self, outcome: IngestOutcome, answer: dict[str, Any]) -> None:
+        """Record the new instance for the storage statistics, in its own transaction.
+
+        The instance is stored whatever happens here: a failed write costs a statistic, and
+        is logged, never the upload.
+        """
+        if self.sessions is None:
+            return
+        record = StoredRecord(
+            orthanc_id=str(answer["ID"]),
+            patient_orthanc_id=str(answer.get("ParentPatient", "")),
+            study_orthanc_id=str(answer.get("ParentStudy", "")),
+            series_orthanc_id=str(answer.get("ParentSeries", "")),
+            modality=outcome.modality or None,
+            transfer_syntax=outcome.result.transfer_syntax,
+            size_before=outcome.result.original_size,
+            size_after=outcome.result.size,
+        )
+        try:
+            async with session_scope(self.sessions) as session:
+                await record_ingested(session, record)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning(
+                "Storage statistics: instance %s not recorded (%s)",
+                record.orthanc_id,
+                type(exc).__name__,
+            )
 
     async def _store(self, path: Path, *, size: int) -> dict[str, Any]:
         """Send the worker's output file to Orthanc: whole when small, streamed when large."""
@@ -222,6 +263,7 @@ async def upload_files(
     settings: Settings,
     files: Sequence[SpooledFile],
     patient_id: str | None,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> UploadResult | MultiUploadResult:
     """Single-upload route: one file → its result (errors raise); several → per-file results."""
     if not files:
@@ -232,7 +274,7 @@ async def upload_files(
     plan = IngestPlan(
         demographics=demographics, assignment=None, options=transcode_options(settings), now=_now()
     )
-    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)
+    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, sessions=sessions)
     items = [UploadItem(name=f.filename, path=f.path) for f in files]
     if len(items) == 1:
         return await ingestor.ingest(items[0], plan)
@@ -318,6 +360,7 @@ async def upload_folder(
     pool: WorkerPool,
     settings: Settings,
     form: SpooledForm,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> FolderUploadResult:
     """Folder upload: every file into one new study, one new series per distinct series_path.
 
@@ -375,7 +418,7 @@ async def upload_folder(
                 study_time=study_time,
             )
     options = transcode_options(settings)
-    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)
+    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, sessions=sessions)
     plans = {
         key: IngestPlan(demographics=demographics, assignment=a, options=options, now=now)
         for key, a in assignments.items()

@@ -38,6 +38,7 @@ class IngestOutcome:
     patient_id: str
     sop_class_uid: str = ""
     source_sop_instance_uid: str = ""  # as sent (lossy mode stores under a new one)
+    modality: str = ""  # Modality (0008,0060), for the storage statistics
 
 
 def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
@@ -69,4 +70,5 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
         patient_id=str(ds.get("PatientID", "") or ""),
         sop_class_uid=str(ds.SOPClassUID),
         source_sop_instance_uid=source_sop_instance_uid,
+        modality=str(ds.get("Modality", "") or ""),
     )
