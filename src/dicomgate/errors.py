@@ -123,6 +123,14 @@ class RequestHeaderTooLarge(DicomgateError):
     default_message = "The request line and headers are larger than this service accepts"
 
 
+class InsufficientStorage(DicomgateError):
+    """No space left on the disk dicomgate works on (the upload spool, zip expansion, worker
+    output): RFC 4918 §11.5. Nothing of the request was stored."""
+
+    status_code = 507
+    default_message = "The server has no space left to work on this upload; nothing was stored"
+
+
 class UploadTooLarge(DicomgateError):
     status_code = 413
     default_message = "The upload is larger than this service accepts"

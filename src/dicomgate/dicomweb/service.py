@@ -32,12 +32,18 @@ from dicomgate.errors import (
     InvalidDicom,
     NotAcceptable,
     NotDicom,
-    OrthancFailure,
     StudyMismatch,
     UnsupportedMediaType,
     WorkerMemoryExceeded,
 )
-from dicomgate.ingest.service import Ingestor, UploadItem, gather_or_cancel, transcode_options
+from dicomgate.ingest.disk import disk_full_is_507
+from dicomgate.ingest.service import (
+    REQUEST_FAILURES,
+    Ingestor,
+    UploadItem,
+    gather_or_cancel,
+    transcode_options,
+)
 from dicomgate.ingest.spool import RELATED, SpooledFile
 from dicomgate.ingest.worker import IngestPlan
 from dicomgate.orthanc import OrthancClient
@@ -183,10 +189,11 @@ async def _store_part(
             part.content_type,
         )
         return PartStatus(failure=FailureReason.CANNOT_UNDERSTAND)
-    await anyio.to_thread.run_sync(_add_missing_preamble, part.path)
+    with disk_full_is_507("storing a STOW-RS part"):
+        await anyio.to_thread.run_sync(_add_missing_preamble, part.path)
     try:
         stored = await ingestor.store_file(UploadItem(name=part.filename, path=part.path), plan)
-    except OrthancFailure:
+    except REQUEST_FAILURES:
         raise
     except DicomgateError as exc:
         log.info("STOW-RS part %s refused: %s", Phi(repr(part.filename)), exc.type)

@@ -29,7 +29,9 @@ from dicomgate.db import session_scope
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.unify import SeriesAssignment, series_label
 from dicomgate.errors import (
+    DatabaseUnavailable,
     DicomgateError,
+    InsufficientStorage,
     OrthancFailure,
     PatientNotFound,
     UnprocessableInput,
@@ -73,6 +75,9 @@ PASS_THROUGH_TEXT = {
     "codec_refused": "the encoder refused this image",
     "verification_failed": "the re-encoded pixels did not match, original kept",
 }
+# What fails a whole upload request instead of one file: Orthanc down or failing (the client
+# retries) and no space left to work in (507).
+REQUEST_FAILURES: tuple[type[DicomgateError], ...] = (OrthancFailure, InsufficientStorage)
 ZIP_TOTAL_FACTOR = 4  # a zip may expand to this many times the per-file upload cap
 STREAM_ABOVE_BYTES = 16 * 1024 * 1024  # larger outputs are streamed to Orthanc from disk
 STREAM_CHUNK_BYTES = 1024 * 1024
@@ -134,6 +139,15 @@ async def gather_or_cancel(aws: Sequence[Awaitable[T]]) -> list[T]:
 
 
 @dataclass(frozen=True)
+class PreparedFile:
+    """One file the worker has checked and transcoded; its output waits on disk to be stored."""
+
+    item: UploadItem
+    outcome: IngestOutcome
+    output: Path
+
+
+@dataclass(frozen=True)
 class StoredFile:
     """One ingested file: what the worker made of it and Orthanc's answer to storing it."""
 
@@ -166,13 +180,26 @@ class Ingestor:
 
     async def store_file(self, item: UploadItem, plan: IngestPlan) -> StoredFile:
         """``ingest`` without the upload routes' answer shape (DICOMweb builds its own)."""
+        return await self.store(await self.prepare(item, plan))
+
+    async def prepare(self, item: UploadItem, plan: IngestPlan) -> PreparedFile:
+        """Parse, check, stamp and transcode one file in a worker; the output waits on disk."""
         output = item.path.with_name(item.path.name + ".out")
         try:
             async with self._processing:
                 outcome: IngestOutcome = await self.pool.run(
                     ingest_file, str(item.path), str(output), plan
                 )
-            metrics.record_transcode("ingest", outcome.result)
+        except BaseException:
+            await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
+            raise
+        metrics.record_transcode("ingest", outcome.result)
+        return PreparedFile(item=item, outcome=outcome, output=output)
+
+    async def store(self, prepared: PreparedFile) -> StoredFile:
+        """Send a prepared file to Orthanc (and drop its output file, whatever happens)."""
+        outcome, output = prepared.outcome, prepared.output
+        try:
             async with self._storing:
                 answer = await self._store(output, size=outcome.result.size)
             metrics.record_ingested(outcome.result)
@@ -181,6 +208,41 @@ class Ingestor:
         finally:
             await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
         return StoredFile(outcome=outcome, answer=answer)
+
+    async def ingest_all(
+        self, items: Sequence[tuple[UploadItem, IngestPlan]]
+    ) -> list[UploadResult | FailedFile]:
+        """Every file prepared (checked and transcoded) before any is stored, in item order.
+
+        A request that fails as a whole (no space left: 507; Orthanc down: 503) therefore
+        stores nothing when it fails while files are being prepared; a bad file only fails
+        itself (a FailedFile).
+        """
+        prepared = await gather_or_cancel([self._prepare_or_fail(i, plan) for i, plan in items])
+        return await gather_or_cancel([self._store_or_fail(p) for p in prepared])
+
+    async def _prepare_or_fail(
+        self, item: UploadItem, plan: IngestPlan
+    ) -> PreparedFile | FailedFile:
+        try:
+            return await self.prepare(item, plan)
+        except REQUEST_FAILURES:
+            raise
+        except DicomgateError as exc:
+            return _refused(item, exc)
+
+    async def _store_or_fail(
+        self, prepared: PreparedFile | FailedFile
+    ) -> UploadResult | FailedFile:
+        if isinstance(prepared, FailedFile):
+            return prepared
+        try:
+            stored = await self.store(prepared)
+        except REQUEST_FAILURES:
+            raise
+        except DicomgateError as exc:
+            return _refused(prepared.item, exc)
+        return _upload_result(prepared.item.name, stored.outcome, stored.answer)
 
     async def _record(self, outcome: IngestOutcome, answer: dict[str, Any]) -> None:
         """Record the new instance for the storage statistics, in its own transaction.
@@ -203,7 +265,7 @@ class Ingestor:
         try:
             async with session_scope(self.sessions) as session:
                 await record_ingested(session, record)
-        except (SQLAlchemyError, OSError) as exc:
+        except (SQLAlchemyError, OSError, DatabaseUnavailable) as exc:
             log.warning(
                 "Storage statistics: instance %s not recorded (%s)",
                 record.orthanc_id,
@@ -217,15 +279,10 @@ class Ingestor:
             return await self.orthanc.store_instance(data)
         return await self.orthanc.store_instance_stream(_file_chunks(path), size=size)
 
-    async def ingest_or_fail(self, item: UploadItem, plan: IngestPlan) -> UploadResult | FailedFile:
-        """Like ``ingest``, but a bad file becomes a FailedFile; Orthanc failures still raise."""
-        try:
-            return await self.ingest(item, plan)
-        except OrthancFailure:
-            raise
-        except DicomgateError as exc:
-            log.info("Upload of %s refused: %s", Phi(repr(item.name)), exc.type)
-            return FailedFile(name=item.name, error=exc.message)
+
+def _refused(item: UploadItem, exc: DicomgateError) -> FailedFile:
+    log.info("Upload of %s refused: %s", Phi(repr(item.name)), exc.type)
+    return FailedFile(name=item.name, error=exc.message)
 
 
 def _upload_result(name: str, outcome: IngestOutcome, answer: dict[str, Any]) -> UploadResult:
@@ -278,7 +335,7 @@ async def upload_files(
     items = [UploadItem(name=f.filename, path=f.path) for f in files]
     if len(items) == 1:
         return await ingestor.ingest(items[0], plan)
-    outcomes = await gather_or_cancel([ingestor.ingest_or_fail(i, plan) for i in items])
+    outcomes = await ingestor.ingest_all([(i, plan) for i in items])
     stored = [o for o in outcomes if isinstance(o, UploadResult)]
     failed = [o for o in outcomes if isinstance(o, FailedFile)]
     if not stored:
@@ -423,9 +480,7 @@ async def upload_folder(
         key: IngestPlan(demographics=demographics, assignment=a, options=options, now=now)
         for key, a in assignments.items()
     }
-    outcomes = await gather_or_cancel(
-        [ingestor.ingest_or_fail(i, plans[_series_key(i.series_path)]) for i in items]
-    )
+    outcomes = await ingestor.ingest_all([(i, plans[_series_key(i.series_path)]) for i in items])
     stored = [o for o in outcomes if isinstance(o, UploadResult)]
     failed += [o for o in outcomes if isinstance(o, FailedFile)]
     if not stored:

@@ -28,6 +28,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from dicomgate.errors import BadRequest, UploadTooLarge
+from dicomgate.ingest.disk import disk_full_is_507
 from dicomgate.settings import Settings
 
 CHUNK_FLUSH_BYTES = 1024 * 1024  # buffered per file before one write in a thread
@@ -263,11 +264,12 @@ async def spool_multipart(
                 f"The upload ({_mib(int(content_length))}) is larger than this service accepts"
             )
 
-    folder = Path(
-        await anyio.to_thread.run_sync(
-            lambda: tempfile.mkdtemp(prefix="dicomgate-upload-", dir=spool_dir)
+    with disk_full_is_507("spooling the upload"):
+        folder = Path(
+            await anyio.to_thread.run_sync(
+                lambda: tempfile.mkdtemp(prefix="dicomgate-upload-", dir=spool_dir)
+            )
         )
-    )
     spooler = _Spooler(
         folder,
         max_file_bytes=max_file_bytes,
@@ -286,37 +288,16 @@ async def spool_multipart(
         "on_headers_finished": spooler.on_headers_finished,
         "on_end": spooler.on_end,
     }
-    body_cap = max_request_bytes + MULTIPART_OVERHEAD
     try:
         try:
-            parser = MultipartParser(
-                boundary,
-                callbacks,  # type: ignore[arg-type]
-                max_header_count=MAX_PART_HEADERS,
-                max_header_size=MAX_PART_HEADER_BYTES,
-            )
-            buffered = received = 0
-            async for chunk in stream:
-                received += len(chunk)
-                if received > body_cap:  # preamble, boundaries, epilogue: bounded too
-                    raise UploadTooLarge(
-                        f"The upload is larger than the limit of {_mib(max_request_bytes)} "
-                        "per request"
-                    )
-                parser.write(chunk)
-                buffered += len(chunk)
-                if buffered >= CHUNK_FLUSH_BYTES:
-                    await anyio.to_thread.run_sync(_write_all, spooler.take_pending())
-                    buffered = 0
-            parser.finalize()
-            if not spooler.complete:
-                # python-multipart's finalize() does not check this: a body cut short would
-                # otherwise count as whole, and its last file be stored truncated.
-                raise BadRequest(
-                    "The multipart body ends before its closing boundary: the upload is "
-                    "incomplete (cut off in transit?); nothing was stored"
+            with disk_full_is_507("spooling the upload"):
+                parser = MultipartParser(
+                    boundary,
+                    callbacks,  # type: ignore[arg-type]
+                    max_header_count=MAX_PART_HEADERS,
+                    max_header_size=MAX_PART_HEADER_BYTES,
                 )
-            await anyio.to_thread.run_sync(_write_all, spooler.take_pending())
+                await _receive(stream, parser, spooler, max_request_bytes=max_request_bytes)
         except FormParserError as exc:
             raise BadRequest(f"The multipart upload is malformed: {exc}") from None
         except ClientDisconnect:
@@ -324,10 +305,43 @@ async def spool_multipart(
                 "The client disconnected before the upload was complete; nothing was stored"
             ) from None
         finally:
-            await anyio.to_thread.run_sync(_close_all, spooler.handles)
+            with disk_full_is_507("spooling the upload"):  # closing flushes the last writes
+                await anyio.to_thread.run_sync(_close_all, spooler.handles)
         yield spooler.form
     finally:
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+async def _receive(
+    stream: AsyncIterable[bytes],
+    parser: MultipartParser,
+    spooler: _Spooler,
+    *,
+    max_request_bytes: int,
+) -> None:
+    """Feed the body to the parser, writing file parts to disk in a thread as they come."""
+    body_cap = max_request_bytes + MULTIPART_OVERHEAD
+    buffered = received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > body_cap:  # preamble, boundaries, epilogue: bounded too
+            raise UploadTooLarge(
+                f"The upload is larger than the limit of {_mib(max_request_bytes)} per request"
+            )
+        parser.write(chunk)
+        buffered += len(chunk)
+        if buffered >= CHUNK_FLUSH_BYTES:
+            await anyio.to_thread.run_sync(_write_all, spooler.take_pending())
+            buffered = 0
+    parser.finalize()
+    if not spooler.complete:
+        # python-multipart's finalize() does not check this: a body cut short would otherwise
+        # count as whole, and its last file be stored truncated.
+        raise BadRequest(
+            "The multipart body ends before its closing boundary: the upload is incomplete "
+            "(cut off in transit?); nothing was stored"
+        )
+    await anyio.to_thread.run_sync(_write_all, spooler.take_pending())
 
 
 def spool_request(

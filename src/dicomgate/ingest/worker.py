@@ -12,6 +12,7 @@ from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.preamble import zero_preamble
 from dicomgate.dicom.stamp import coerce_attributes, patient_changes
 from dicomgate.dicom.unify import SeriesAssignment, study_changes
+from dicomgate.ingest.disk import disk_full_is_507
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
         coerce_attributes(ds, changes, now=plan.now)
     zero_preamble(ds)
     result = transcode_dataset(ds, plan.options, original_size=original_size)
-    Path(output).write_bytes(result.data)
+    with disk_full_is_507("writing the transcoded file"):
+        Path(output).write_bytes(result.data)
     return IngestOutcome(
         result=replace(result, data=b""),
         output=output,
