@@ -23,6 +23,7 @@ from dicomgate.errors import ConfigurationError, RequestHeaderTooLarge, install_
 from dicomgate.metrics import MetricsMiddleware
 from dicomgate.orthanc import OrthancClient, build_http_client
 from dicomgate.redaction import redact_url
+from dicomgate.redirects import RelativeRedirects
 from dicomgate.requestid import RequestIdMiddleware
 from dicomgate.runtime import Runtime
 from dicomgate.settings import Settings
@@ -236,6 +237,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(MetricsMiddleware)  # inside the request id: its access line carries it
+    app.add_middleware(RelativeRedirects)  # the slash redirect names no client-chosen host
     app.add_middleware(RequestIdMiddleware)  # outermost: ids on audit writes and errors too
     _document_security(app)
     return app

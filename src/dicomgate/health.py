@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from dicomgate import __version__
+from dicomgate.auth.dependencies import optional_caller
 from dicomgate.codec.capabilities import codec_status
 from dicomgate.codec.pool import ping as pool_ping
 from dicomgate.db import check_writable, database_reason
@@ -36,12 +37,16 @@ class CodecCheck(Check):
 
 
 class OrthancCheck(Check):
-    version: str | None = None
+    version: str | None = Field(
+        default=None, description="Orthanc's version (authenticated callers only)."
+    )
 
 
 class HealthReport(BaseModel):
     status: Literal["ok", "degraded"]
-    version: str
+    version: str | None = Field(
+        description="dicomgate's version (authenticated callers only; null otherwise)."
+    )
     orthanc: OrthancCheck
     database: Check
     codec: CodecCheck
@@ -112,8 +117,13 @@ async def _check_workers(runtime: RuntimeDep) -> Check:
         500: {"model": ErrorBody},
     },
 )
-async def health(runtime: RuntimeDep) -> JSONResponse:
-    """200 when Orthanc, the database, the HTJ2K codec and the worker pool all work; else 503."""
+async def health(runtime: RuntimeDep, request: Request) -> JSONResponse:
+    """200 when Orthanc, the database, the HTJ2K codec and the worker pool all work; else 503.
+
+    Public, for probes and status badges: anonymous callers get the verdicts only. Versions
+    (of dicomgate, Orthanc and the codec) and what a failure was (a refused Orthanc password,
+    a database path) are for authenticated callers (any valid bearer token or API key).
+    """
     orthanc, database, workers = await asyncio.gather(
         _check_orthanc(runtime), _check_database(runtime), _check_workers(runtime)
     )
@@ -135,4 +145,23 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
         workers=workers,
         warnings=[] if runtime.settings.auth_enabled else [AUTH_DISABLED_WARNING],
     )
+    if await optional_caller(request) is None:
+        report = anonymous(report)
     return JSONResponse(status_code=200 if healthy else 503, content=report.model_dump())
+
+
+def anonymous(report: HealthReport) -> HealthReport:
+    """The report without versions or failure details: what a stranger may read."""
+
+    def verdict(check: Check) -> str:
+        return "ok" if check.ok else "failing (details for authenticated callers)"
+
+    return report.model_copy(
+        update={
+            "version": None,
+            "orthanc": OrthancCheck(ok=report.orthanc.ok, detail=verdict(report.orthanc)),
+            "database": Check(ok=report.database.ok, detail=verdict(report.database)),
+            "codec": report.codec.model_copy(update={"detail": verdict(report.codec)}),
+            "workers": Check(ok=report.workers.ok, detail=verdict(report.workers)),
+        }
+    )

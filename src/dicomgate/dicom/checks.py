@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import re
 import struct
+import warnings
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import UID
@@ -29,6 +31,7 @@ PARSE_ERRORS: tuple[type[Exception], ...] = (
     BytesLengthException,
 )
 
+UNDEFINED_LENGTH = 0xFFFFFFFF  # PS3.5 §7.1.1
 # PS3.10 §7.1: 128-byte preamble, then the four bytes "DICM".
 _PREFIX_OFFSET = 128
 _PREFIX = b"DICM"
@@ -50,7 +53,7 @@ def read_part10(data: bytes) -> FileDataset:
     if not looks_like_part10(data):
         raise NotDicom("The file is not DICOM (no 'DICM' prefix after the 128-byte preamble)")
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=False)
+        ds = _read_whole(data)
         # Convert every raw element now: a bad length or value fails inside this try.
         for _ in ds.iterall():
             pass
@@ -74,6 +77,50 @@ def read_part10(data: bytes) -> FileDataset:
     if "PixelData" in ds:
         require_whole_pixel_data(ds)
     return ds
+
+
+def _read_whole(data: bytes) -> FileDataset:
+    """``dcmread`` that refuses a file cut short instead of returning what it got.
+
+    pydicom is lenient at the end of a file: an undefined-length value (encapsulated Pixel
+    Data, a sequence) cut before its delimiter becomes a warning and an empty data set (which
+    then looked like "no SOP Class UID"); a value shorter than its length, or an element header
+    cut in two, is dropped or kept short without a word. Here each is a truncated file.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = pydicom.dcmread(io.BytesIO(data), force=False)
+    for warning in caught:
+        if "End of file reached" in str(warning.message):
+            raise InvalidDicom(
+                "The DICOM file is truncated: it ends inside a value that has no end marker "
+                "yet (encapsulated Pixel Data or a sequence)"
+            )
+        warnings.warn_explicit(  # the rest as they would have been
+            warning.message, warning.category, warning.filename, warning.lineno
+        )
+    _require_last_element_whole(ds, len(data))
+    return ds
+
+
+def _require_last_element_whole(ds: FileDataset, size: int) -> None:
+    """The last element read must end exactly at the end of the file (PS3.5 §7.1: a value is
+    as long as its header says). Only the last can be cut: truncation removes the tail."""
+    if not ds:
+        raise InvalidDicom("The DICOM file is truncated: it ends after its file meta")
+    last = ds.get_item(max(ds.keys()))
+    if not isinstance(last, RawDataElement) or last.length == UNDEFINED_LENGTH:
+        return  # an undefined-length value was read to its delimiter (or it would warn)
+    end = last.value_tell + last.length
+    if end > size:
+        raise InvalidDicom(
+            f"The DICOM file is truncated: element {last.tag} needs {end - size:,} more bytes"
+        )
+    if end < size:
+        raise InvalidDicom(
+            f"The DICOM file is truncated: it ends inside the header of the element after "
+            f"{last.tag} ({size - end} bytes left over)"
+        )
 
 
 MAX_SEQUENCE_DEPTH = 32
