@@ -88,7 +88,9 @@ def test_compose_runs_the_images_serve_command(compose: dict) -> None:
     assert "command" not in gate and "entrypoint" not in gate
 
 
-def test_serve_always_caps_the_request_head(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_always_caps_the_request_head(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
     import uvicorn
 
     from dicomgate.cli import main
@@ -98,6 +100,7 @@ def test_serve_always_caps_the_request_head(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
     monkeypatch.setenv("DICOMGATE_AUTH_ENABLED", "false")
     monkeypatch.setenv("DICOMGATE_MAX_HEADER_BYTES", "32768")
+    monkeypatch.setenv("DICOMGATE_DATABASE_URL", settings.database_url)  # a migrated one
     assert main(["serve", "--port", "8123"]) == 0
     protocol = seen["http"]
     assert isinstance(protocol, type) and issubclass(protocol, BoundedHeadProtocol)

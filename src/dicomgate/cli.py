@@ -7,7 +7,6 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from dicomgate import __version__
 from dicomgate.phi import RevealPhi
@@ -56,20 +55,6 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
-def alembic_config(settings: Settings) -> object:
-    """Alembic's Config for this project, with the URL from settings."""
-    from alembic.config import Config
-
-    candidates = [Path.cwd() / "alembic.ini", Path(__file__).resolve().parents[2] / "alembic.ini"]
-    ini = next((p for p in candidates if p.is_file()), None)
-    if ini is None:
-        raise SystemExit("alembic.ini not found (run from the project folder)")
-    config = Config(str(ini))
-    config.set_main_option("script_location", str(ini.parent / "alembic"))
-    config.attributes["database_url"] = settings.database_url
-    return config
-
-
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -103,10 +88,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from alembic import command
 
-    from dicomgate.migrations import database_location, prepare_location
+    from dicomgate.migrations import alembic_config, database_location, prepare_location
 
     prepare_location(settings)
-    command.upgrade(alembic_config(settings), args.revision)  # type: ignore[arg-type]
+    command.upgrade(alembic_config(settings), args.revision)
     print(f"database {database_location(settings.database_url)} at revision {args.revision}")
     return 0
 
@@ -114,7 +99,9 @@ def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 def _db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
     from alembic import command
 
-    command.downgrade(alembic_config(settings), args.revision)  # type: ignore[arg-type]
+    from dicomgate.migrations import alembic_config
+
+    command.downgrade(alembic_config(settings), args.revision)
     print(f"database downgraded to {args.revision}")
     return 0
 

@@ -14,8 +14,8 @@ from dicomgate.auth.dependencies import optional_caller
 from dicomgate.codec.capabilities import codec_status
 from dicomgate.codec.pool import ping as pool_ping
 from dicomgate.db import check_writable, database_reason
+from dicomgate.dependencies import RuntimeDep
 from dicomgate.errors import DicomgateError, ErrorBody
-from dicomgate.runtime import RuntimeDep
 
 router = APIRouter(tags=["health"])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection, make_url
@@ -29,12 +30,25 @@ def database_location(url: str) -> str:
     return str(path) if path is not None else make_url(url).render_as_string(hide_password=True)
 
 
-def _config(settings: Settings) -> Config:
-    from dicomgate.cli import alembic_config
+def alembic_config(settings: Settings) -> Config:
+    """Alembic's Config for this project, with the URL from settings."""
+    from alembic.config import Config
 
+    candidates = [Path.cwd() / "alembic.ini", Path(__file__).resolve().parents[2] / "alembic.ini"]
+    ini = next((p for p in candidates if p.is_file()), None)
+    if ini is None:
+        raise SystemExit("alembic.ini not found (run from the project folder)")
+    config = Config(str(ini))
+    config.set_main_option("script_location", str(ini.parent / "alembic"))
+    config.attributes["database_url"] = settings.database_url
+    return config
+
+
+def _config(settings: Settings) -> Config:
+    """The Config the service uses: alembic's own logging setup skipped (ours is in place)."""
     config = alembic_config(settings)
-    config.attributes["skip_logging"] = True  # type: ignore[attr-defined]
-    return config  # type: ignore[return-value]
+    config.attributes["skip_logging"] = True
+    return config
 
 
 def head_revisions(settings: Settings) -> set[str]:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.browse.conftest import Store
+from tests.browse.helpers import Store
 from tests.builders import make_dataset
 from tests.orthanc_process import OrthancProcess
 

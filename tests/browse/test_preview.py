@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 
 from dicomgate.codec.preview import render_preview
 from dicomgate.errors import FrameNotFound, ImageTooLarge, UnprocessableInput
-from tests.browse.conftest import Store
+from tests.browse.helpers import Store
 from tests.browse.test_listings import UNKNOWN_ID, assert_error
 from tests.builders import make_dataset, to_bytes, to_htj2k
 from tests.orthanc_process import OrthancProcess

@@ -21,12 +21,14 @@ from dicomgate.conversions.estimate import (
     choose_sample,
     classify_instance,
 )
-from dicomgate.conversions.journal import JournalEntry, ReplaceJournal, sha256
+from dicomgate.conversions.journal import JournalEntry, ReplaceJournal
+from dicomgate.conversions.lifecycle import RunSummary
 from dicomgate.conversions.plan import make_selection
-from dicomgate.conversions.service import RunSummary, run_job, start_or_resume
+from dicomgate.conversions.service import run_job, start_or_resume
+from dicomgate.kit.hashing import sha256
 from dicomgate.runtime import Runtime
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import CORPUS, digest, statistics, stored_files
+from tests.conversions.helpers import CORPUS, digest, statistics, stored_files
 from tests.orthanc_process import OrthancProcess
 
 CANDIDATES = [n for n, what in CORPUS.items() if what == "converted"]

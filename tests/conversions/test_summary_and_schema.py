@@ -9,7 +9,7 @@ import pytest
 
 from dicomgate.cli import build_parser
 from dicomgate.conversions.commands import approximate_duration, format_summary
-from dicomgate.conversions.service import RunSummary
+from dicomgate.conversions.lifecycle import RunSummary
 from dicomgate.migrations import downgrade_database, upgrade_database
 from dicomgate.settings import Settings
 

@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 
 from dicomgate.codec.capabilities import HTJ2K_LOSSLESS
 from tests.builders import from_bytes, make_dataset, to_bytes
-from tests.ingest.conftest import BOTH_DATABASES, MakePatient, OrthancView
+from tests.ingest.helpers import BOTH_DATABASES, MakePatient, OrthancView
 from tests.orthanc_process import OrthancProcess
 
 URL = "/api/ris/upload/dicom/"
@@ -174,9 +174,9 @@ class TestSingleUpload:
     async def test_large_output_is_streamed_to_orthanc(
         self, client: httpx.AsyncClient, stored: OrthancView, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from dicomgate.ingest import service
+        from dicomgate.ingest import ingestor
 
-        monkeypatch.setattr(service, "STREAM_ABOVE_BYTES", 0)  # stream every file from disk
+        monkeypatch.setattr(ingestor, "STREAM_ABOVE_BYTES", 0)  # stream every file from disk
         source = make_dataset(rows=64, columns=64, frames=3)
         response = await client.post(URL, files=[part(to_bytes(source), "multi.dcm")])
         assert response.status_code == 201, response.text

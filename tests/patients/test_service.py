@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.patients.service import get_patient
 from dicomgate.settings import Settings
-from tests.patients.conftest import PutPatient
+from tests.patients.helpers import PutPatient
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from dicomgate.app import create_app
-from dicomgate.ingest.spool import MAX_FIELD_BYTES, MAX_NAMED_FIELDS
+from dicomgate.kit.spool import MAX_FIELD_BYTES, MAX_NAMED_FIELDS
 from dicomgate.settings import Settings
 from tests.builders import make_dataset, to_bytes
 from tests.orthanc_process import OrthancProcess

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
 from dicomgate.audit.service import find_events
+from dicomgate.dependencies import SessionDep
 from dicomgate.errors import ErrorBody
-from dicomgate.runtime import SessionDep
 
 router = APIRouter(prefix="/api/ris/audit", tags=["audit"])
 

@@ -16,6 +16,7 @@ from dicomgate.browse.schemas import (
     SeriesSummary,
     StudySummary,
 )
+from dicomgate.dependencies import OrthancDep, PoolDep, SessionDep, SettingsDep
 from dicomgate.errors import (
     ORTHANC_ERRORS,
     FrameNotFound,
@@ -29,9 +30,8 @@ from dicomgate.errors import (
     WorkerTimeout,
     error_responses,
 )
-from dicomgate.orthanc import Level
+from dicomgate.orthanc_models import Level
 from dicomgate.patients.schemas import PatientId
-from dicomgate.runtime import OrthancDep, PoolDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/orthanc", tags=["browse"])
 

@@ -31,7 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dicomgate.browse.schemas import (
     DeleteResult,
     InstanceSummary,
-    LevelName,
     PatientImage,
     PatientImages,
     PatientSummary,
@@ -40,9 +39,10 @@ from dicomgate.browse.schemas import (
     StudySummary,
 )
 from dicomgate.codec.pool import WorkerPool
-from dicomgate.codec.preview import render_preview_task
-from dicomgate.errors import NotFound, OrthancError
-from dicomgate.orthanc import LEVEL_NAMES, Level, OrthancClient
+from dicomgate.codec.preview import render_preview
+from dicomgate.errors import NotFound
+from dicomgate.orthanc import OrthancClient
+from dicomgate.orthanc_models import LEVEL_WORDS, Level, not_found, not_found_message
 from dicomgate.statistics.ledger import forget
 
 ORTHANC_ID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}")  # fullmatch only ("$" allows "\n")
@@ -85,12 +85,6 @@ SHARED_TAGS = frozenset(
     }
 )
 ImageTags = tuple[str | None, ...]
-ORTHANC_TYPES: dict[str, LevelName] = {
-    "Patient": "patient",
-    "Study": "study",
-    "Series": "series",
-    "Instance": "instance",
-}
 
 
 class ImageTagCache:
@@ -123,7 +117,7 @@ class ImageTagCache:
 def check_orthanc_id(level: Level, orthanc_id: str) -> str:
     """Orthanc IDs are five dash-separated groups of 8 hex digits; anything else is unknown."""
     if not ORTHANC_ID.fullmatch(orthanc_id):
-        raise NotFound(f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}")
+        raise not_found(level, orthanc_id)
     return orthanc_id
 
 
@@ -163,7 +157,7 @@ def _image_tags(simplified: dict[str, Any]) -> ImageTags:
 def patient_not_found(patient_id: str) -> NotFound:
     """404 for a patient Orthanc ID, saying how to get one from a DICOM Patient ID."""
     return NotFound(
-        f"No patient with Orthanc ID {patient_id}. This patient_id is Orthanc's ID of the "
+        f"{not_found_message('patients', patient_id)}. This patient_id is Orthanc's ID of the "
         "patient (five groups of 8 hex digits), not the DICOM Patient ID: find it as "
         f"orthancId in GET /api/orthanc/patients/?patient_id={quote(patient_id, safe='')}"
     )
@@ -199,7 +193,7 @@ async def list_patients(
 
 async def list_studies(orthanc: OrthancClient, *, patient_id: str) -> list[StudySummary]:
     """The studies of one patient (Orthanc ID), newest first, with series counts (one call)."""
-    if not ORTHANC_ID.match(patient_id):
+    if not ORTHANC_ID.fullmatch(patient_id):
         raise patient_not_found(patient_id)
     try:
         studies = await orthanc.children("patients", patient_id, "studies")
@@ -324,7 +318,7 @@ def instance_order(inst: InstanceSummary) -> tuple[bool, int, str]:
 
 async def list_patient_images(orthanc: OrthancClient, *, patient_id: str) -> PatientImages:
     """Every instance of a patient, flattened, each with its preview URL (two Orthanc calls)."""
-    if not ORTHANC_ID.match(patient_id):
+    if not ORTHANC_ID.fullmatch(patient_id):
         raise patient_not_found(patient_id)
     try:
         series, instances = await asyncio.gather(
@@ -371,7 +365,7 @@ async def render_instance_preview(
     """PNG of one frame of a stored instance, decoded and rendered in the worker pool."""
     check_orthanc_id("instances", instance_id)
     data = await orthanc.instance_file(instance_id)
-    return await pool.run(render_preview_task, data, frame, max_pixels)
+    return await pool.run(render_preview, data, frame=frame, max_pixels=max_pixels)
 
 
 @dataclass
@@ -421,17 +415,14 @@ async def delete_resource(
     With ``session``, the storage statistics forget the instances it held (same transaction).
     """
     check_orthanc_id(level, orthanc_id)
-    answer = await orthanc.delete(level, orthanc_id)
+    remaining = (await orthanc.delete(level, orthanc_id)).remaining
     if session is not None:
         await forget(session, level=level, orthanc_id=orthanc_id)
-    remaining = answer.get("RemainingAncestor")
-    ref: ResourceRef | None = None
-    if isinstance(remaining, dict):
-        kind = ORTHANC_TYPES.get(str(remaining.get("Type")))
-        if kind is None or not remaining.get("ID"):
-            raise OrthancError(f"Orthanc's DELETE answer names an unknown ancestor: {remaining}")
-        ref = ResourceRef(level=kind, orthancId=str(remaining["ID"]))
     return DeleteResult(
-        deleted=ResourceRef(level=ORTHANC_TYPES[LEVEL_NAMES[level].title()], orthancId=orthanc_id),
-        remaining=ref,
+        deleted=_ref(level, orthanc_id),
+        remaining=_ref(remaining.level, remaining.orthanc_id) if remaining else None,
     )
+
+
+def _ref(level: Level, orthanc_id: str) -> ResourceRef:
+    return ResourceRef(level=LEVEL_WORDS[level], orthancId=orthanc_id)

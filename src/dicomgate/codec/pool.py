@@ -46,11 +46,11 @@ def limit_memory(limit: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _guarded(fn: Callable[..., T], *args: Any) -> T:
+def _guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a task; a MemoryError that escapes it ends this worker (pebble starts a fresh one,
     with a whole address space) and is reported as ``WorkerMemoryExceeded``."""
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except MemoryError:
         os._exit(MEMORY_EXIT_CODE)
 
@@ -95,10 +95,11 @@ class WorkerPool:
         fn: Callable[..., T],
         *args: Any,
         timeout: float | None = None,  # noqa: ASYNC109 (pebble kills the worker at it)
+        **kwargs: Any,
     ) -> T:
-        """Run ``fn(*args)`` in a worker; a crash or overrun fails this task only."""
+        """Run ``fn(*args, **kwargs)`` in a worker; a crash or overrun fails this task only."""
         limit = timeout if timeout is not None else self.default_timeout
-        future = self._pool.schedule(_guarded, args=(fn, *args), timeout=limit)
+        future = self._pool.schedule(_guarded, args=(fn, *args), kwargs=kwargs, timeout=limit)
         self._pending += 1
         try:
             return await asyncio.wrap_future(future)

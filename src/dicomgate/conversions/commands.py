@@ -7,15 +7,12 @@ import asyncio
 import sys
 from typing import Any
 
-from dicomgate.conversions.plan import make_selection
-from dicomgate.conversions.service import (
-    InstanceResult,
-    RunSummary,
-    reason_text,
-    run_job,
-    start_or_resume,
-)
+from dicomgate.codec.reasons import reason_text
+from dicomgate.conversions.lifecycle import RunSummary
+from dicomgate.conversions.plan import InstanceResult, make_selection
+from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.errors import DicomgateError
+from dicomgate.runtime import open_runtime
 from dicomgate.settings import Settings
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
@@ -277,8 +274,6 @@ async def _convert(
     sample: int | None = None,
     exact: bool = False,
 ) -> int:
-    from dicomgate.app import open_runtime
-
     async with open_runtime(settings) as runtime:
         try:
             job_id = await start_or_resume(

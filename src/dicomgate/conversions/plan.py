@@ -1,4 +1,5 @@
-"""What a conversion job covers: its selection of studies and instances, and ``--shard K/N``."""
+"""What a conversion job covers (its selection of studies and instances, ``--shard K/N``) and
+what happened to each instance."""
 
 from __future__ import annotations
 
@@ -102,6 +103,21 @@ class InstanceRef:
     patient_id: str = ""
     series_size: int = 0
     modality: str = ""  # its series' Modality (0008,0060), for the storage statistics
+
+
+Outcome = Literal["converted", "skipped", "failed", "planned"]
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    """What happened to one instance."""
+
+    ref: InstanceRef
+    outcome: Outcome
+    reason: str | None
+    bytes_before: int
+    bytes_after: int
+    stored_transfer_syntax: str | None = None  # a converted instance's new syntax
 
 
 async def select_studies(orthanc: OrthancClient, selection: Selection) -> list[StudyRef]:

@@ -33,7 +33,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from dicomgate.errors import InvalidCodestream, InvalidDicom
+from dicomgate.dicom.image import ImageGeometry
+from dicomgate.errors import InvalidCodestream
 
 # --- Transfer syntaxes, by the header their frames carry ------------------------------------
 JPEG_SYNTAXES = frozenset(
@@ -85,17 +86,6 @@ class FrameHeader:
     components: int
     precision: int  # bits per sample (for RLE: Bits Allocated)
     problem: str = ""  # why no decoder should see it, once its size agrees with the dataset
-
-
-@dataclass(frozen=True)
-class ImageShape:
-    """What the dataset declares: Rows, Columns, Samples per Pixel, Bits Allocated, frames."""
-
-    rows: int
-    columns: int
-    samples: int
-    bits_allocated: int
-    frames: int
 
 
 class _Unreadable(Exception):
@@ -273,7 +263,7 @@ def read_rle_header(frame: bytes) -> tuple[int, ...]:
     return tuple(offsets)
 
 
-def _rle_header(frame: bytes, shape: ImageShape) -> FrameHeader:
+def _rle_header(frame: bytes, shape: ImageGeometry) -> FrameHeader:
     """The RLE header, held against the dataset here (it has no image size of its own).
 
     PS3.5 §G.2: one segment per byte of each sample (Bits Allocated / 8 × Samples per Pixel).
@@ -301,7 +291,7 @@ def _rle_header(frame: bytes, shape: ImageShape) -> FrameHeader:
 
 
 # --- The check -------------------------------------------------------------------------------
-Reader = Callable[[bytes, ImageShape], FrameHeader]
+Reader = Callable[[bytes, ImageGeometry], FrameHeader]
 HEADER_READERS: dict[str, Reader] = {
     **dict.fromkeys(J2K_SYNTAXES, lambda frame, _shape: read_j2k_header(frame)),
     **dict.fromkeys(JPEG_SYNTAXES, lambda frame, _shape: read_jpeg_header(frame)),
@@ -310,41 +300,7 @@ HEADER_READERS: dict[str, Reader] = {
 }
 
 
-def pixel_data_syntax(ds: Dataset) -> str:
-    """The transfer syntax of a dataset's pixel data: its file meta's, else how it was read."""
-    meta = getattr(ds, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if syntax:
-        return str(syntax)
-    implicit, little = getattr(ds, "original_encoding", (True, True))
-    if not little:
-        return str(ExplicitVRBigEndian)
-    return str(ImplicitVRLittleEndian if implicit in (True, None) else ExplicitVRLittleEndian)
-
-
-def _count(ds: Dataset, keyword: str, default: int | None = None) -> int:
-    value = ds.get(keyword, default)
-    try:
-        number = int(value) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        number = None
-    if number is None or number < (0 if keyword == "NumberOfFrames" else 1):
-        raise InvalidDicom(f"The image has no valid {keyword}: {value!r}")
-    return number
-
-
-def image_shape(ds: Dataset) -> ImageShape:
-    """Rows, Columns, Samples per Pixel, Bits Allocated and Number of Frames, as declared."""
-    return ImageShape(
-        rows=_count(ds, "Rows"),
-        columns=_count(ds, "Columns"),
-        samples=_count(ds, "SamplesPerPixel", 1),
-        bits_allocated=_count(ds, "BitsAllocated"),
-        frames=_count(ds, "NumberOfFrames", 1) or 1,
-    )
-
-
-def _differences(header: FrameHeader, shape: ImageShape) -> list[str]:
+def _differences(header: FrameHeader, shape: ImageGeometry) -> list[str]:
     found = []
     if header.rows is not None and (header.rows, header.columns) != (shape.rows, shape.columns):
         found.append(
@@ -360,7 +316,7 @@ def _differences(header: FrameHeader, shape: ImageShape) -> list[str]:
     return found
 
 
-def _frames(ds: Dataset, shape: ImageShape) -> Iterator[bytes]:
+def _frames(ds: Dataset, shape: ImageGeometry) -> Iterator[bytes]:
     """Every frame a decoder would be given: the same split pydicom's decoders make (PS3.5
     §A.4), including any frames beyond Number of Frames (pydicom may yield those too)."""
     offsets = None
@@ -392,7 +348,7 @@ def check_codestreams(ds: Dataset, syntax: str) -> CodestreamCheck:
     reader = HEADER_READERS.get(str(syntax))
     if reader is None:
         return CodestreamCheck(False, f"no codestream header reader for transfer syntax {syntax}")
-    shape = image_shape(ds)
+    shape = ImageGeometry.of(ds)
     name = UID(syntax).name
     index = 0
     try:

@@ -1,7 +1,7 @@
 """DICOMweb STOW-RS routes: thin — check the media type, spool the parts, call the service.
 
 As on the upload routes, the body is not a FastAPI parameter (FastAPI would read it whole
-first): ``ingest.spool`` streams the multipart/related parts to capped temp files, and the
+first): ``kit.spool`` streams the multipart/related parts to capped temp files, and the
 request body is declared in ``openapi_extra``.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from dicomgate.dependencies import RuntimeDep
 from dicomgate.dicomweb import service
 from dicomgate.dicomweb.schemas import STORE_RESPONSES, DicomJsonResponse
 from dicomgate.errors import (
@@ -25,8 +26,8 @@ from dicomgate.errors import (
     UploadTooLarge,
     error_responses,
 )
-from dicomgate.ingest.spool import RELATED, spool_request
-from dicomgate.runtime import Runtime, RuntimeDep
+from dicomgate.kit.spool import RELATED, spool_request
+from dicomgate.runtime import Runtime
 
 router = APIRouter(tags=["dicomweb"])
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, status
 
+from dicomgate.dependencies import RuntimeDep, SessionDep
 from dicomgate.errors import (
     ORTHANC_ERRORS,
     BadRequest,
@@ -31,8 +32,7 @@ from dicomgate.errors import (
 from dicomgate.ingest import service
 from dicomgate.ingest.idempotency import UPLOAD_ID_MAX, UPLOAD_ID_MIN, UPLOAD_ID_PATTERN
 from dicomgate.ingest.schemas import FolderUploadResult, MultiUploadResult, UploadResult
-from dicomgate.ingest.spool import spool_request
-from dicomgate.runtime import RuntimeDep, SessionDep
+from dicomgate.kit.spool import spool_request
 
 router = APIRouter(tags=["ingest"])
 

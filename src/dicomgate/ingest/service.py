@@ -8,31 +8,20 @@ stored once); a bad file only fails itself when several were sent.
 
 from __future__ import annotations
 
-import asyncio
-import datetime
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
 
 import anyio
 from pydicom.uid import generate_uid
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dicomgate import metrics
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.codec.transcode import TranscodeOptions
-from dicomgate.db import session_scope
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.unify import SeriesAssignment, series_label
 from dicomgate.errors import (
-    DatabaseUnavailable,
-    DicomgateError,
-    InsufficientStorage,
-    OrthancFailure,
     PatientNotFound,
     UnprocessableInput,
     UploadTooLarge,
@@ -43,77 +32,24 @@ from dicomgate.ingest.idempotency import (
     series_uid_for,
     study_uid_for,
 )
+from dicomgate.ingest.ingestor import Ingestor, UploadItem
 from dicomgate.ingest.schemas import (
     FailedFile,
     FolderUploadResult,
     MultiUploadResult,
-    OrthancStoreAnswer,
     UploadResult,
 )
-from dicomgate.ingest.spool import SpooledFile, SpooledForm
-from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
+from dicomgate.ingest.worker import IngestPlan
 from dicomgate.ingest.zipfiles import UnsafeArchive, expand_zip, is_zip_upload
+from dicomgate.kit.clock import utcnow
+from dicomgate.kit.spool import SpooledFile, SpooledForm
 from dicomgate.orthanc import OrthancClient
 from dicomgate.patients.service import get_patient
-from dicomgate.phi import Phi
 from dicomgate.settings import Settings
-from dicomgate.statistics.ledger import StoredRecord, record_ingested
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-CONVERTED_MESSAGE = "Uploaded and converted successfully"
-PASS_THROUGH_TEXT = {
-    "no_pixel_data": "no pixel data to transcode",
-    "already_htj2k": "already HTJ2K",
-    "lossy_source": "lossy-compressed source kept as it is",
-    "float_pixels": "float pixel data is not transcoded",
-    "bits_allocated_1": "1-bit pixel data is not transcoded",
-    "subsampled_ybr": "chroma-subsampled pixel data is kept as it is",
-    "unsupported_transfer_syntax": "its transfer syntax cannot be decoded here",
-    "codec_refused": "the encoder refused this image",
-    "verification_failed": "the re-encoded pixels did not match, original kept",
-}
-# What fails a whole upload request instead of one file: Orthanc down or failing (the client
-# retries) and no space left to work in (507).
-REQUEST_FAILURES: tuple[type[DicomgateError], ...] = (OrthancFailure, InsufficientStorage)
 ZIP_TOTAL_FACTOR = 4  # a zip may expand to this many times the per-file upload cap
-STREAM_ABOVE_BYTES = 16 * 1024 * 1024  # larger outputs are streamed to Orthanc from disk
-STREAM_CHUNK_BYTES = 1024 * 1024
-
-
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    async with await anyio.open_file(path, "rb") as fh:
-        while chunk := await fh.read(STREAM_CHUNK_BYTES):
-            yield chunk
-
-
-@dataclass(frozen=True)
-class UploadItem:
-    """One file to ingest: its label for the client, its spooled path, its folder."""
-
-    name: str
-    path: Path
-    series_path: str = ""
-
-
-def transcode_options(settings: Settings) -> TranscodeOptions:
-    """The codec options the settings ask for."""
-    return TranscodeOptions(
-        target=settings.target_syntax,
-        lossy_quality=settings.lossy_quality,
-        max_pixels=settings.max_pixels,
-    )
-
-
-def result_message(outcome: IngestOutcome) -> str:
-    """'Uploaded and converted successfully', or 'Uploaded unchanged: <why>'."""
-    result = outcome.result
-    if result.converted:
-        return CONVERTED_MESSAGE
-    reason = result.reason or "unknown"
-    return f"Uploaded unchanged: {PASS_THROUGH_TEXT.get(reason, reason)}"
 
 
 async def lookup_demographics(session: AsyncSession, *, patient_id: str) -> Demographics:
@@ -124,192 +60,6 @@ async def lookup_demographics(session: AsyncSession, *, patient_id: str) -> Demo
             f"Unknown patient_id {patient_id!r}: not in the patient cache; nothing was stored"
         )
     return patient.demographics()
-
-
-async def gather_or_cancel(aws: Sequence[Awaitable[T]]) -> list[T]:
-    """Run all; on the first exception cancel the rest and re-raise it."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
-@dataclass(frozen=True)
-class PreparedFile:
-    """One file the worker has checked and transcoded; its output waits on disk to be stored."""
-
-    item: UploadItem
-    outcome: IngestOutcome
-    output: Path
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    """One ingested file: what the worker made of it and Orthanc's answer to storing it."""
-
-    outcome: IngestOutcome
-    answer: dict[str, Any]
-
-
-class Ingestor:
-    """Runs files through the pool and into Orthanc with bounded concurrency."""
-
-    def __init__(
-        self,
-        *,
-        orthanc: OrthancClient,
-        pool: WorkerPool,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession] | None = None,
-    ) -> None:
-        self.orthanc = orthanc
-        self.pool = pool
-        self.sessions = sessions  # where stored instances are recorded (storage statistics)
-        # Enough queued work to keep every worker busy, without holding many results at once.
-        self._processing = asyncio.Semaphore(max(2, pool.workers * 2))
-        self._storing = asyncio.Semaphore(settings.orthanc_concurrency)
-
-    async def ingest(self, item: UploadItem, plan: IngestPlan) -> UploadResult:
-        """One file: transcode in a worker, store in Orthanc; domain errors propagate."""
-        stored = await self.store_file(item, plan)
-        return _upload_result(item.name, stored.outcome, stored.answer)
-
-    async def store_file(self, item: UploadItem, plan: IngestPlan) -> StoredFile:
-        """``ingest`` without the upload routes' answer shape (DICOMweb builds its own)."""
-        return await self.store(await self.prepare(item, plan))
-
-    async def prepare(self, item: UploadItem, plan: IngestPlan) -> PreparedFile:
-        """Parse, check, stamp and transcode one file in a worker; the output waits on disk."""
-        output = item.path.with_name(item.path.name + ".out")
-        try:
-            async with self._processing:
-                outcome: IngestOutcome = await self.pool.run(
-                    ingest_file, str(item.path), str(output), plan
-                )
-        except BaseException:
-            await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
-            raise
-        metrics.record_transcode("ingest", outcome.result)
-        return PreparedFile(item=item, outcome=outcome, output=output)
-
-    async def store(self, prepared: PreparedFile) -> StoredFile:
-        """Send a prepared file to Orthanc (and drop its output file, whatever happens)."""
-        outcome, output = prepared.outcome, prepared.output
-        try:
-            async with self._storing:
-                answer = await self._store(output, size=outcome.result.size)
-            metrics.record_ingested(outcome.result)
-            if answer.get("Status") == "Success":  # new in Orthanc (not AlreadyStored)
-                await self._record(outcome, answer)
-        finally:
-            await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
-        return StoredFile(outcome=outcome, answer=answer)
-
-    async def ingest_all(
-        self, items: Sequence[tuple[UploadItem, IngestPlan]]
-    ) -> list[UploadResult | FailedFile]:
-        """Every file prepared (checked and transcoded) before any is stored, in item order.
-
-        A request that fails as a whole (no space left: 507; Orthanc down: 503) therefore
-        stores nothing when it fails while files are being prepared; a bad file only fails
-        itself (a FailedFile).
-        """
-        prepared = await gather_or_cancel([self._prepare_or_fail(i, plan) for i, plan in items])
-        return await gather_or_cancel([self._store_or_fail(p) for p in prepared])
-
-    async def _prepare_or_fail(
-        self, item: UploadItem, plan: IngestPlan
-    ) -> PreparedFile | FailedFile:
-        try:
-            return await self.prepare(item, plan)
-        except REQUEST_FAILURES:
-            raise
-        except DicomgateError as exc:
-            return _refused(item, exc)
-
-    async def _store_or_fail(
-        self, prepared: PreparedFile | FailedFile
-    ) -> UploadResult | FailedFile:
-        if isinstance(prepared, FailedFile):
-            return prepared
-        try:
-            stored = await self.store(prepared)
-        except REQUEST_FAILURES:
-            raise
-        except DicomgateError as exc:
-            return _refused(prepared.item, exc)
-        return _upload_result(prepared.item.name, stored.outcome, stored.answer)
-
-    async def _record(self, outcome: IngestOutcome, answer: dict[str, Any]) -> None:
-        """Record the new instance for the storage statistics, in its own transaction.
-
-        The instance is stored whatever happens here: a failed write costs a statistic, and
-        is logged, never the upload.
-        """
-        if self.sessions is None:
-            return
-        record = StoredRecord(
-            orthanc_id=str(answer["ID"]),
-            patient_orthanc_id=str(answer.get("ParentPatient", "")),
-            study_orthanc_id=str(answer.get("ParentStudy", "")),
-            series_orthanc_id=str(answer.get("ParentSeries", "")),
-            modality=outcome.modality or None,
-            transfer_syntax=outcome.result.transfer_syntax,
-            size_before=outcome.result.original_size,
-            size_after=outcome.result.size,
-        )
-        try:
-            async with session_scope(self.sessions) as session:
-                await record_ingested(session, record)
-        except (SQLAlchemyError, OSError, DatabaseUnavailable) as exc:
-            log.warning(
-                "Storage statistics: instance %s not recorded (%s)",
-                record.orthanc_id,
-                type(exc).__name__,
-            )
-
-    async def _store(self, path: Path, *, size: int) -> dict[str, Any]:
-        """Send the worker's output file to Orthanc: whole when small, streamed when large."""
-        if size <= STREAM_ABOVE_BYTES:
-            data = await anyio.to_thread.run_sync(path.read_bytes)
-            return await self.orthanc.store_instance(data)
-        return await self.orthanc.store_instance_stream(_file_chunks(path), size=size)
-
-
-def _refused(item: UploadItem, exc: DicomgateError) -> FailedFile:
-    log.info("Upload of %s refused: %s", Phi(repr(item.name)), exc.type)
-    return FailedFile(name=item.name, error=exc.message)
-
-
-def _upload_result(name: str, outcome: IngestOutcome, answer: dict[str, Any]) -> UploadResult:
-    result = outcome.result
-    return UploadResult(
-        message=result_message(outcome),
-        filename=name,
-        patient_id=outcome.patient_id or None,
-        orthanc_response=OrthancStoreAnswer(
-            ID=str(answer["ID"]),
-            ParentPatient=str(answer.get("ParentPatient", "")),
-            ParentStudy=str(answer.get("ParentStudy", "")),
-            ParentSeries=str(answer.get("ParentSeries", "")),
-            Path=str(answer.get("Path", f"/instances/{answer['ID']}")),
-            Status=str(answer.get("Status", "Success")),
-        ),
-        source_transfer_syntax=result.source_transfer_syntax,
-        stored_transfer_syntax=result.transfer_syntax,
-        original_size=result.original_size,
-        stored_size=result.size,
-        converted=result.converted,
-        pass_through_reason=result.reason,
-    )
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 async def upload_files(
@@ -329,7 +79,10 @@ async def upload_files(
     if patient_id:
         demographics = await lookup_demographics(session, patient_id=patient_id)
     plan = IngestPlan(
-        demographics=demographics, assignment=None, options=transcode_options(settings), now=_now()
+        demographics=demographics,
+        assignment=None,
+        options=TranscodeOptions.from_settings(settings, allow_lossy=True),
+        now=utcnow(),
     )
     ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, sessions=sessions)
     items = [UploadItem(name=f.filename, path=f.path) for f in files]
@@ -447,7 +200,7 @@ async def upload_folder(
         raise UploadTooLarge(
             f"Too many files after expanding zips: {len(items)}; the limit is {settings.max_files}"
         )
-    now = _now()
+    now = utcnow()
     study_uid = (
         study_uid_for(upload_id=upload_id, patient_id=patient_id)
         if upload_id
@@ -474,7 +227,7 @@ async def upload_folder(
                 study_date=study_date,
                 study_time=study_time,
             )
-    options = transcode_options(settings)
+    options = TranscodeOptions.from_settings(settings, allow_lossy=True)
     ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, sessions=sessions)
     plans = {
         key: IngestPlan(demographics=demographics, assignment=a, options=options, now=now)

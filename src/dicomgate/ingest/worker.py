@@ -7,12 +7,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dicomgate.codec.transcode import TranscodeOptions, TranscodeResult, transcode_dataset
-from dicomgate.dicom.checks import read_part10, require_study
+from dicomgate.dicom.checks import require_study
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.preamble import zero_preamble
+from dicomgate.dicom.reading import read_part10
 from dicomgate.dicom.stamp import coerce_attributes, patient_changes
 from dicomgate.dicom.unify import SeriesAssignment, study_changes
-from dicomgate.ingest.disk import disk_full_is_507
+from dicomgate.kit.disk import disk_full_is_507
 
 
 @dataclass(frozen=True)

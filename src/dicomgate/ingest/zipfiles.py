@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicomgate.errors import UnprocessableInput
-from dicomgate.ingest.disk import insufficient_storage
+from dicomgate.kit.disk import insufficient_storage
 
 READ_CHUNK = 1024 * 1024
 MAX_RATIO = 200  # uncompressed / compressed, per entry; DICOM rarely passes ~20

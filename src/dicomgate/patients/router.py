@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 
+from dicomgate.dependencies import SessionDep
 from dicomgate.errors import (
     Conflict,
     InvalidImportFile,
@@ -25,7 +26,6 @@ from dicomgate.patients.schemas import (
     PatientSearchResponse,
     PatientUpsertResponse,
 )
-from dicomgate.runtime import SessionDep
 
 router = APIRouter(prefix="/api/ris/patients", tags=["patients"])
 

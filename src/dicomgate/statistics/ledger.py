@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dicomgate.orthanc import Level
+from dicomgate.orthanc_models import Level
 from dicomgate.statistics.models import StoredInstance
 
 PARENT_COLUMNS: dict[Level, Any] = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from dicomgate.dependencies import OrthancDep, SessionDep
 from dicomgate.errors import ORTHANC_ERRORS, error_responses
-from dicomgate.runtime import OrthancDep, SessionDep
 from dicomgate.statistics import service
 from dicomgate.statistics.schemas import StorageStatistics
 

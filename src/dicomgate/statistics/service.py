@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.orthanc import OrthancClient
 from dicomgate.statistics.models import StoredInstance
 from dicomgate.statistics.schemas import (

@@ -28,7 +28,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from dicomgate.errors import BadRequest, UploadTooLarge
-from dicomgate.ingest.disk import disk_full_is_507
+from dicomgate.kit.disk import disk_full_is_507
 from dicomgate.settings import Settings
 
 CHUNK_FLUSH_BYTES = 1024 * 1024  # buffered per file before one write in a thread
