@@ -125,9 +125,13 @@ async def ensure_database_current(settings: Settings) -> None:
             try:
                 current = await current_revisions(settings)
             except (DBAPIError, OSError) as exc:
+                if path is None:  # a server
+                    raise DatabaseUnavailable(
+                        f"The database {where} cannot be reached: {type(exc).__name__}"
+                    ) from None
                 raise DatabaseUnavailable(
                     f"The database {where} cannot be opened ({database_reason(exc)}): dicomgate "
-                    "must be able to read and write it (and, for SQLite, its folder)"
+                    "must be able to read and write it and its folder"
                 ) from None
     if current == heads:
         return
