@@ -8,10 +8,12 @@ far above 1 GiB, so a peak under 1 GiB proves nothing was decoded, not that the 
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 
 import httpx
 import numpy as np
+import pydicom
 import pytest
 from fastapi import FastAPI
 
@@ -110,6 +112,41 @@ class TestStoredBombs:
         assert "60000×60000" in r.json()["error"]
         after_pid, peak = await _worker(one_worker_app)
         assert after_pid == pid and peak < 1 * GiB
+
+    @pytest.mark.parametrize(
+        ("suffix", "accept"),
+        [
+            ("/frames/1", 'multipart/related; type="application/octet-stream"'),
+            (
+                "",
+                'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1',
+            ),
+            ("/rendered", "image/png"),
+        ],
+        ids=["decoded-frame", "decoded-instance", "rendered"],
+    )
+    async def test_wado_refuses_without_decoding(
+        self,
+        bomb_client: httpx.AsyncClient,
+        one_worker_app: FastAPI,
+        clean_orthanc: OrthancProcess,
+        suffix: str,
+        accept: str,
+    ) -> None:
+        data = bomb("j2k-lossless")
+        clean_orthanc.store(data)
+        ds = pydicom.dcmread(io.BytesIO(data))
+        path = (
+            f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}{suffix}"
+        )
+        pid, _ = await _worker(one_worker_app)
+        r = await bomb_client.get(path, headers={"Accept": accept})
+        after_pid, peak = await _worker(one_worker_app)
+        assert after_pid == pid and peak < 1 * GiB, f"worker peaked at {peak / GiB:.2f} GiB"
+        assert r.status_code == 422, (r.headers, r.content[:300])
+        assert r.json()["type"] == "InvalidCodestream"
+        assert "60000×60000" in r.json()["error"]
 
     @pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "real-run"])
     async def test_conversion_fails_the_instance_and_keeps_it(

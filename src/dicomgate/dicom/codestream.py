@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from pydicom.dataset import Dataset
-from pydicom.encaps import generate_frames
+from pydicom.encaps import generate_frames, get_frame
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -316,13 +316,21 @@ def _differences(header: FrameHeader, shape: ImageGeometry) -> list[str]:
     return found
 
 
-def _frames(ds: Dataset, shape: ImageGeometry) -> Iterator[bytes]:
-    """Every frame a decoder would be given: the same split pydicom's decoders make (PS3.5
+def _frames(ds: Dataset, shape: ImageGeometry, only: int | None) -> Iterator[tuple[int, bytes]]:
+    """(number, frame) for every frame a decoder would be given, or for frame ``only`` (zero
+    based) when just that one will be decoded: the same split pydicom's decoders make (PS3.5
     §A.4), including any frames beyond Number of Frames (pydicom may yield those too)."""
     offsets = None
     if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
         offsets = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
-    return generate_frames(ds.PixelData, number_of_frames=shape.frames, extended_offsets=offsets)
+    if only is not None:
+        frame = get_frame(
+            ds.PixelData, only, number_of_frames=shape.frames, extended_offsets=offsets
+        )
+        yield only + 1, frame
+        return
+    frames = generate_frames(ds.PixelData, number_of_frames=shape.frames, extended_offsets=offsets)
+    yield from enumerate(frames, start=1)
 
 
 @dataclass(frozen=True)
@@ -333,8 +341,9 @@ class CodestreamCheck:
     reason: str = ""
 
 
-def check_codestreams(ds: Dataset, syntax: str) -> CodestreamCheck:
-    """Hold every frame's codestream header against the dataset; nothing is decoded.
+def check_codestreams(ds: Dataset, syntax: str, *, frame: int | None = None) -> CodestreamCheck:
+    """Hold every frame's codestream header (or only ``frame``'s, zero based, when only that
+    one is to be decoded) against the dataset; nothing is decoded.
 
     Raises InvalidCodestream (422) when a frame's header disagrees with the dataset (the pixel
     bomb: a decoder would size its buffers from the header), InvalidDicom (400) when the
@@ -352,9 +361,9 @@ def check_codestreams(ds: Dataset, syntax: str) -> CodestreamCheck:
     name = UID(syntax).name
     index = 0
     try:
-        for index, frame in enumerate(_frames(ds, shape), start=1):
+        for index, stream in _frames(ds, shape, frame):
             try:
-                header = reader(frame, shape)
+                header = reader(stream, shape)
                 differences = _differences(header, shape)
             except _Unreadable as exc:
                 return CodestreamCheck(False, f"frame {index}'s {name} codestream: {exc}")

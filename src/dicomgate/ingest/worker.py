@@ -40,6 +40,8 @@ class IngestOutcome:
     patient_id: str
     sop_class_uid: str = ""
     source_sop_instance_uid: str = ""  # as sent (lossy mode stores under a new one)
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
     modality: str = ""  # Modality (0008,0060), for the storage statistics
 
 
@@ -73,5 +75,7 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
         patient_id=str(ds.get("PatientID", "") or ""),
         sop_class_uid=str(ds.SOPClassUID),
         source_sop_instance_uid=source_sop_instance_uid,
+        study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
+        series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
         modality=str(ds.get("Modality", "") or ""),
     )
