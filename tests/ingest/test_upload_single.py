@@ -191,9 +191,9 @@ class TestSingleUpload:
     async def test_large_output_is_streamed_to_orthanc(
         self, client: httpx.AsyncClient, stored: OrthancView, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from dicomgate.ingest import service
+        from dicomgate.ingest import ingestor
 
-        monkeypatch.setattr(service, "STREAM_ABOVE_BYTES", 0)  # stream every file from disk
+        monkeypatch.setattr(ingestor, "STREAM_ABOVE_BYTES", 0)  # stream every file from disk
         source = make_dataset(rows=64, columns=64, frames=3)
         response = await client.post(URL, files=[part(to_bytes(source), "multi.dcm")])
         assert response.status_code == 201, response.text

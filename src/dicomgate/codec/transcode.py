@@ -26,6 +26,7 @@ from dicomgate.codec.plan import EncodePlan, make_plan
 from dicomgate.codec.profiles import NATIVE_SYNTAXES, pass_through_reason
 from dicomgate.codec.reasons import PassThrough, PassThroughReason
 from dicomgate.dicom.checks import require_sop_uids
+from dicomgate.dicom.codestream import CodestreamCheck, check_codestreams
 from dicomgate.dicom.image import ImageGeometry, check_native_pixel_data
 from dicomgate.dicom.part10 import (
     CannotSwap,
@@ -94,6 +95,9 @@ class _Source:
     sop_instance_uid: str
     syntax: UID
     geometry: ImageGeometry | None  # None: no Pixel Data
+    # May the pixel data be decoded? (dicom.codestream: no decoder ever sees a frame it has not
+    # checked; a header that disagrees with the dataset was refused before this.)
+    codestreams: CodestreamCheck
 
 
 @dataclass(frozen=True)
@@ -165,12 +169,14 @@ def _inspect(ds: Dataset, options: TranscodeOptions) -> _Source:
     sop_uid = require_sop_uids(ds)
     syntax = source_syntax(ds)
     geometry = None
+    codestreams = CodestreamCheck(decodable=True)
     if "PixelData" in ds:
         geometry = ImageGeometry.of(ds)
         geometry.check_budget(max_pixels=options.max_pixels)
         if syntax in NATIVE_SYNTAXES:
             check_native_pixel_data(ds, geometry)
-    return _Source(sop_uid, syntax, geometry)
+        codestreams = check_codestreams(ds, syntax)  # before any decoder, pass-through CRCs too
+    return _Source(sop_uid, syntax, geometry, codestreams)
 
 
 def _check_eligible(ds: Dataset, source: _Source) -> ImageGeometry:
@@ -187,6 +193,8 @@ def _check_eligible(ds: Dataset, source: _Source) -> ImageGeometry:
     )
     if found is not None:
         raise PassThrough(found.reason, found.detail)
+    if not source.codestreams.decodable:
+        raise PassThrough(PassThroughReason.CODEC_REFUSED, source.codestreams.reason)
     assert source.geometry is not None  # no pixel data is a pass-through
     return source.geometry
 
@@ -355,8 +363,8 @@ def _passed_through(
 
 def _crcs_or_empty(ds: Dataset, source: _Source) -> tuple[int, ...]:
     """Source CRCs for a pass-through where pydicom can decode the pixels, else empty."""
-    if source.geometry is None:
-        return ()
+    if source.geometry is None or not source.codestreams.decodable:
+        return ()  # (an unchecked codestream is never decoded)
     try:
         return tuple(crc32_of(f) for f in source_frames(ds, source.geometry))
     except Exception:
