@@ -21,6 +21,7 @@ class PassThroughReason(StrEnum):
     BITS_ALLOCATED_1 = "bits_allocated_1"
     SUBSAMPLED_YBR = "subsampled_ybr"
     UNUSED_BITS_SET = "unused_bits_set"
+    PADDED_PIXEL_DATA = "padded_pixel_data"
     CODEC_REFUSED = "codec_refused"
     VERIFICATION_FAILED = "verification_failed"
 
@@ -40,6 +41,9 @@ REASON_TEXTS: dict[PassThroughReason, str] = {
     PassThroughReason.SUBSAMPLED_YBR: "chroma-subsampled colour (kept as it is)",
     PassThroughReason.UNUSED_BITS_SET: (
         "bits set above Bits Stored (kept: they may hold an overlay)"
+    ),
+    PassThroughReason.PADDED_PIXEL_DATA: (
+        "Pixel Data longer than its frames (the padding is kept as it is)"
     ),
     PassThroughReason.CODEC_REFUSED: "the encoder refused it",
     PassThroughReason.VERIFICATION_FAILED: "lossless verification failed (original kept)",

@@ -94,6 +94,7 @@ class _Source:
     sop_instance_uid: str
     syntax: UID
     geometry: ImageGeometry | None  # None: no Pixel Data
+    pixel_data_padding: int = 0  # native Pixel Data bytes beyond the frames (kept: a reason)
 
 
 @dataclass(frozen=True)
@@ -165,12 +166,13 @@ def _inspect(ds: Dataset, options: TranscodeOptions) -> _Source:
     sop_uid = require_sop_uids(ds)
     syntax = source_syntax(ds)
     geometry = None
+    padding = 0
     if "PixelData" in ds:
         geometry = ImageGeometry.of(ds)
         geometry.check_budget(max_pixels=options.max_pixels)
         if syntax in NATIVE_SYNTAXES:
-            check_native_pixel_data(ds, geometry)
-    return _Source(sop_uid, syntax, geometry)
+            padding = check_native_pixel_data(ds, geometry)
+    return _Source(sop_uid, syntax, geometry, padding)
 
 
 def _check_eligible(ds: Dataset, source: _Source) -> ImageGeometry:
@@ -182,6 +184,7 @@ def _check_eligible(ds: Dataset, source: _Source) -> ImageGeometry:
         bits_allocated=source.geometry.bits_allocated if source.geometry else None,
         photometric=str(ds.get("PhotometricInterpretation", "")).strip(),
         samples_per_pixel=source.geometry.samples if source.geometry else 1,
+        pixel_data_padding=source.pixel_data_padding,
     )
     if found is not None:
         raise PassThrough(found.reason, found.detail)
