@@ -246,7 +246,7 @@ EXPECTED: dict[str, str] = {
     "data/US1_J2KR.dcm": "converted",
     "data/US1_UNCI.dcm": "converted",
     "data/US1_UNCR.dcm": "converted",
-    "data/bad_sequence.dcm": "converted",
+    "data/bad_sequence.dcm": "InvalidDicom",  # its SOP Instance UID is a hex digest
     "data/color-pl.dcm": "converted",
     "data/color-px.dcm": "converted",
     "data/color3d_jpeg_baseline.dcm": "lossy_source",

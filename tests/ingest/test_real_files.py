@@ -1,20 +1,32 @@
 """Real files the codec once turned away or mislabelled, through the upload route (issue 17).
 
 Padded Pixel Data (pydicom's ``MR_small_padded.dcm``) is stored with its pixels untouched and
-the reason said.
+the reason said; a SOP Instance UID that is not a UID (pydicom-data's ``bad_sequence.dcm``) is
+refused, naming the attribute, and nothing is stored.
 """
 
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 
 import httpx
+from pydicom.dataset import Dataset
 
 from tests.builders import from_bytes, make_dataset, to_bytes
 from tests.ingest.helpers import MakePatient, OrthancView
 
 URL = "/api/ris/upload/dicom/"
 PADDED_TEXT = "Pixel Data longer than its frames (the padding is kept as it is)"
+
+
+def as_written(ds: Dataset) -> bytes:
+    """A Part 10 file with the file meta as set (pydicom's enforced writing would rewrite its
+    Media Storage UIDs from the dataset, hiding what these tests send)."""
+    buffer = BytesIO()
+    ds.preamble = b"\0" * 128
+    ds.save_as(buffer, enforce_file_format=False)
+    return buffer.getvalue()
 
 
 def part(data: bytes, name: str = "image.dcm") -> tuple[str, tuple[str, bytes, str]]:
@@ -72,3 +84,47 @@ class TestPaddedPixelData:
         assert response.status_code == 400, response.text
         assert response.json()["error"].startswith("The DICOM file is truncated: Pixel Data is")
         assert stored.instance_count() == 0
+
+
+class TestIdentityUids:
+    async def test_a_sop_instance_uid_that_is_not_a_uid_is_refused(
+        self, client: httpx.AsyncClient, stored: OrthancView, pydicom_data_dir: Path
+    ) -> None:
+        data = (pydicom_data_dir / "bad_sequence.dcm").read_bytes()
+        response = await client.post(URL, files=[part(data)])
+        assert response.status_code == 400, response.text
+        body = response.json()
+        assert body["type"] == "InvalidDicom"
+        assert body["error"] == (
+            "The DICOM file's SOPInstanceUID (0008,0018) is not a UID: "
+            "'dccc9599087131742838cc1162a630fea87ba9bf61ac09bfda90d4adfa5ddaed'"
+        )
+        assert stored.instance_count() == 0
+
+    async def test_a_file_meta_uid_that_is_not_a_uid_is_refused(
+        self, client: httpx.AsyncClient, stored: OrthancView
+    ) -> None:
+        ds = make_dataset()
+        ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.abc"
+        response = await client.post(URL, files=[part(as_written(ds))])
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == (
+            "The DICOM file's MediaStorageSOPInstanceUID (0002,0003) is not a UID: "
+            "'1.2.826.0.1.abc'"
+        )
+        assert stored.instance_count() == 0
+
+    async def test_when_file_meta_and_dataset_disagree_the_dataset_is_stored(
+        self, client: httpx.AsyncClient, stored: OrthancView
+    ) -> None:
+        """PS3.10 §7.1: the meta copies the dataset; dicomgate writes it afresh from it."""
+        ds = make_dataset(rows=8, columns=8)
+        ds.file_meta.MediaStorageSOPInstanceUID = "1.2.999.999.99.9.9999.9999.20030903150023"
+        data = as_written(ds)
+        assert from_bytes(data).file_meta.MediaStorageSOPInstanceUID != ds.SOPInstanceUID
+        response = await client.post(URL, files=[part(data)])
+        assert response.status_code == 201, response.text
+        assert response.json()["converted"] is True
+        kept = stored.dataset(response.json()["orthanc_response"]["ID"])
+        assert kept.SOPInstanceUID == ds.SOPInstanceUID
+        assert kept.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
