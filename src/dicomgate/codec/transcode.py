@@ -25,6 +25,7 @@ from dicomgate.codec.pixels import check_range, check_unused_bits, crc32_of, sou
 from dicomgate.codec.plan import EncodePlan, make_plan
 from dicomgate.codec.profiles import NATIVE_SYNTAXES, pass_through_reason
 from dicomgate.codec.reasons import PassThrough, PassThroughReason
+from dicomgate.codec.rpcl import confirm_rpcl
 from dicomgate.dicom.checks import require_sop_uids
 from dicomgate.dicom.image import ImageGeometry, check_native_pixel_data
 from dicomgate.dicom.part10 import (
@@ -264,6 +265,7 @@ def _encode(ds: Dataset, options: TranscodeOptions, source: _Source) -> _Encoded
         raise PassThrough(
             PassThroughReason.CODEC_REFUSED, f"decoded {len(streams)} of {frames} frames"
         )
+    plan = confirm_rpcl(plan, streams)  # …4.202 only when every codestream meets its rules
     _rewrite(ds, source, plan, streams, raw_size=raw_size, samples=geometry.samples)
     return _Encoded(ds, plan.transfer_syntax, tuple(crcs), plan.lossless, frames)
 
