@@ -38,7 +38,10 @@ class TestBadInput:
 
     def test_truncated_header(self) -> None:
         data = _ct()
-        with pytest.raises(InvalidDicom, match=r"corrupt or truncated|no SOP Class UID"):
+        # Cut inside the dataset: the lenient reader keeps what precedes SOP Class UID.
+        with pytest.raises(
+            InvalidDicom, match=r"^The DICOM file has no SOPClassUID \(0008,0016\)$"
+        ):
             transcode(data[:200])
 
     def test_truncated_pixel_data(self) -> None:
@@ -49,7 +52,7 @@ class TestBadInput:
     def test_missing_sop_instance_uid(self) -> None:
         ds = make_dataset()
         del ds.SOPInstanceUID
-        with pytest.raises(InvalidDicom, match="no SOP Instance UID"):
+        with pytest.raises(InvalidDicom, match=r"no SOPInstanceUID \(0008,0018\)$"):
             transcode(to_bytes(ds))
 
 

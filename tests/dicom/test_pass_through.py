@@ -38,6 +38,7 @@ LOSSY = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.
          "1.2.840.10008.1.2.4.112"]  # fmt: skip
 HTJ2K = ["1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"]
 # Not decodable here: JPEG 2000 MC lossless, JPEG XL lossless, MPEG2, a private syntax.
+PADDED_128 = "128 bytes of Pixel Data beyond the declared frames"
 UNKNOWN = ["1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.100", "1.2.3"]
 
 
@@ -51,6 +52,7 @@ def _rule(
     signed: bool = False,
     photometric: str = "MONOCHROME2",
     samples_per_pixel: int = 1,
+    pixel_data_padding: int = 0,
 ) -> Ineligible | None:
     return pass_through_reason(
         syntax,
@@ -61,6 +63,7 @@ def _rule(
         signed=signed,
         photometric=photometric,
         samples_per_pixel=samples_per_pixel,
+        pixel_data_padding=pixel_data_padding,
     )
 
 
@@ -89,6 +92,12 @@ class TestRules:
             (HTJ2K[0], {"float_pixel_data": True}, Ineligible(R.FLOAT_PIXELS)),  # checked first
             (NATIVE[1], {"pixel_data": False}, Ineligible(R.NO_PIXEL_DATA)),
             (LOSSY[0], {"pixel_data": False}, Ineligible(R.NO_PIXEL_DATA)),
+            *((s, {"pixel_data_padding": 128}, Ineligible(R.PADDED_PIXEL_DATA, PADDED_128))
+              for s in NATIVE),
+            # Padding is only measured for native Pixel Data; a kept syntax is named first.
+            (HTJ2K[0], {"pixel_data_padding": 2}, Ineligible(R.ALREADY_HTJ2K)),
+            (NATIVE[1], {"pixel_data_padding": 2, "bits_allocated": 32},
+             Ineligible(R.PADDED_PIXEL_DATA, "2 bytes of Pixel Data beyond the declared frames")),
             (NATIVE[1], {"bits_allocated": 1}, Ineligible(R.BITS_ALLOCATED_1)),
             *((NATIVE[1], {"photometric": p, "samples_per_pixel": 3, "bits_allocated": 8},
                Ineligible(R.SUBSAMPLED_YBR))
@@ -205,6 +214,12 @@ def _unused_bits() -> bytes:
     return to_bytes(ds)
 
 
+def _padded() -> bytes:
+    ds = make_dataset()
+    ds.PixelData += b"\0" * 128  # after the last frame, as pydicom's MR_small_padded.dcm
+    return to_bytes(ds)
+
+
 def _codec_refused() -> bytes:
     return to_bytes(make_dataset(bits_allocated=32, bits_stored=32))
 
@@ -224,6 +239,7 @@ INSTANCES: dict[PassThroughReason, Callable[[], bytes]] = {
     R.YBR_FULL: _ybr_full,
     R.SIGNED_8BIT: _signed_8bit,
     R.UNUSED_BITS_SET: _unused_bits,
+    R.PADDED_PIXEL_DATA: _padded,
     R.CODEC_REFUSED: _codec_refused,
     R.VERIFICATION_FAILED: _verification_failed,
 }

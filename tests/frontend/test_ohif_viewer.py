@@ -57,6 +57,7 @@ pytestmark = pytest.mark.slow
 
 DRIVER = Path(__file__).resolve().parent / "ohif_view.mjs"
 JWT_SECRET = "ohif-viewer-test-secret-0123456789abcdef-0123456789abcdef"
+JWT_AUDIENCE = "dicomgate"  # required whenever JWTs are on (README: Security)
 UPLOAD = "/api/ris/upload/dicom/"
 CT_SLICES = 4
 # Cornerstone3D takes a bare image/jphc for this pre-standard HTJ2K UID, and decodes it as HTJ2K.
@@ -94,7 +95,13 @@ class Viewed:
 
 def _token(scope: str) -> str:
     now = int(time.time())
-    claims = {"sub": "ohif-viewer-test", "scope": scope, "iat": now, "exp": now + 3600}
+    claims = {
+        "sub": "ohif-viewer-test",
+        "aud": JWT_AUDIENCE,
+        "scope": scope,
+        "iat": now,
+        "exp": now + 3600,
+    }
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 
@@ -188,6 +195,7 @@ def viewed(
             env={
                 "DICOMGATE_AUTH_ENABLED": "true",
                 "DICOMGATE_JWT_SECRET": JWT_SECRET,
+                "DICOMGATE_JWT_AUDIENCE": JWT_AUDIENCE,
                 "DICOMGATE_CORS_ORIGINS": json.dumps([ohif.url]),
                 "DICOMGATE_JOURNAL_DIR": str(work / "journal"),
                 "DICOMGATE_LOG_LEVEL": "INFO",

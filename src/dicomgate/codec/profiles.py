@@ -121,11 +121,15 @@ def pass_through_reason(
     signed: bool,
     photometric: str,
     samples_per_pixel: int,
+    pixel_data_padding: int,
 ) -> Ineligible | None:
     """Why an instance stays as it is, or None when it is a candidate for the encoder.
 
     An unknown ``bits_allocated`` (None) is refused like any unsupported value; an unknown
     ``bits_stored`` is taken to be ``bits_allocated`` (PS3.3 C.7.6.3.1.3's usual case).
+    ``pixel_data_padding``: bytes of native Pixel Data beyond its frames
+    (:func:`dicomgate.dicom.image.check_native_pixel_data`); a converted file could not carry
+    them, so such an instance is kept whole.
     """
     kind = source_kind(syntax)
     if float_pixel_data:
@@ -139,6 +143,11 @@ def pass_through_reason(
     if kind is None:
         return Ineligible(
             PassThroughReason.UNSUPPORTED_TRANSFER_SYNTAX, f"transfer syntax {syntax}"
+        )
+    if pixel_data_padding > 0:
+        return Ineligible(
+            PassThroughReason.PADDED_PIXEL_DATA,
+            f"{pixel_data_padding:,} bytes of Pixel Data beyond the declared frames",
         )
     if bits_allocated == 1:
         return Ineligible(PassThroughReason.BITS_ALLOCATED_1)

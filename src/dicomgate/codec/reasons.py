@@ -23,6 +23,7 @@ class PassThroughReason(StrEnum):
     YBR_FULL = "ybr_full"
     SIGNED_8BIT = "signed_8bit"
     UNUSED_BITS_SET = "unused_bits_set"
+    PADDED_PIXEL_DATA = "padded_pixel_data"
     CODEC_REFUSED = "codec_refused"
     VERIFICATION_FAILED = "verification_failed"
 
@@ -48,6 +49,9 @@ REASON_TEXTS: dict[PassThroughReason, str] = {
     ),
     PassThroughReason.UNUSED_BITS_SET: (
         "bits set above Bits Stored (kept: they may hold an overlay)"
+    ),
+    PassThroughReason.PADDED_PIXEL_DATA: (
+        "Pixel Data longer than its frames (the padding is kept as it is)"
     ),
     PassThroughReason.CODEC_REFUSED: "the encoder refused it",
     PassThroughReason.VERIFICATION_FAILED: "lossless verification failed (original kept)",

@@ -68,8 +68,8 @@ def classify_instance(syntax: str, tags: Mapping[str, Any], *, max_pixels: int) 
     budget (``dicom.image.check_pixel_budget``: a real run fails such an instance), then the
     transcoder's own pass-through rules (``codec.profiles.pass_through_reason``). Both are shared
     with the real run, so the two cannot drift apart. Whatever
-    the tags cannot settle (unused high bits, an encoder refusal, verification) stays a
-    candidate: the sample finds out how often that happens.
+    the tags cannot settle (unused high bits, Pixel Data padded beyond its frames, an encoder
+    refusal, verification) stays a candidate: the sample finds out how often that happens.
     """
     photometric = str(tags.get(PHOTOMETRIC) or "").strip()
     group: GroupKey = (
@@ -107,6 +107,9 @@ def classify_instance(syntax: str, tags: Mapping[str, Any], *, max_pixels: int) 
         signed=_int_tag(tags, PIXEL_REPRESENTATION) == 1,
         photometric=photometric,
         samples_per_pixel=_int_tag(tags, SAMPLES_PER_PIXEL) or 1,
+        # Orthanc's tags do not give Pixel Data's length: a padded instance is a candidate
+        # here, and the sample (if it draws it) and the real run skip it as padded_pixel_data.
+        pixel_data_padding=0,
     )
     if found is not None:
         return Classification("skipped", found.reason, group)
