@@ -50,7 +50,7 @@ async def run_migrations_online() -> None:
     if connection is not None:  # called from inside the app/tests with an open connection
         _run(connection)
         return
-    engine = create_engine(_url())
+    engine = create_engine(_url(), create_missing=True)  # `db upgrade` makes a new SQLite file
     async with engine.connect() as conn:
         await conn.run_sync(_run)
         await conn.commit()

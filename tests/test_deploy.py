@@ -79,3 +79,29 @@ def test_dockerfile_runs_non_root_checks_health_and_starts_a_real_command() -> N
     parser = build_parser()
     for step in steps:
         parser.parse_args(step[1:])  # exits (fails the test) on an option the CLI lacks
+
+
+def test_compose_runs_the_images_serve_command(compose: dict) -> None:
+    """No command/entrypoint override: the container runs the Dockerfile's ``dicomgate serve``,
+    which always caps the request head (below), so compose cannot publish it uncapped."""
+    gate = compose["services"]["dicomgate"]
+    assert "command" not in gate and "entrypoint" not in gate
+
+
+def test_serve_always_caps_the_request_head(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    import uvicorn
+
+    from dicomgate.cli import main
+    from dicomgate.server import BoundedHeadProtocol
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
+    monkeypatch.setenv("DICOMGATE_AUTH_ENABLED", "false")
+    monkeypatch.setenv("DICOMGATE_MAX_HEADER_BYTES", "32768")
+    monkeypatch.setenv("DICOMGATE_DATABASE_URL", settings.database_url)  # a migrated one
+    assert main(["serve", "--port", "8123"]) == 0
+    protocol = seen["http"]
+    assert isinstance(protocol, type) and issubclass(protocol, BoundedHeadProtocol)
+    assert protocol.max_head_bytes == 32768

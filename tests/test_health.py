@@ -19,7 +19,7 @@ class TestHealth:
         async with httpx.AsyncClient() as http:
             expected_version = (await http.get(f"{orthanc.url}/system")).json()["Version"]
         assert body["orthanc"] == {"ok": True, "detail": "reachable", "version": expected_version}
-        assert body["database"] == {"ok": True, "detail": "sqlite reachable"}
+        assert body["database"] == {"ok": True, "detail": "sqlite reachable and writable"}
         assert body["codec"]["encoder"] == "htj2k"
         assert body["codec"]["target_transfer_syntax"] == "1.2.840.10008.1.2.4.201"
         assert body["codec"]["fallback"] is False

@@ -24,13 +24,15 @@ from dicomgate.dicomweb.query_router import router as dicomweb_query_router
 from dicomgate.dicomweb.rendered_router import router as dicomweb_rendered_router
 from dicomgate.dicomweb.retrieve_router import router as dicomweb_retrieve_router
 from dicomgate.dicomweb.router import router as dicomweb_router
-from dicomgate.errors import ConfigurationError, install_error_handlers
+from dicomgate.errors import ConfigurationError, RequestHeaderTooLarge, install_error_handlers
 from dicomgate.health import router as health_router
 from dicomgate.ingest.router import router as ingest_router
 from dicomgate.metrics import MetricsMiddleware
 from dicomgate.metrics import router as metrics_router
 from dicomgate.migrations import ensure_database_current
 from dicomgate.patients.router import router as patients_router
+from dicomgate.redaction import redact_url
+from dicomgate.redirects import RelativeRedirects
 from dicomgate.requestid import RequestIdMiddleware
 from dicomgate.rules.config import load_rules
 from dicomgate.rules.router import router as rules_router
@@ -77,6 +79,14 @@ def check_auth_configuration(settings: Settings) -> None:
     if settings.jwt_secret and len(settings.jwt_secret.get_secret_value().encode()) < 32:
         # RFC 7518 §3.2: an HS256 key must have at least 256 bits.
         raise ConfigurationError("DICOMGATE_JWT_SECRET is too short: use at least 32 bytes")
+    if not settings.jwt_audience:
+        # RFC 7519 §4.1.3: without an audience, a token the identity provider issued for any
+        # other application would open dicomgate too.
+        raise ConfigurationError(
+            "JWTs are accepted but DICOMGATE_JWT_AUDIENCE is not set: set it to the 'aud' your "
+            "identity provider puts in tokens meant for dicomgate (tokens for other audiences "
+            "are then refused)"
+        )
 
 
 # What a viewer on another origin may read of an answer (besides the CORS-safelisted ones).
@@ -94,6 +104,21 @@ AUTH_RESPONSES = (
     ("403", "Forbidden: the caller lacks the route's scope"),
 )
 ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
+# Answered by `dicomgate serve`'s HTTP protocol (dicomgate.server) before any route runs.
+HEAD_TOO_LARGE = {
+    "description": "RequestHeaderTooLarge: the request line and headers pass "
+    "DICOMGATE_MAX_HEADER_BYTES",
+    "content": {
+        "application/json": {
+            "schema": ERROR_BODY_REF,
+            "example": {
+                "success": False,
+                "error": RequestHeaderTooLarge.default_message,
+                "type": "RequestHeaderTooLarge",
+            },
+        }
+    },
+}
 
 
 def _document_validation_error(operation: dict[str, Any]) -> None:
@@ -120,6 +145,7 @@ def _document_security(app: FastAPI) -> None:
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
                 _document_validation_error(operation)
+                operation.setdefault("responses", {}).setdefault("431", HEAD_TOO_LARGE)
                 scope = required_scope(method, path)
                 if scope is None:
                     operation.pop("security", None)
@@ -157,7 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info(
                 "dicomgate %s: Orthanc at %s, %d workers",
                 __version__,
-                settings.orthanc_url,
+                redact_url(settings.orthanc_url),
                 settings.workers,
             )
             if settings.resume_conversions_on_start:
@@ -217,6 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(MetricsMiddleware)  # inside the request id: its access line carries it
+    app.add_middleware(RelativeRedirects)  # the slash redirect names no client-chosen host
     app.add_middleware(RequestIdMiddleware)  # outermost: ids on audit writes and errors too
     _document_security(app)
     return app

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from dicomgate import __version__
 from dicomgate.phi import RevealPhi
+from dicomgate.redaction import RedactCredentials
 from dicomgate.requestid import RequestIdFilter
 from dicomgate.settings import Settings
 
@@ -46,6 +47,7 @@ def configure_logging(settings: Settings) -> None:
     handler.addFilter(RequestIdFilter())
     if settings.log_phi:
         handler.addFilter(RevealPhi())
+    handler.addFilter(RedactCredentials())  # after RevealPhi: it reads the final message
     handler.setFormatter(log_formatter(settings.log_format))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
     # httpx logs every request URL at INFO: noise, and URLs can carry identifiers.
@@ -59,6 +61,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from dicomgate.app import create_app
     from dicomgate.errors import ConfigurationError
+    from dicomgate.server import bounded_head_protocol
 
     try:
         app = create_app(settings)
@@ -71,6 +74,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        # httptools with a cap on the request line + headers (431 beyond it): always, so no
+        # deployment (scripts/run, the Dockerfile, compose) serves without it.
+        http=bounded_head_protocol(settings.max_header_bytes),
         # Our handler and format for uvicorn's records too; no uvicorn access log: its raw path
         # and query can carry patient IDs and names. dicomgate.metrics writes the access line
         # with the route template instead.

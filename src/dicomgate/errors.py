@@ -119,6 +119,29 @@ class ImageTooLarge(DicomgateError):
     default_message = "The image is larger than this service accepts"
 
 
+class InvalidCodestream(UnprocessableInput):
+    """A frame's codestream header is unreadable or disagrees with the dataset (Rows, Columns,
+    Samples per Pixel, Bits Allocated): refused before any decoder sees it."""
+
+    default_message = "The compressed pixel data does not match the image it claims to be"
+
+
+class RequestHeaderTooLarge(DicomgateError):
+    """The request line and headers pass ``DICOMGATE_MAX_HEADER_BYTES`` (RFC 6585 §5); answered
+    by the HTTP protocol itself (``dicomgate.server``), before any route runs."""
+
+    status_code = 431
+    default_message = "The request line and headers are larger than this service accepts"
+
+
+class InsufficientStorage(DicomgateError):
+    """No space left on the disk dicomgate works on (the upload spool, zip expansion, worker
+    output): RFC 4918 §11.5. Nothing of the request was stored."""
+
+    status_code = 507
+    default_message = "The server has no space left to work on this upload; nothing was stored"
+
+
 class UploadTooLarge(DicomgateError):
     status_code = 413
     default_message = "The upload is larger than this service accepts"
@@ -186,18 +209,20 @@ class ConfigurationError(DicomgateError):
     default_message = "Invalid configuration"
 
 
+class DatabaseUnavailable(DicomgateError):
+    """The database cannot serve the request: it does not answer (server down, wrong URL,
+    unreadable file), is unwritable or full, or was deleted under a running service. The
+    transaction was rolled back."""
+
+    status_code = 503
+    default_message = "The database is unavailable"
+
+
 class DatabaseNotMigrated(DicomgateError):
     """The database schema is not at this version's Alembic head; the service refuses to start."""
 
     status_code = 503
     default_message = "The database schema is not up to date; run `dicomgate db upgrade`"
-
-
-class DatabaseUnavailable(DicomgateError):
-    """The configured database does not answer (server down, wrong URL, unreadable file)."""
-
-    status_code = 503
-    default_message = "The database cannot be reached"
 
 
 # --- Orthanc ---------------------------------------------------------------------------------
@@ -231,10 +256,18 @@ class ReplaceFailed(OrthancError):
 
 # --- Workers ---------------------------------------------------------------------------------
 class WorkerFailure(DicomgateError):
-    """A codec worker crashed or ran past its time limit; the pool was repaired."""
+    """A codec worker crashed on a task (a decoder fault, set off by the file as far as anyone
+    can tell) or ran past its time limit; the pool replaced it. Not a bare 500: the file could
+    not be processed, and the caller is told so."""
 
-    status_code = 500
+    status_code = 422
     default_message = "The image worker failed"
+
+
+class WorkerMemoryExceeded(WorkerFailure):
+    """A task needed more than a worker's address-space limit; that worker was replaced."""
+
+    default_message = "Processing this image needed more memory than a worker may use"
 
 
 class WorkerTimeout(WorkerFailure):

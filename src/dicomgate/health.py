@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from dicomgate import __version__
+from dicomgate.auth.dependencies import optional_caller
 from dicomgate.codec.capabilities import codec_status
 from dicomgate.codec.pool import ping as pool_ping
-from dicomgate.db import ping as db_ping
+from dicomgate.db import check_writable, database_reason
 from dicomgate.dependencies import RuntimeDep
 from dicomgate.errors import DicomgateError, ErrorBody
 
@@ -36,12 +37,16 @@ class CodecCheck(Check):
 
 
 class OrthancCheck(Check):
-    version: str | None = None
+    version: str | None = Field(
+        default=None, description="Orthanc's version (authenticated callers only)."
+    )
 
 
 class HealthReport(BaseModel):
     status: Literal["ok", "degraded"]
-    version: str
+    version: str | None = Field(
+        description="dicomgate's version (authenticated callers only; null otherwise)."
+    )
     orthanc: OrthancCheck
     database: Check
     codec: CodecCheck
@@ -57,7 +62,7 @@ class HealthReport(BaseModel):
                     "status": "ok",
                     "version": __version__,
                     "orthanc": {"ok": True, "detail": "reachable", "version": "1.10.1"},
-                    "database": {"ok": True, "detail": "sqlite reachable"},
+                    "database": {"ok": True, "detail": "sqlite reachable and writable"},
                     "codec": {
                         "ok": True,
                         "detail": "OpenJPH 0.18",
@@ -81,12 +86,17 @@ async def _check_orthanc(runtime: RuntimeDep) -> OrthancCheck:
 
 
 async def _check_database(runtime: RuntimeDep) -> Check:
+    """Reachable and writable: a read-only or deleted database fails here, not on an upsert."""
     dialect = runtime.engine.dialect.name
     try:
-        await asyncio.wait_for(db_ping(runtime.engine), timeout=5)
-    except Exception as exc:  # any driver error means "not reachable"; say which
-        return Check(ok=False, detail=f"{dialect} unreachable: {type(exc).__name__}")
-    return Check(ok=True, detail=f"{dialect} reachable")
+        await asyncio.wait_for(check_writable(runtime.engine), timeout=5)
+    except DicomgateError as exc:  # e.g. the SQLite file deleted under the running service
+        return Check(ok=False, detail=exc.message)
+    except TimeoutError:
+        return Check(ok=False, detail=f"{dialect} did not answer within 5 s")
+    except Exception as exc:  # any driver error means "not usable"; say what the driver said
+        return Check(ok=False, detail=f"{dialect} not writable: {database_reason(exc)}")
+    return Check(ok=True, detail=f"{dialect} reachable and writable")
 
 
 async def _check_workers(runtime: RuntimeDep) -> Check:
@@ -107,8 +117,13 @@ async def _check_workers(runtime: RuntimeDep) -> Check:
         500: {"model": ErrorBody},
     },
 )
-async def health(runtime: RuntimeDep) -> JSONResponse:
-    """200 when Orthanc, the database, the HTJ2K codec and the worker pool all work; else 503."""
+async def health(runtime: RuntimeDep, request: Request) -> JSONResponse:
+    """200 when Orthanc, the database, the HTJ2K codec and the worker pool all work; else 503.
+
+    Public, for probes and status badges: anonymous callers get the verdicts only. Versions
+    (of dicomgate, Orthanc and the codec) and what a failure was (a refused Orthanc password,
+    a database path) are for authenticated callers (any valid bearer token or API key).
+    """
     orthanc, database, workers = await asyncio.gather(
         _check_orthanc(runtime), _check_database(runtime), _check_workers(runtime)
     )
@@ -130,4 +145,23 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
         workers=workers,
         warnings=[] if runtime.settings.auth_enabled else [AUTH_DISABLED_WARNING],
     )
+    if await optional_caller(request) is None:
+        report = anonymous(report)
     return JSONResponse(status_code=200 if healthy else 503, content=report.model_dump())
+
+
+def anonymous(report: HealthReport) -> HealthReport:
+    """The report without versions or failure details: what a stranger may read."""
+
+    def verdict(check: Check) -> str:
+        return "ok" if check.ok else "failing (details for authenticated callers)"
+
+    return report.model_copy(
+        update={
+            "version": None,
+            "orthanc": OrthancCheck(ok=report.orthanc.ok, detail=verdict(report.orthanc)),
+            "database": Check(ok=report.database.ok, detail=verdict(report.database)),
+            "codec": report.codec.model_copy(update={"detail": verdict(report.codec)}),
+            "workers": Check(ok=report.workers.ok, detail=verdict(report.workers)),
+        }
+    )

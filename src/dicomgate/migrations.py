@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 
-from dicomgate.db import create_engine
+from dicomgate.db import create_engine, database_reason, sqlite_file
 from dicomgate.errors import DatabaseNotMigrated, DatabaseUnavailable
 from dicomgate.settings import Settings
 
@@ -22,14 +22,6 @@ UPGRADE_HINT = (
     "run `dicomgate db upgrade` (from the same folder, or with the same DICOMGATE_DATA_DIR or "
     "DICOMGATE_DATABASE_URL)"
 )
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
 
 
 def database_location(url: str) -> str:
@@ -117,7 +109,11 @@ async def current_revisions(settings: Settings) -> set[str]:
 
 
 async def ensure_database_current(settings: Settings) -> None:
-    """Raise ``DatabaseNotMigrated`` unless the database is exactly at the migrations' head."""
+    """Raise ``DatabaseNotMigrated`` unless the database is exactly at the migrations' head.
+
+    The messages name the database: a command pointed at another database than the service's
+    (another folder or DICOMGATE_DATABASE_URL) says so instead of failing later.
+    """
     where = database_location(settings.database_url)
     with _quiet_alembic():
         heads = head_revisions(settings)
@@ -129,8 +125,13 @@ async def ensure_database_current(settings: Settings) -> None:
             try:
                 current = await current_revisions(settings)
             except (DBAPIError, OSError) as exc:
+                if path is None:  # a server
+                    raise DatabaseUnavailable(
+                        f"The database {where} cannot be reached: {type(exc).__name__}"
+                    ) from None
                 raise DatabaseUnavailable(
-                    f"The database {where} cannot be reached: {type(exc).__name__}"
+                    f"The database {where} cannot be opened ({database_reason(exc)}): dicomgate "
+                    "must be able to read and write it and its folder"
                 ) from None
     if current == heads:
         return

@@ -76,6 +76,10 @@ def map_exceptions(what: str) -> Iterator[None]:
     """Convert httpx transport failures into domain errors (credentials never in messages)."""
     try:
         yield
+    except httpx.InvalidURL:
+        # Only a caller's identifier can make the path invalid (a control character, say):
+        # nothing of that name can exist in Orthanc.
+        raise NotFound(f"No such resource ({what})") from None
     except httpx.TimeoutException:
         raise _counted(OrthancTimeout(f"Orthanc did not answer in time ({what})")) from None
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "X-Request-ID"
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
-_SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_SAFE = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # fullmatch: "$" would allow a final "\n"
 
 
 class RequestIdMiddleware:
@@ -27,7 +27,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(HEADER.lower().encode(), b"").decode("latin-1")
-        request_id = given if _SAFE.match(given) else uuid.uuid4().hex
+        request_id = given if _SAFE.fullmatch(given) else uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
 
         async def with_header(message: Message) -> None:

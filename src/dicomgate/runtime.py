@@ -31,7 +31,11 @@ class Runtime:
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Open the process's shared resources (HTTP client, worker pool, DB engine); close them."""
     http = build_http_client(settings)
-    pool = WorkerPool(settings.workers, default_timeout=settings.transcode_timeout)
+    pool = WorkerPool(
+        settings.workers,
+        default_timeout=settings.transcode_timeout,
+        memory_limit=settings.worker_memory_bytes,
+    )
     engine = create_engine(settings.database_url)
     try:
         yield Runtime(

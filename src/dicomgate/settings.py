@@ -14,6 +14,16 @@ TargetSyntax = Literal["htj2k", "htj2k-rpcl", "jpeg2000"]
 
 
 DEFAULT_DATA_DIR = "dicomgate-data"
+# A worker's address space: the interpreter and codec libraries, plus per pixel of the largest
+# image accepted the file, its decoded frame and the temporaries of encoding, verifying or
+# rendering a preview (float64), measured at well under 32 bytes per sample.
+WORKER_BASE_BYTES = 1024**3
+WORKER_BYTES_PER_PIXEL = 32
+WORKER_MIN_BYTES = 2 * 1024**3
+
+
+def _physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _default_workers() -> int:
@@ -107,6 +117,13 @@ class Settings(BaseSettings):
     transcode_timeout: float = Field(
         default=300.0, gt=0, description="Seconds one instance may spend in a worker."
     )
+    worker_memory_limit: int | None = Field(
+        default=None,
+        ge=512 * 1024**2,
+        description="Address space one codec worker may use, in bytes (RLIMIT_AS): a task that "
+        "needs more fails alone (422) and the worker is replaced. Default: 1 GiB + 32 bytes × "
+        "max_pixels, at most the machine's memory / workers, at least 2 GiB.",
+    )
 
     # --- Uploads -------------------------------------------------------------------------------
     max_upload_bytes: int = Field(
@@ -176,6 +193,12 @@ class Settings(BaseSettings):
     )
 
     # --- HTTP ----------------------------------------------------------------------------------
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=8 * 1024,
+        description="Largest request line + headers `dicomgate serve` reads; beyond it the "
+        "request is answered 431 without being parsed further.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)."
     )
@@ -218,6 +241,15 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @property
+    def worker_memory_bytes(self) -> int:
+        """The address-space limit of each worker (``worker_memory_limit``, or derived)."""
+        if self.worker_memory_limit is not None:
+            return self.worker_memory_limit
+        need = WORKER_BASE_BYTES + WORKER_BYTES_PER_PIXEL * self.max_pixels
+        share = _physical_memory() // self.workers
+        return max(WORKER_MIN_BYTES, min(need, share))
 
     @cached_property
     def orthanc_auth(self) -> tuple[str, str] | None:

@@ -54,7 +54,12 @@ def jwks_url(es_key: ec.EllipticCurvePrivateKey) -> Iterator[str]:
 async def es_app(settings: Settings, jwks_url: str) -> AsyncIterator[FastAPI]:
     app = create_app(
         settings.model_copy(
-            update={"auth_enabled": True, "jwks_url": jwks_url, "cors_origins": [ORIGIN]}
+            update={
+                "auth_enabled": True,
+                "jwks_url": jwks_url,
+                "jwt_audience": "dicomgate",
+                "cors_origins": [ORIGIN],
+            }
         )
     )
     async with app.router.lifespan_context(app):
@@ -70,7 +75,7 @@ async def es_client(es_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 def es_token(key: ec.EllipticCurvePrivateKey, *, kid: str = KID, scope: str = "dicom:read") -> str:
     now = int(time.time())
-    claims = {"sub": "viewer", "exp": now + 300, "scope": scope}
+    claims = {"sub": "viewer", "exp": now + 300, "scope": scope, "aud": "dicomgate"}
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid})
 
 
@@ -91,7 +96,9 @@ class TestJwksOverHttp:
             "/api/orthanc/patients/", headers={"Authorization": f"Bearer {token}"}
         )
         assert r.status_code == 401
-        assert r.json()["error"] == "No key in the JWKS matches the token"
+        assert (
+            r.json()["error"] == "No ES256 key in the JWKS matches the token (kid 'rotated-away')"
+        )
 
     async def test_token_from_another_key_is_401(self, es_client: httpx.AsyncClient) -> None:
         other = ec.generate_private_key(ec.SECP256R1())

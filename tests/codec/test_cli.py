@@ -120,3 +120,20 @@ def test_plugin_failures_are_quiet_only_inside_dicomgates_decoding(
     with caplog.at_level(logging.INFO), pytest.raises(RuntimeError):
         pydicom.dcmread(BytesIO(undecodable_jpeg(corpus_dir))).pixel_array  # noqa: B018
     assert [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_padded_pixel_data_is_copied_and_an_invalid_uid_fails(
+    tmp_path: Path, corpus_dir: Path, pydicom_data_dir: Path
+) -> None:
+    """The same outcomes as an upload: padding kept as it is, a non-UID identity refused."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    padded = (corpus_dir / "MR_small_padded.dcm").read_bytes()
+    (src / "padded.dcm").write_bytes(padded)
+    (src / "bad_uid.dcm").write_bytes((pydicom_data_dir / "bad_sequence.dcm").read_bytes())
+    proc = _run(str(src), "-o", str(out), "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout
+    assert (out / "padded.dcm").read_bytes() == padded  # passed through, byte for byte
+    assert re.search(r"passed through: padded_pixel_data\s*│\s*1\s*│", proc.stdout), proc.stdout
+    assert "bad_uid.dcm (The DICOM file's SOPInstanceUID (0008,0018) is not a UID" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["padded.dcm"]

@@ -1,7 +1,8 @@
 """The whole pydicom test-file set and pydicom-data corpus: expected outcome for every file.
 
-Outcomes: "converted" (verified bit-exact, and re-checked here with an independent decoder), a
-pass-through reason, or the domain error a file is rejected with. A file appearing in the corpus
+Outcomes: "converted" (verified bit-exact, and re-checked here with two independent decoders:
+pylibjpeg-openjpeg, and OHIF's own HTJ2K decoder), a pass-through reason, or the domain error a
+file is rejected with. A file appearing in the corpus
 that is not in the table fails the test, so the table stays complete.
 """
 
@@ -22,6 +23,7 @@ from tests.codec.helpers import (
     read,
     source_pixels,
 )
+from tests.codec.openjph import OpenJPH
 
 EXPECTED: dict[str, str] = {
     "test_files/693_J2KI.dcm": "lossy_source",
@@ -32,7 +34,8 @@ EXPECTED: dict[str, str] = {
     "test_files/GDCMJ2K_TextGBR.dcm": "converted",
     "test_files/J2K_pixelrep_mismatch.dcm": "converted",
     "test_files/JPEG-lossy.dcm": "lossy_source",
-    "test_files/JPEG2000-embedded-sequence-delimiter.dcm": "lossy_source",
+    # Its SIZ declares 3,722,445,056 columns where the dataset says 256: a header bomb.
+    "test_files/JPEG2000-embedded-sequence-delimiter.dcm": "InvalidCodestream",
     "test_files/JPEG2000.dcm": "lossy_source",
     "test_files/JPEGLSNearLossless_08.dcm": "lossy_source",
     "test_files/JPEGLSNearLossless_16.dcm": "lossy_source",
@@ -44,7 +47,7 @@ EXPECTED: dict[str, str] = {
     "test_files/MR_small_implicit.dcm": "converted",
     "test_files/MR_small_jp2klossless.dcm": "converted",
     "test_files/MR_small_jpeg_ls_lossless.dcm": "converted",
-    "test_files/MR_small_padded.dcm": "InvalidDicom",
+    "test_files/MR_small_padded.dcm": "padded_pixel_data",  # 128 bytes after the frame
     "test_files/MR_truncated.dcm": "InvalidDicom",
     "test_files/SC_jpeg_no_color_transform.dcm": "lossy_source",
     "test_files/SC_jpeg_no_color_transform_2.dcm": "lossy_source",
@@ -241,12 +244,12 @@ EXPECTED: dict[str, str] = {
     "data/SC_rgb_expb_32bit.dcm": "codec_refused",
     "data/SC_rgb_expb_32bit_2frame.dcm": "codec_refused",
     "data/SC_rgb_gdcm2k_uncompressed.dcm": "converted",
-    "data/SC_ybr_full_uncompressed.dcm": "converted",
+    "data/SC_ybr_full_uncompressed.dcm": "ybr_full",
     "data/US1_J2KI.dcm": "lossy_source",
     "data/US1_J2KR.dcm": "converted",
     "data/US1_UNCI.dcm": "converted",
     "data/US1_UNCR.dcm": "converted",
-    "data/bad_sequence.dcm": "converted",
+    "data/bad_sequence.dcm": "InvalidDicom",  # its SOP Instance UID is a hex digest
     "data/color-pl.dcm": "converted",
     "data/color-px.dcm": "converted",
     "data/color3d_jpeg_baseline.dcm": "lossy_source",
@@ -278,7 +281,7 @@ def _corpus(corpus_dir: Path, pydicom_data_dir: Path) -> dict[str, Path]:
 
 
 def test_every_corpus_file_has_its_expected_outcome(
-    corpus_dir: Path, pydicom_data_dir: Path
+    corpus_dir: Path, pydicom_data_dir: Path, openjph: OpenJPH
 ) -> None:
     files = _corpus(corpus_dir, pydicom_data_dir)
     assert set(files) == set(EXPECTED), "corpus and table differ"
@@ -295,8 +298,11 @@ def test_every_corpus_file_has_its_expected_outcome(
                 assert result.verified and result.transfer_syntax == HTJ2K_LOSSLESS, name
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    same = np.array_equal(independent_pixels(result.data), source_pixels(data))
+                    expected = source_pixels(data)
+                    same = np.array_equal(independent_pixels(result.data), expected)
                 assert same, f"{name}: pixels differ"
+                shown = openjph.decode_instance(result.data)  # what OHIF's viewer decodes
+                assert np.array_equal(shown, expected), f"{name}: OHIF's decoder differs"
                 assert result.sop_instance_uid == read(data).SOPInstanceUID
                 assert_same_except_allowed(read(data), read(result.data))
             else:
@@ -314,5 +320,7 @@ def test_the_table_covers_each_outcome(reason: str) -> None:
         "lossy_source",
         "bits_allocated_1",
         "subsampled_ybr",
+        "ybr_full",
+        "padded_pixel_data",
         "codec_refused",
     }

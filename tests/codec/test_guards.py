@@ -38,7 +38,10 @@ class TestBadInput:
 
     def test_truncated_header(self) -> None:
         data = _ct()
-        with pytest.raises(InvalidDicom, match=r"corrupt or truncated|no SOP Class UID"):
+        # Cut inside the dataset: the lenient reader keeps what precedes SOP Class UID.
+        with pytest.raises(
+            InvalidDicom, match=r"^The DICOM file has no SOPClassUID \(0008,0016\)$"
+        ):
             transcode(data[:200])
 
     def test_truncated_pixel_data(self) -> None:
@@ -49,7 +52,7 @@ class TestBadInput:
     def test_missing_sop_instance_uid(self) -> None:
         ds = make_dataset()
         del ds.SOPInstanceUID
-        with pytest.raises(InvalidDicom, match="no SOP Instance UID"):
+        with pytest.raises(InvalidDicom, match=r"no SOPInstanceUID \(0008,0018\)$"):
             transcode(to_bytes(ds))
 
 
@@ -123,15 +126,6 @@ class TestPaths:
         assert result.converted and out.PlanarConfiguration == 0
         assert out.PhotometricInterpretation == "YBR_RCT"
         assert np.array_equal(independent_pixels(result.data), pixels)
-
-    def test_ybr_full_is_kept_without_colour_transform(self, pydicom_data_dir: Path) -> None:
-        data = (pydicom_data_dir / "SC_ybr_full_uncompressed.dcm").read_bytes()
-        result = transcode(data)
-        out = read(result.data)
-        assert result.converted and out.PhotometricInterpretation == "YBR_FULL"
-        fragments, _ = frames_of(result.data)
-        assert parse_codestream(fragments[0]).mct == 0
-        assert np.array_equal(independent_pixels(result.data), source_pixels(data))
 
     def test_palette_colour_keeps_indices_and_luts(self, pydicom_data_dir: Path) -> None:
         data = (pydicom_data_dir / "OT-PAL-8-face.dcm").read_bytes()

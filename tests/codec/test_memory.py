@@ -91,7 +91,9 @@ def test_source_frame_that_cannot_be_decoded_late_is_codec_refused() -> None:
     ds.compress(RLELossless)
     frames = list(generate_frames(ds.PixelData, number_of_frames=3))
     corrupt = bytearray(frames[2])
-    corrupt[0] = 3  # RLE header: 3 segments where 16-bit monochrome has 2
+    # Segments of no-op run headers (PackBits -128, PS3.5 §G.3.1): the RLE header is sound (so
+    # the codestream check passes) but the segments decode to nothing.
+    corrupt[64:] = b"\x80" * (len(corrupt) - 64)
     ds.PixelData = encapsulate([frames[0], frames[1], bytes(corrupt)], has_bot=True)
     data = to_bytes(ds)
     result = transcode(data)

@@ -169,6 +169,28 @@ class TestSelectors:
         assert summary.stop_message == "Failed: No study with StudyInstanceUID 1.2.3.4.5"
 
 
+class TestIdentityThatIsNotAUid:
+    async def test_is_refused_and_the_stored_file_kept(
+        self, conv_orthanc: OrthancProcess, runtime: Runtime, pydicom_data_dir: Path
+    ) -> None:
+        """Orthanc holds pydicom-data's bad_sequence.dcm (hex digests for UIDs): the conversion
+        fails it, naming the attribute, instead of writing that value into a new file meta."""
+        data = (pydicom_data_dir / "bad_sequence.dcm").read_bytes()
+        assert conv_orthanc.store(data)["Status"] == "Success"
+        before = stored_files(conv_orthanc)
+
+        summary = await _run(runtime, all_studies=True)
+
+        assert (summary.converted, summary.skipped, summary.failed) == (0, 0, 1)
+        assert len(summary.errors) == 1
+        assert (
+            "InvalidDicom: The DICOM file's SOPInstanceUID (0008,0018) is not a UID"
+            in (summary.errors[0])
+        )
+        assert stored_files(conv_orthanc) == before
+        assert ReplaceJournal.count_pending(runtime.settings.journal_dir) == 0
+
+
 @pytest.mark.parametrize("shards", [3])
 def test_shards_split_all_studies_disjointly(shards: int) -> None:
     from dicomgate.conversions.plan import shard_of

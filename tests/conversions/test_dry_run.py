@@ -172,6 +172,28 @@ class TestRefusedOnlyBySampling:
         assert summary.estimate.sampled_skipped == {"unused_bits_set": 1}
         assert "1 of the sampled instances could not be converted" in summary.estimate.note
 
+    async def test_padded_pixel_data_is_a_candidate_by_its_tags_and_kept_by_the_runs(
+        self, conv_orthanc: OrthancProcess, runtime: Runtime, corpus_dir: Path
+    ) -> None:
+        """Orthanc's tags do not show Pixel Data's length: the dry run counts a padded
+        instance to convert, its sample finds the padding, and the real run keeps it as it is."""
+        padded = (corpus_dir / "MR_small_padded.dcm").read_bytes()  # 128 bytes after the frame
+        assert conv_orthanc.store(padded)["Status"] == "Success"
+        before = stored_files(conv_orthanc)
+
+        dry = await _dry_run(runtime, exact=True)
+
+        assert dry.estimate is not None and dry.estimate.candidates == 1
+        assert dry.estimate.sampled_skipped == {"padded_pixel_data": 1}
+        assert dry.skipped_by_reason == {"padded_pixel_data": 1} and dry.converted == 0
+
+        real = await _real_run(runtime)
+
+        assert (real.converted, real.failed) == (0, 0)
+        assert real.skipped_by_reason == {"padded_pixel_data": 1}
+        assert stored_files(conv_orthanc) == before  # the stored file, byte for byte
+        assert "Skipped: 1 Pixel Data longer than its frames" in format_summary(real)
+
 
 class TestJournalUntouched:
     async def test_a_pending_replacement_is_counted_and_left_to_the_real_run(
@@ -271,6 +293,33 @@ class TestClassification:
                 "1.2.840.10008.1.2.1",
                 {"7fe0,0010": None, "0028,0100": "32", "0028,0004": "MONOCHROME2"},
                 ("skipped", "codec_refused"),
+            ),
+            (
+                "1.2.840.10008.1.2.1",
+                {"7fe0,0010": None, "0028,0100": "8", "0028,0004": "YBR_FULL", "0028,0002": "3"},
+                ("skipped", "ybr_full"),
+            ),
+            (
+                "1.2.840.10008.1.2.1",
+                {
+                    "7fe0,0010": None,
+                    "0028,0100": "16",
+                    "0028,0101": "8",
+                    "0028,0103": "1",
+                    "0028,0004": "MONOCHROME2",
+                },
+                ("skipped", "signed_8bit"),
+            ),
+            (
+                "1.2.840.10008.1.2.1",
+                {
+                    "7fe0,0010": None,
+                    "0028,0100": "16",
+                    "0028,0101": "12",
+                    "0028,0103": "1",
+                    "0028,0004": "MONOCHROME2",
+                },
+                ("candidate", None),
             ),
             (
                 "1.2.840.10008.1.2",

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -56,15 +58,84 @@ class TestSopIdentity:
 
     @pytest.mark.parametrize(
         ("keyword", "message"),
-        [("SOPClassUID", "no SOP Class UID"), ("SOPInstanceUID", "no SOP Instance UID")],
+        [
+            ("SOPClassUID", r"^The DICOM file has no SOPClassUID \(0008,0016\)$"),
+            ("SOPInstanceUID", r"^The DICOM file has no SOPInstanceUID \(0008,0018\)$"),
+        ],
     )
     def test_the_codec_needs_only_the_sop_uids(self, keyword: str, message: str) -> None:
         ds = make_dataset()
-        del ds.StudyInstanceUID  # not the codec's concern
+        del ds.StudyInstanceUID, ds.SeriesInstanceUID  # not the codec's concern
         assert require_sop_uids(ds) == str(ds.SOPInstanceUID)
         delattr(ds, keyword)
         with pytest.raises(InvalidDicom, match=message):
             require_sop_uids(ds)
+
+    @pytest.mark.parametrize(
+        ("keyword", "tag"),
+        [
+            ("SOPClassUID", "(0008,0016)"),
+            ("SOPInstanceUID", "(0008,0018)"),
+            ("StudyInstanceUID", "(0020,000D)"),
+            ("SeriesInstanceUID", "(0020,000E)"),
+        ],
+    )
+    @pytest.mark.parametrize("check", [require_sop_identity, require_sop_uids])
+    def test_a_present_identity_that_is_not_a_uid_is_named(
+        self, check: Callable[[Dataset], object], keyword: str, tag: str
+    ) -> None:
+        # pydicom-data's bad_sequence.dcm: hex digests where the UIDs should be.
+        ds = make_dataset()
+        setattr(ds, keyword, "dccc9599087131742838cc1162a630fe")
+        with pytest.raises(
+            InvalidDicom,
+            match=rf"^The DICOM file's {keyword} {re.escape(tag)} is not a UID: 'dccc9599",
+        ):
+            check(ds)
+
+
+class TestFileMetaUids:
+    """PS3.10 §7.1: Media Storage SOP Class/Instance UIDs are copies of the dataset's."""
+
+    @pytest.mark.parametrize(
+        ("keyword", "tag"),
+        [("MediaStorageSOPClassUID", "(0002,0002)"), ("MediaStorageSOPInstanceUID", "(0002,0003)")],
+    )
+    @pytest.mark.parametrize("check", [require_sop_identity, require_sop_uids])
+    def test_one_that_is_not_a_uid_is_named(
+        self, check: Callable[[Dataset], object], keyword: str, tag: str
+    ) -> None:
+        ds = make_dataset()
+        setattr(ds.file_meta, keyword, "1.2.x")
+        with pytest.raises(
+            InvalidDicom,
+            match=rf"^The DICOM file's {keyword} {re.escape(tag)} is not a UID: '1.2.x'$",
+        ):
+            check(ds)
+
+    def test_the_dataset_wins_a_disagreement_and_it_is_logged(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # pydicom's rtplan.dcm and rtdose.dcm: valid, but not the dataset's SOP Instance UID.
+        ds = make_dataset()
+        ds.file_meta.MediaStorageSOPInstanceUID = "1.2.999.999.99.9.9999.9999.20030903150023"
+        with caplog.at_level(logging.WARNING, logger="dicomgate.dicom.checks"):
+            require_sop_identity(ds)
+            assert require_sop_uids(ds) == str(ds.SOPInstanceUID)
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 2
+        assert warnings[0] == (
+            "File meta MediaStorageSOPInstanceUID (0002,0003) "
+            "1.2.999.999.99.9.9999.9999.20030903150023 differs from the dataset's "
+            f"SOPInstanceUID (0008,0018) {ds.SOPInstanceUID}: the dataset's is kept (PS3.10 §7.1)"
+        )
+
+    def test_absent_or_empty_copies_are_written_afresh(self) -> None:
+        ds = make_dataset()
+        ds.file_meta.MediaStorageSOPClassUID = ""
+        del ds.file_meta.MediaStorageSOPInstanceUID
+        require_sop_identity(ds)
+        assert require_sop_uids(ds) == str(ds.SOPInstanceUID)
 
 
 def test_file_meta_must_name_the_transfer_syntax() -> None:

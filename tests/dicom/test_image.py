@@ -121,16 +121,27 @@ class TestNativePixelData:
     def test_whole(self, bits: int, rows: int, columns: int, padding: bytes) -> None:
         ds = make_dataset(rows=rows, columns=columns, bits_allocated=bits, bits_stored=bits)
         ds.PixelData += padding  # PS3.5 §8.1.1: one byte makes an odd length even
-        check_native_pixel_data(ds, ImageGeometry.of(ds))
+        assert check_native_pixel_data(ds, ImageGeometry.of(ds)) == 0
+
+    @pytest.mark.parametrize(
+        ("bits", "rows", "extra", "padding"),
+        [(16, 4, 2, 2), (16, 4, 128, 128), (8, 3, 2, 1), (8, 3, 3, 2)],
+        ids=["one-sample", "128-bytes", "odd-length-pad-byte-and-one", "odd-length-three"],
+    )
+    def test_longer_is_padding(self, bits: int, rows: int, extra: int, padding: int) -> None:
+        """Bytes after the last frame are counted (the one pad byte of an odd length is not)."""
+        ds = make_dataset(rows=rows, columns=rows, bits_allocated=bits, bits_stored=bits)
+        ds.PixelData += b"\0" * extra
+        assert check_native_pixel_data(ds, ImageGeometry.of(ds)) == padding
 
     @pytest.mark.parametrize(
         ("change", "message"),
         [
-            (lambda d: d.PixelData[:-2], r"truncated: Pixel Data is 30 bytes .* requires 32"),
-            (lambda d: d.PixelData + b"\0\0", r"^Pixel Data is 34 bytes .* requires 32$"),
+            (lambda d: d.PixelData[:-2], r"truncated: Pixel Data is 30 bytes .* requires 32$"),
+            (lambda d: d.PixelData[:-31], r"truncated: Pixel Data is 1 bytes .* requires 32$"),
             (lambda d: b"", r"truncated: Pixel Data is 0 bytes"),
         ],
-        ids=["truncated", "too-long", "empty"],
+        ids=["truncated", "one-byte-left", "empty"],
     )
     def test_not_whole(self, change: Any, message: str) -> None:
         ds = make_dataset(rows=4, columns=4)
@@ -142,7 +153,7 @@ class TestNativePixelData:
         ds = make_dataset(rows=3, columns=3, frames=3, bits_allocated=8, bits_stored=8)
         ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 1, 0
         ds.PixelData = b"\x00" * 6  # 2 bytes per frame, as some writers store them
-        check_native_pixel_data(ds, ImageGeometry.of(ds))
+        assert check_native_pixel_data(ds, ImageGeometry.of(ds)) == 0
         ds.PixelData = b"\x00" * 3  # short of the 27 bits declared: cut off
         with pytest.raises(InvalidDicom, match="truncated"):
             check_native_pixel_data(ds, ImageGeometry.of(ds))

@@ -38,6 +38,7 @@ LOSSY = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.
          "1.2.840.10008.1.2.4.112"]  # fmt: skip
 HTJ2K = ["1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"]
 # Not decodable here: JPEG 2000 MC lossless, JPEG XL lossless, MPEG2, a private syntax.
+PADDED_128 = "128 bytes of Pixel Data beyond the declared frames"
 UNKNOWN = ["1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.100", "1.2.3"]
 
 
@@ -47,16 +48,22 @@ def _rule(
     pixel_data: bool = True,
     float_pixel_data: bool = False,
     bits_allocated: int | None = 16,
+    bits_stored: int | None = None,
+    signed: bool = False,
     photometric: str = "MONOCHROME2",
     samples_per_pixel: int = 1,
+    pixel_data_padding: int = 0,
 ) -> Ineligible | None:
     return pass_through_reason(
         syntax,
         pixel_data=pixel_data,
         float_pixel_data=float_pixel_data,
         bits_allocated=bits_allocated,
+        bits_stored=bits_stored,
+        signed=signed,
         photometric=photometric,
         samples_per_pixel=samples_per_pixel,
+        pixel_data_padding=pixel_data_padding,
     )
 
 
@@ -65,7 +72,7 @@ class TestRules:
     @pytest.mark.parametrize(
         ("bits", "photometric", "samples"),
         [(16, "MONOCHROME2", 1), (16, "MONOCHROME1", 1), (8, "PALETTE COLOR", 1),
-         (8, "RGB", 3), (8, "YBR_FULL", 3), (8, "YBR_RCT", 3)],
+         (8, "RGB", 3), (8, "YBR_RCT", 3)],
     )  # fmt: skip
     def test_candidates(self, syntax: str, bits: int, photometric: str, samples: int) -> None:
         found = _rule(
@@ -85,6 +92,12 @@ class TestRules:
             (HTJ2K[0], {"float_pixel_data": True}, Ineligible(R.FLOAT_PIXELS)),  # checked first
             (NATIVE[1], {"pixel_data": False}, Ineligible(R.NO_PIXEL_DATA)),
             (LOSSY[0], {"pixel_data": False}, Ineligible(R.NO_PIXEL_DATA)),
+            *((s, {"pixel_data_padding": 128}, Ineligible(R.PADDED_PIXEL_DATA, PADDED_128))
+              for s in NATIVE),
+            # Padding is only measured for native Pixel Data; a kept syntax is named first.
+            (HTJ2K[0], {"pixel_data_padding": 2}, Ineligible(R.ALREADY_HTJ2K)),
+            (NATIVE[1], {"pixel_data_padding": 2, "bits_allocated": 32},
+             Ineligible(R.PADDED_PIXEL_DATA, "2 bytes of Pixel Data beyond the declared frames")),
             (NATIVE[1], {"bits_allocated": 1}, Ineligible(R.BITS_ALLOCATED_1)),
             *((NATIVE[1], {"photometric": p, "samples_per_pixel": 3, "bits_allocated": 8},
                Ineligible(R.SUBSAMPLED_YBR))
@@ -98,6 +111,11 @@ class TestRules:
              Ineligible(R.CODEC_REFUSED, "Bits Allocated None")),
             (NATIVE[1], {"samples_per_pixel": 4},
              Ineligible(R.CODEC_REFUSED, "4 samples per pixel")),
+            (NATIVE[1], {"photometric": "YBR_FULL", "samples_per_pixel": 3, "bits_allocated": 8},
+             Ineligible(R.YBR_FULL, "YBR_FULL: the viewers' HTJ2K decoder cannot show it")),
+            *((NATIVE[1], {"signed": True, "bits_allocated": a, "bits_stored": s},
+               Ineligible(R.SIGNED_8BIT, "signed samples: the viewers' HTJ2K decoder clamps them"))
+              for a, s in ((8, 8), (16, 8), (8, None))),
         ],
     )  # fmt: skip
     def test_kept_as_they_are(
@@ -178,11 +196,27 @@ def _subsampled() -> bytes:
     return to_bytes(ds)
 
 
+def _ybr_full() -> bytes:
+    return to_bytes(
+        make_dataset(samples=3, bits_allocated=8, bits_stored=8, photometric="YBR_FULL")
+    )
+
+
+def _signed_8bit() -> bytes:
+    return to_bytes(make_dataset(bits_allocated=8, bits_stored=8, signed=True))
+
+
 def _unused_bits() -> bytes:
     ds = make_dataset(bits_stored=12)
     raw = np.frombuffer(ds.PixelData, "<u2").copy()
     raw[0] |= 0x8000  # an overlay bit, say
     ds.PixelData = raw.tobytes()
+    return to_bytes(ds)
+
+
+def _padded() -> bytes:
+    ds = make_dataset()
+    ds.PixelData += b"\0" * 128  # after the last frame, as pydicom's MR_small_padded.dcm
     return to_bytes(ds)
 
 
@@ -202,7 +236,10 @@ INSTANCES: dict[PassThroughReason, Callable[[], bytes]] = {
     R.UNSUPPORTED_TRANSFER_SYNTAX: _unsupported_syntax,
     R.BITS_ALLOCATED_1: _one_bit,
     R.SUBSAMPLED_YBR: _subsampled,
+    R.YBR_FULL: _ybr_full,
+    R.SIGNED_8BIT: _signed_8bit,
     R.UNUSED_BITS_SET: _unused_bits,
+    R.PADDED_PIXEL_DATA: _padded,
     R.CODEC_REFUSED: _codec_refused,
     R.VERIFICATION_FAILED: _verification_failed,
 }

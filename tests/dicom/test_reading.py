@@ -22,7 +22,7 @@ class TestReadPart10:
         [
             (b"", NotDicom, "The file is empty"),
             (b"hello" * 40, NotDicom, "no 'DICM' prefix"),
-            (GOOD[:200], InvalidDicom, "no Transfer Syntax UID"),
+            (GOOD[:200], InvalidDicom, "truncated: it ends after its file meta"),
             (GOOD[:-20], InvalidDicom, "truncated: Pixel Data is"),
         ],
         ids=["empty", "not-dicom", "cut-in-the-file-meta", "cut-in-the-pixels"],

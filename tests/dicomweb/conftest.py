@@ -25,7 +25,7 @@ from tests.dicomweb.corpus import (
     stored_directly,
 )
 from tests.dicomweb.helpers import MAX_PART_BYTES, MAX_PARTS, StoredView, Stow
-from tests.dicomweb.reads import READ_SECRET, VIEWER_ORIGIN, ReadServer
+from tests.dicomweb.reads import READ_AUDIENCE, READ_SECRET, VIEWER_ORIGIN, ReadServer
 from tests.live_server import serve_in_thread
 from tests.orthanc_process import OrthancProcess
 
@@ -99,6 +99,7 @@ def read_server(
                 "orthanc_url": read_orthanc.url,
                 "auth_enabled": True,
                 "jwt_secret": SecretStr(READ_SECRET),
+                "jwt_audience": READ_AUDIENCE,
                 "cors_origins": [VIEWER_ORIGIN],
                 "resume_conversions_on_start": False,
             }

@@ -17,13 +17,20 @@ from tests.dicomweb.corpus import Corpus
 from tests.orthanc_process import OrthancProcess
 
 READ_SECRET = "dicomweb-read-tests-secret-0123456789abcdef"
+READ_AUDIENCE = "dicomgate"  # required whenever JWTs are accepted
 VIEWER_ORIGIN = "https://viewer.hospital.test"
 
 
 def read_token(*scopes: str, sub: str = "dr.reader") -> str:
     """An HS256 bearer token for the read server."""
     now = int(time.time())
-    claims = {"sub": sub, "iat": now, "exp": now + 600, "scope": " ".join(scopes)}
+    claims = {
+        "sub": sub,
+        "iat": now,
+        "exp": now + 600,
+        "scope": " ".join(scopes),
+        "aud": READ_AUDIENCE,
+    }
     return jwt.encode(claims, READ_SECRET, algorithm="HS256")
 
 

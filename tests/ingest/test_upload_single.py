@@ -149,6 +149,23 @@ class TestSingleUpload:
         assert body["stored_transfer_syntax"] == EXPLICIT_LE
         assert stored.instance_count() == 1
 
+    async def test_ybr_full_is_kept_for_the_viewers(
+        self, client: httpx.AsyncClient, stored: OrthancView, pydicom_data_dir: Path
+    ) -> None:
+        # OHIF's HTJ2K decoder scrambles 3 components without the colour transform
+        # (tests/codec/test_viewer_decoder.py): stored as uploaded, and the answer says why.
+        data = (pydicom_data_dir / "SC_ybr_full_uncompressed.dcm").read_bytes()
+        response = await client.post(URL, files=[part(data, "ybr.dcm")])
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert (body["converted"], body["pass_through_reason"]) == (False, "ybr_full")
+        assert body["message"] == (
+            "Uploaded unchanged: YBR_FULL colour (kept until the viewers' HTJ2K decoder can "
+            "show it)"
+        )
+        assert body["stored_transfer_syntax"] == EXPLICIT_LE
+        assert stored.instance_count() == 1
+
     async def test_several_files_give_per_file_results(
         self, client: httpx.AsyncClient, stored: OrthancView
     ) -> None:
@@ -174,9 +191,9 @@ class TestSingleUpload:
     async def test_large_output_is_streamed_to_orthanc(
         self, client: httpx.AsyncClient, stored: OrthancView, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from dicomgate.ingest import service
+        from dicomgate.ingest import ingestor
 
-        monkeypatch.setattr(service, "STREAM_ABOVE_BYTES", 0)  # stream every file from disk
+        monkeypatch.setattr(ingestor, "STREAM_ABOVE_BYTES", 0)  # stream every file from disk
         source = make_dataset(rows=64, columns=64, frames=3)
         response = await client.post(URL, files=[part(to_bytes(source), "multi.dcm")])
         assert response.status_code == 201, response.text

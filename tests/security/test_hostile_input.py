@@ -1,22 +1,26 @@
-"""Hostile uploads: bombs, executables in the preamble, deep nesting, mutated bytes.
+"""Hostile uploads: bombs, executables in the preamble, deep nesting, mutated bytes and
+mutated codestream headers of every compressed transfer syntax.
 
 Each must end in the expected 4xx with nothing stored, and the service must keep answering.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import httpx
 import pydicom
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from dicomgate.dicom.codestream import check_codestreams
 from tests.builders import make_dataset, to_bytes
 from tests.orthanc_process import OrthancProcess
+from tests.security.codestreams import SEEDS, compressed, first_frame, resize_header, with_frames
 
 UPLOAD = "/api/ris/upload/dicom/"
 
@@ -138,3 +142,54 @@ class TestFuzzUpload:
             pydicom.dcmread(io.BytesIO(stored))
         else:
             assert body["success"] is False and body["error"]
+
+
+CODESTREAM_SEEDS = {name: compressed(name) for name in sorted(SEEDS)}
+
+
+@st.composite
+def mutated_codestream(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A seed of any compressed syntax whose first frame's header bytes are changed: flips in
+    the first 64 bytes (SIZ, SOFn, RLE header), a cut, or a size field set to a big value."""
+    name = draw(st.sampled_from(sorted(CODESTREAM_SEEDS)))
+    ds = CODESTREAM_SEEDS[name]
+    frame = bytearray(first_frame(ds))
+    head = min(64, len(frame))
+    for _ in range(draw(st.integers(0, 6))):
+        frame[draw(st.integers(0, head - 1))] = draw(st.integers(0, 255))
+    action = draw(st.sampled_from(["none", "truncate", "resize"]))
+    if action == "truncate":
+        frame = frame[: draw(st.integers(2, len(frame)))]
+    elif action == "resize":
+        size = draw(st.sampled_from([1, 15, 17, 4096, 65535]))
+        # (the flips above may have broken the markers resize_header looks for)
+        with contextlib.suppress(IndexError, ValueError):
+            frame = bytearray(resize_header(bytes(frame), SEEDS[name].syntax, size, size))
+    return name, to_bytes(with_frames(ds, SEEDS[name].syntax, [bytes(frame)]))
+
+
+class TestFuzzCodestreamHeaders:
+    @settings(
+        max_examples=150,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(case=mutated_codestream())
+    async def test_mutated_headers_never_500_and_nothing_inconsistent_is_stored(
+        self, client: httpx.AsyncClient, orthanc: OrthancProcess, case: tuple[str, bytes]
+    ) -> None:
+        name, data = case
+        r = await upload(client, data)
+        event(f"{r.status_code} {r.json().get('type', 'stored')}")
+        assert r.status_code in (201, 400, 413, 415, 422), (name, r.status_code, r.text)
+        body = r.json()
+        if r.status_code != 201:
+            assert body["success"] is False and body["error"]
+            return
+        # Whatever was stored holds no codestream header that disagrees with its dataset
+        # (check_codestreams raises InvalidCodestream on one).
+        stored = pydicom.dcmread(
+            io.BytesIO(await stored_file(orthanc, body["orthanc_response"]["ID"]))
+        )
+        check_codestreams(stored, str(stored.file_meta.TransferSyntaxUID))

@@ -11,7 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from dicomgate.auth.policy import ALL_SCOPES, UNCLASSIFIED, required_scope
 from dicomgate.auth.service import JwtVerifier, Principal, verify_api_key
 from dicomgate.db import session_scope
-from dicomgate.errors import Forbidden, Unauthorized
+from dicomgate.errors import DatabaseUnavailable, Forbidden, Unauthorized
 from dicomgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,19 +40,7 @@ async def authorize(
     scope = required_scope(request.method, path)
     if scope is None:
         return None
-    settings = request.app.state.settings
-    if not settings.auth_enabled:
-        principal = DISABLED
-    else:
-        runtime: Runtime = request.app.state.runtime
-        if credentials is not None:
-            verifier: JwtVerifier = request.app.state.jwt_verifier
-            principal = await verifier.verify(credentials.credentials)
-        elif api_key:
-            async with session_scope(runtime.sessions) as session:
-                principal = await verify_api_key(session, key=api_key)
-        else:
-            raise Unauthorized("Authentication required: send a bearer token or an X-API-Key")
+    principal = await _identify(request, credentials, api_key)
     request.state.principal = principal
     if scope is UNCLASSIFIED:
         log.error("Route %s %s has no scope in auth.policy; refused", request.method, path)
@@ -60,6 +48,31 @@ async def authorize(
     if scope not in principal.scopes:
         raise Forbidden(f"This route needs the scope {scope!r}")
     return principal
+
+
+async def _identify(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, api_key: str | None
+) -> Principal:
+    """The caller of ``request`` (everyone, with authentication off), or Unauthorized."""
+    if not request.app.state.settings.auth_enabled:
+        return DISABLED
+    runtime: Runtime = request.app.state.runtime
+    if credentials is not None:
+        verifier: JwtVerifier = request.app.state.jwt_verifier
+        return await verifier.verify(credentials.credentials)
+    if api_key:
+        async with session_scope(runtime.sessions) as session:
+            return await verify_api_key(session, key=api_key)
+    raise Unauthorized("Authentication required: send a bearer token or an X-API-Key")
+
+
+async def optional_caller(request: Request) -> Principal | None:
+    """For public routes that say more to a known caller (health): the caller when the request
+    carries a valid credential (or authentication is off), else None; never an error."""
+    try:
+        return await _identify(request, await bearer_scheme(request), await api_key_scheme(request))
+    except (Unauthorized, DatabaseUnavailable):
+        return None
 
 
 AuthorizeDep = Depends(authorize)

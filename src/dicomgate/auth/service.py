@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
 import secrets
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -22,6 +25,28 @@ from dicomgate.settings import Settings
 
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
 KEY_PREFIX = "dg"
+# RFC 7519 §2 NumericDate: a JSON number of seconds; past year 9999 it is no date at all.
+NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
+LATEST_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def require_numeric_dates(claims: dict[str, Any]) -> None:
+    """``exp``, ``nbf`` and ``iat``, when present, must be NumericDates (RFC 7519 §2, §4.1.4–6):
+    numbers (not strings or booleans), finite, between 1970 and 9999."""
+    for name in NUMERIC_DATE_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not 0 <= value <= LATEST_NUMERIC_DATE
+        ):
+            raise Unauthorized(
+                f"The bearer token's {name!r} is not a NumericDate (a number of seconds "
+                "between 1970 and 9999)"
+            )
 
 
 @dataclass(frozen=True)
@@ -39,6 +64,9 @@ class JwtVerifier:
     Each algorithm family has its own key source: HS256 only with the configured secret, RS256 and
     ES256 only with keys from the JWKS. A token cannot choose HS256 and be checked against a
     public key (the classic algorithm-confusion attack) because HS256 never sees those keys.
+    JWKS keys are chosen by the token's algorithm (a key's ``alg``, else its type and curve:
+    RFC 7518 §3.1) and, when the token names one, its ``kid`` (RFC 7515 §4.1.4); without a
+    ``kid`` every key of the right algorithm is tried.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -57,37 +85,75 @@ class JwtVerifier:
     def configured(self) -> bool:
         return bool(self._secret or self._jwks or self._jwks_client)
 
-    async def _key_for(self, header: dict[str, Any], token: str) -> Any:
+    async def _published_keys(self, *, refresh: bool = False) -> list[jwt.PyJWK]:
+        """The JWKS's keys: the file's, and the URL's (fetched in a thread, cached)."""
+        keys = list(self._jwks.keys) if self._jwks is not None else []
+        if self._jwks_client is not None:
+            client = self._jwks_client
+            try:
+                keys += await anyio.to_thread.run_sync(partial(client.get_signing_keys, refresh))
+            except jwt.PyJWKClientError:
+                raise Unauthorized("The identity provider's keys (JWKS) cannot be read") from None
+        return keys
+
+    async def _keys_for(self, header: dict[str, Any]) -> list[Any]:
+        """The keys a token with this header may be checked against (empty: none fits)."""
         alg = header.get("alg")
+        if not isinstance(alg, str):
+            raise Unauthorized("The bearer token's header has no valid 'alg'")
         if alg == "HS256" and self._secret:
-            return self._secret
-        if alg in ASYMMETRIC_ALGORITHMS and (self._jwks or self._jwks_client):
-            kid = header.get("kid")
-            if self._jwks is not None:
-                for key in self._jwks.keys:
-                    if kid is None or key.key_id == kid:
-                        return key.key
-            if self._jwks_client is not None:
-                client = self._jwks_client
-                try:
-                    signing = await anyio.to_thread.run_sync(client.get_signing_key_from_jwt, token)
-                except jwt.PyJWKClientError:
-                    raise Unauthorized("No key in the JWKS matches the token") from None
-                return signing.key
-            raise Unauthorized("No key in the JWKS matches the token")
-        raise Unauthorized(f"Token algorithm {alg!r} is not accepted")
+            return [self._secret]
+        if alg not in ASYMMETRIC_ALGORITHMS or not (self._jwks or self._jwks_client):
+            raise Unauthorized(f"Token algorithm {alg!r} is not accepted")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise Unauthorized("The bearer token's 'kid' is not a string")
+
+        def fitting(keys: list[jwt.PyJWK]) -> list[Any]:
+            return [
+                key.key
+                for key in keys
+                if key.algorithm_name == alg
+                and key.public_key_use in (None, "sig")
+                and (kid is None or key.key_id == kid)
+            ]
+
+        found = fitting(await self._published_keys())
+        if not found and kid is not None and self._jwks_client is not None:
+            found = fitting(await self._published_keys(refresh=True))  # keys may have rotated
+        if not found:
+            raise Unauthorized(
+                f"No {alg} key in the JWKS matches the token"
+                + (f" (kid {kid[:64]!r})" if kid is not None else "")
+            )
+        return found
 
     async def verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise Unauthorized("The bearer token is malformed") from None
-        key = await self._key_for(header, token)
+        keys = await self._keys_for(header)
+        claims: dict[str, Any] | None = None
+        for index, key in enumerate(keys):
+            try:
+                claims = self._decode(token, key, header["alg"])
+                break
+            except jwt.InvalidSignatureError:
+                if index == len(keys) - 1:
+                    raise Unauthorized("The bearer token's signature is invalid") from None
+        assert claims is not None
+        require_numeric_dates(claims)
+        return Principal(str(claims["sub"]), self._scopes(claims), "jwt")
+
+    def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
+        """Verify the signature and the registered claims; InvalidSignatureError propagates
+        (the next key may fit), every other failure is a 401 saying what was wrong."""
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
-                algorithms=[header["alg"]],
+                algorithms=[alg],
                 audience=self._settings.jwt_audience,
                 issuer=self._settings.jwt_issuer,
                 leeway=self._settings.jwt_leeway,
@@ -96,6 +162,8 @@ class JwtVerifier:
                     "verify_aud": bool(self._settings.jwt_audience),
                 },
             )
+        except jwt.InvalidSignatureError:
+            raise
         except jwt.ExpiredSignatureError:
             raise Unauthorized("The bearer token has expired") from None
         except jwt.ImmatureSignatureError:
@@ -104,11 +172,11 @@ class JwtVerifier:
             raise Unauthorized("The bearer token is for another audience") from None
         except jwt.InvalidIssuerError:
             raise Unauthorized("The bearer token is from another issuer") from None
-        except jwt.InvalidSignatureError:
-            raise Unauthorized("The bearer token's signature is invalid") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"The bearer token is invalid ({type(exc).__name__})") from None
-        return Principal(str(claims["sub"]), self._scopes(claims), "jwt")
+        except (ValueError, TypeError):  # a signature or key that cryptography cannot read
+            raise Unauthorized("The bearer token is invalid (unreadable signature)") from None
+        return claims
 
     def _scopes(self, claims: dict[str, Any]) -> frozenset[str]:
         found: set[str] = set()
@@ -133,12 +201,15 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# What create_api_key makes: 12 hex digits (token_hex(6)), then url-safe base64 (token_urlsafe).
+_KEY_FORM = re.compile(r"dg_([0-9a-f]{12})_([A-Za-z0-9_-]{20,128})")
+
+
 def split_key(key: str) -> tuple[str, str] | None:
-    """``dg_<prefix>_<secret>`` → (prefix, secret), or None when not of that form."""
-    parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
-        return None
-    return parts[1], parts[2]
+    """``dg_<prefix>_<secret>`` → (prefix, secret), or None when not of that form (nothing else
+    reaches the database: PostgreSQL would refuse a NUL, for one)."""
+    found = _KEY_FORM.fullmatch(key)
+    return (found.group(1), found.group(2)) if found else None
 
 
 async def create_api_key(

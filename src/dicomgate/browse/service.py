@@ -45,7 +45,7 @@ from dicomgate.orthanc import OrthancClient
 from dicomgate.orthanc_models import LEVEL_WORDS, Level, not_found, not_found_message
 from dicomgate.statistics.ledger import forget
 
-ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(?:-[0-9a-f]{8}){4}$")
+ORTHANC_ID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}")  # fullmatch only ("$" allows "\n")
 IMAGE_TAGS = (
     "Rows",
     "Columns",
@@ -116,7 +116,7 @@ class ImageTagCache:
 
 def check_orthanc_id(level: Level, orthanc_id: str) -> str:
     """Orthanc IDs are five dash-separated groups of 8 hex digits; anything else is unknown."""
-    if not ORTHANC_ID.match(orthanc_id):
+    if not ORTHANC_ID.fullmatch(orthanc_id):
         raise not_found(level, orthanc_id)
     return orthanc_id
 
@@ -193,7 +193,7 @@ async def list_patients(
 
 async def list_studies(orthanc: OrthancClient, *, patient_id: str) -> list[StudySummary]:
     """The studies of one patient (Orthanc ID), newest first, with series counts (one call)."""
-    if not ORTHANC_ID.match(patient_id):
+    if not ORTHANC_ID.fullmatch(patient_id):
         raise patient_not_found(patient_id)
     try:
         studies = await orthanc.children("patients", patient_id, "studies")
@@ -318,7 +318,7 @@ def instance_order(inst: InstanceSummary) -> tuple[bool, int, str]:
 
 async def list_patient_images(orthanc: OrthancClient, *, patient_id: str) -> PatientImages:
     """Every instance of a patient, flattened, each with its preview URL (two Orthanc calls)."""
-    if not ORTHANC_ID.match(patient_id):
+    if not ORTHANC_ID.fullmatch(patient_id):
         raise patient_not_found(patient_id)
     try:
         series, instances = await asyncio.gather(

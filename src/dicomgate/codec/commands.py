@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pebble import ProcessPool
 
+from dicomgate.codec.pool import limit_memory
 from dicomgate.codec.transcode import TranscodeOptions, transcode
 from dicomgate.errors import DicomgateError
 from dicomgate.settings import Settings
@@ -154,7 +155,11 @@ def _handler(args: argparse.Namespace, settings: Settings) -> int:
     workers = args.workers or settings.workers
     start = time.perf_counter()
     show_bar = sys.stdout.isatty() and not args.verbose
-    with ProcessPool(max_workers=workers) as pool, Progress(disable=not show_bar) as progress:
+    memory = (settings.worker_memory_bytes,)  # each worker's address space, as in the service
+    with (
+        ProcessPool(max_workers=workers, initializer=limit_memory, initargs=memory) as pool,
+        Progress(disable=not show_bar) as progress,
+    ):
         task = progress.add_task("transcoding", total=len(pairs))
         batches = [pairs[i : i + CHUNK] for i in range(0, len(pairs), CHUNK)]
         futures: list[tuple[list[tuple[Path, Path]], Future[list[FileOutcome]]]] = [

@@ -1,7 +1,11 @@
 """HTJ2K backend (ISO/IEC 15444-15, OpenJPH through imagecodecs): encode and decode one frame.
 
 Lossless frames are encoded reversibly, lossy frames irreversibly with the plan's quantization
-step; both with the plan's decomposition levels and TLM markers (PS3.5 §10.18).
+step. Both ask explicitly for what PS3.5 §10.18 wants of an RPCL codestream and imagecodecs'
+``htj2k_encode`` accepts: the plan's decomposition levels (its ``resolutions`` argument is
+OpenJPH's number of decompositions), TLM markers, and one tile-part per resolution. It takes no
+progression order: OpenJPH's default, RPCL, applies, and :mod:`.rpcl` checks every codestream
+before it is labelled …4.202.
 """
 
 from __future__ import annotations
@@ -10,6 +14,10 @@ import imagecodecs
 import numpy as np
 
 from dicomgate.codec.plan import EncodePlan
+
+# A tile-part per resolution level, so the TLM marker indexes the resolution breakpoints: the
+# value of imagecodecs.HTJ2K.TILEPART.RESOLUTIONS (that class is missing where HTJ2K is not built).
+TILE_PART_PER_RESOLUTION = 1
 
 
 def encoder_array(frame: np.ndarray, stored: int, signed: bool) -> tuple[np.ndarray, int]:
@@ -57,7 +65,7 @@ def encode_frame(frame: np.ndarray, plan: EncodePlan) -> bytes:
                 rgb=plan.colour_transform,
                 resolutions=plan.levels,
                 tlm=True,
-                tilepart=1,
+                tilepart=TILE_PART_PER_RESOLUTION,
             )
         )
     arr, depth = encoder_array(frame, plan.stored, plan.signed)
@@ -68,7 +76,7 @@ def encode_frame(frame: np.ndarray, plan: EncodePlan) -> bytes:
             rgb=plan.colour_transform,
             resolutions=plan.levels,
             tlm=True,
-            tilepart=1,
+            tilepart=TILE_PART_PER_RESOLUTION,
         )
     )
     if plan.stored != depth:

@@ -24,6 +24,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorag
 
 from dicomgate.codec.decoding import quiet_plugin_failures, undecodable
 from dicomgate.codec.transcode import TranscodeOptions, transcode
+from dicomgate.dicom.codestream import check_codestreams
 from dicomgate.dicom.image import ImageGeometry, frame_count
 from dicomgate.errors import FrameNotFound, InvalidDicom, NotFound, UnprocessableInput
 
@@ -103,7 +104,17 @@ def _frame_dataset(stream: bytes, transfer_syntax: str, facts: PixelFacts) -> Da
     return ds
 
 
+def _require_checked(ds: Dataset, index: int | None = None) -> None:
+    """No decoder sees a frame whose codestream header was not held against the dataset
+    (``dicom.codestream``): a disagreement is a 422, an unreadable header is not decoded."""
+    checked = check_codestreams(ds, _syntax(ds), frame=index)
+    if not checked.decodable:
+        log.info("Not decoding for DICOMweb: %s", checked.reason)
+        raise undecodable(ds)
+
+
 def _decode(ds: Dataset, index: int | None) -> np.ndarray:
+    _require_checked(ds, index)
     try:
         with quiet_plugin_failures():
             return pixel_array(ds, index=index)
@@ -154,6 +165,7 @@ def _native_dataset(data: bytes, max_pixels: int) -> Dataset:
     ds = _read(data)
     if "PixelData" in ds and _syntax(ds).is_encapsulated:
         ImageGeometry.of(ds).check_budget(max_pixels=max_pixels)
+        _require_checked(ds)
         try:
             # → Explicit VR Little Endian, YBR → RGB, planar configuration 0; the same instance
             with quiet_plugin_failures():

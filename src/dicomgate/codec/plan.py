@@ -8,6 +8,7 @@ from typing import Literal
 
 from dicomgate.codec.capabilities import HTJ2K, codec_status
 from dicomgate.codec.lossy import lossy_step
+from dicomgate.codec.profiles import COLOUR_TRANSFORM_PHOTOMETRIC
 from dicomgate.codec.reasons import PassThrough, PassThroughReason
 from dicomgate.dicom.image import ImageGeometry
 
@@ -37,12 +38,17 @@ class EncodePlan:
 
 
 def decomposition_levels(rows: int, cols: int) -> int:
-    """Enough wavelet levels that the lowest resolution is ≤ 64 pixels (at least 5)."""
+    """Enough wavelet levels that the lowest resolution is ≤ 64 pixels (HTJ2K RPCL rule).
+
+    At least 5 (OpenJPH's default), but never so many that the image is 1×1 before the last
+    level: OHIF's HTJ2K decoder (@cornerstonejs/codec-openjph 2.4) aborts on such codestreams,
+    valid as they are. That only lowers the count for images of 16 pixels or less a side.
+    """
     levels, side = 0, max(rows, cols)
     while side > MIN_LOWEST_RESOLUTION:
         side = (side + 1) // 2
         levels += 1
-    return max(levels, 5)
+    return min(max(levels, 5), max(1, (max(rows, cols) - 1).bit_length()))
 
 
 def make_plan(
@@ -58,7 +64,7 @@ def make_plan(
     if not status.available:
         raise PassThrough(PassThroughReason.CODEC_REFUSED, "no lossless encoder available")
     # A JPEG 2000 lossless source labelled YBR_RCT decodes to RGB (the codec undoes the RCT).
-    colour = geometry.samples == 3 and photometric in ("RGB", "YBR_RCT")
+    colour = geometry.samples == 3 and photometric in COLOUR_TRANSFORM_PHOTOMETRIC
     levels = decomposition_levels(geometry.rows, geometry.columns)
     if lossy_quality is not None:
         if status.encoder != "htj2k":

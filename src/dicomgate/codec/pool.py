@@ -9,18 +9,25 @@ worker in its place and the pool keeps serving.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
+import resource
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, ParamSpec, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
 
-from dicomgate.errors import WorkerFailure, WorkerTimeout
+from dicomgate.errors import WorkerFailure, WorkerMemoryExceeded, WorkerTimeout
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# A worker that ran out of its address space exits with this code (the pool maps it).
+MEMORY_EXIT_CODE = 86
 
 
 def ping() -> int:
@@ -28,14 +35,50 @@ def ping() -> int:
     return os.getpid()
 
 
-class WorkerPool:
-    """Async facade over a pebble process pool, with per-task time limits."""
+def limit_memory(limit: int | None) -> None:
+    """Worker initializer: cap the worker's address space (RLIMIT_AS) at ``limit`` bytes.
 
-    def __init__(self, workers: int, *, default_timeout: float | None = None) -> None:
+    Past it, allocations fail (``MemoryError``, or a decoder's own error) instead of a worker
+    growing until the machine swaps or the kernel kills something else. It is the backstop
+    under the codestream checks (``dicom.codestream``): a decoder bug costs one task.
+    """
+    if limit is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a task; a MemoryError that escapes it ends this worker (pebble starts a fresh one,
+    with a whole address space) and is reported as ``WorkerMemoryExceeded``."""
+    try:
+        return fn(*args, **kwargs)
+    except MemoryError:
+        os._exit(MEMORY_EXIT_CODE)
+
+
+def _gib(size: int | None) -> str:
+    return "no limit" if size is None else f"{size / 1024**3:.1f} GiB"
+
+
+class WorkerPool:
+    """Async facade over a pebble process pool, with per-task time and memory limits."""
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        default_timeout: float | None = None,
+        memory_limit: int | None = None,
+    ) -> None:
         self.workers = workers
         self.default_timeout = default_timeout
+        self.memory_limit = memory_limit
         # spawn: workers never inherit the event loop, sockets or DB connections of the parent.
-        self._pool = ProcessPool(max_workers=workers, context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPool(
+            max_workers=workers,
+            context=multiprocessing.get_context("spawn"),
+            initializer=limit_memory,
+            initargs=(memory_limit,),
+        )
         self._pending = 0
 
     @property
@@ -56,7 +99,7 @@ class WorkerPool:
     ) -> T:
         """Run ``fn(*args, **kwargs)`` in a worker; a crash or overrun fails this task only."""
         limit = timeout if timeout is not None else self.default_timeout
-        future = self._pool.schedule(fn, args=args, kwargs=kwargs, timeout=limit)
+        future = self._pool.schedule(_guarded, args=(fn, *args), kwargs=kwargs, timeout=limit)
         self._pending += 1
         try:
             return await asyncio.wrap_future(future)
@@ -65,6 +108,14 @@ class WorkerPool:
                 f"The image worker ran past its time limit of {limit:g} s and was replaced"
             ) from None
         except ProcessExpired as exc:
+            if exc.exitcode == MEMORY_EXIT_CODE:
+                log.warning("A worker ran out of its %s-byte address space", self.memory_limit)
+                raise WorkerMemoryExceeded(
+                    "Processing this image needed more memory than a worker may use "
+                    f"({_gib(self.memory_limit)}, DICOMGATE_WORKER_MEMORY_LIMIT); the worker "
+                    "was replaced and nothing was stored"
+                ) from None
+            log.warning("A worker crashed (exit code %s) and was replaced", exc.exitcode)
             raise WorkerFailure(
                 f"The image worker crashed (exit code {exc.exitcode}) and was replaced"
             ) from None

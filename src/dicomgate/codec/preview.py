@@ -20,7 +20,9 @@ from pydicom.pixels.processing import apply_color_lut, apply_rescale, apply_voi_
 from pydicom.pixels.utils import pixel_array
 
 from dicomgate.codec.decoding import quiet_plugin_failures, undecodable
+from dicomgate.dicom.codestream import check_codestreams
 from dicomgate.dicom.image import ImageGeometry
+from dicomgate.dicom.part10 import source_syntax
 from dicomgate.dicom.reading import read_dataset
 from dicomgate.errors import FrameNotFound, UnprocessableInput
 
@@ -113,6 +115,11 @@ def render_frame(
     frames = geometry.frames
     if not 0 <= frame < frames:
         raise FrameNotFound(f"Frame {frame} does not exist; the instance has {frames} frame(s)")
+    # A stored file can be hostile too: the one frame to decode is checked first.
+    checked = check_codestreams(ds, source_syntax(ds), frame=frame if frames > 1 else None)
+    if not checked.decodable:
+        log.info("Not decoding a preview: %s", checked.reason)
+        raise undecodable(ds)
     palette = ds.get("PhotometricInterpretation") == "PALETTE COLOR"
     try:
         # Decodes only the requested frame; YBR is converted to RGB (as_rgb defaults to True).

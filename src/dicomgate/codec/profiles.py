@@ -93,6 +93,8 @@ SUBSAMPLED_PHOTOMETRIC = frozenset({"YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PART
 SUPPORTED_PHOTOMETRIC = frozenset(
     {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL", "YBR_RCT"}
 )
+# 3-component images the encoder applies the reversible colour transform to (PS3.5 §8.2.14).
+COLOUR_TRANSFORM_PHOTOMETRIC = frozenset({"RGB", "YBR_RCT"})
 
 
 def source_kind(syntax: str) -> SourceKind | None:
@@ -115,12 +117,19 @@ def pass_through_reason(
     pixel_data: bool,
     float_pixel_data: bool,
     bits_allocated: int | None,
+    bits_stored: int | None,
+    signed: bool,
     photometric: str,
     samples_per_pixel: int,
+    pixel_data_padding: int,
 ) -> Ineligible | None:
     """Why an instance stays as it is, or None when it is a candidate for the encoder.
 
-    An unknown ``bits_allocated`` (None) is refused like any unsupported value.
+    An unknown ``bits_allocated`` (None) is refused like any unsupported value; an unknown
+    ``bits_stored`` is taken to be ``bits_allocated`` (PS3.3 C.7.6.3.1.3's usual case).
+    ``pixel_data_padding``: bytes of native Pixel Data beyond its frames
+    (:func:`dicomgate.dicom.image.check_native_pixel_data`); a converted file could not carry
+    them, so such an instance is kept whole.
     """
     kind = source_kind(syntax)
     if float_pixel_data:
@@ -135,6 +144,11 @@ def pass_through_reason(
         return Ineligible(
             PassThroughReason.UNSUPPORTED_TRANSFER_SYNTAX, f"transfer syntax {syntax}"
         )
+    if pixel_data_padding > 0:
+        return Ineligible(
+            PassThroughReason.PADDED_PIXEL_DATA,
+            f"{pixel_data_padding:,} bytes of Pixel Data beyond the declared frames",
+        )
     if bits_allocated == 1:
         return Ineligible(PassThroughReason.BITS_ALLOCATED_1)
     if photometric in SUBSAMPLED_PHOTOMETRIC:
@@ -147,4 +161,17 @@ def pass_through_reason(
         return Ineligible(PassThroughReason.CODEC_REFUSED, f"Bits Allocated {bits_allocated}")
     if samples_per_pixel not in (1, 3):
         return Ineligible(PassThroughReason.CODEC_REFUSED, f"{samples_per_pixel} samples per pixel")
+    if samples_per_pixel == 3 and photometric not in COLOUR_TRANSFORM_PHOTOMETRIC:
+        # Such a codestream is valid (OpenJPEG, GDCM and OpenJPH native decode it bit-exact), but
+        # OHIF's HTJ2K decoder (@cornerstonejs/codec-openjph 2.4) scrambles 3 components without
+        # the colour transform: keep the original until it can show them.
+        return Ineligible(
+            PassThroughReason.YBR_FULL, f"{photometric}: the viewers' HTJ2K decoder cannot show it"
+        )
+    stored = bits_stored if bits_stored is not None else bits_allocated
+    if signed and stored is not None and stored <= 8:
+        # The same decoder clamps samples of 8 bits or fewer to 0..255: negative values become 0.
+        return Ineligible(
+            PassThroughReason.SIGNED_8BIT, "signed samples: the viewers' HTJ2K decoder clamps them"
+        )
     return None

@@ -20,7 +20,10 @@ class PassThroughReason(StrEnum):
     UNSUPPORTED_TRANSFER_SYNTAX = "unsupported_transfer_syntax"
     BITS_ALLOCATED_1 = "bits_allocated_1"
     SUBSAMPLED_YBR = "subsampled_ybr"
+    YBR_FULL = "ybr_full"
+    SIGNED_8BIT = "signed_8bit"
     UNUSED_BITS_SET = "unused_bits_set"
+    PADDED_PIXEL_DATA = "padded_pixel_data"
     CODEC_REFUSED = "codec_refused"
     VERIFICATION_FAILED = "verification_failed"
 
@@ -38,8 +41,17 @@ REASON_TEXTS: dict[PassThroughReason, str] = {
     PassThroughReason.UNSUPPORTED_TRANSFER_SYNTAX: "a transfer syntax that cannot be decoded here",
     PassThroughReason.BITS_ALLOCATED_1: "1-bit pixels (not transcoded)",
     PassThroughReason.SUBSAMPLED_YBR: "chroma-subsampled colour (kept as it is)",
+    PassThroughReason.YBR_FULL: (
+        "YBR_FULL colour (kept until the viewers' HTJ2K decoder can show it)"
+    ),
+    PassThroughReason.SIGNED_8BIT: (
+        "signed 8-bit pixels (kept until the viewers' HTJ2K decoder can show them)"
+    ),
     PassThroughReason.UNUSED_BITS_SET: (
         "bits set above Bits Stored (kept: they may hold an overlay)"
+    ),
+    PassThroughReason.PADDED_PIXEL_DATA: (
+        "Pixel Data longer than its frames (the padding is kept as it is)"
     ),
     PassThroughReason.CODEC_REFUSED: "the encoder refused it",
     PassThroughReason.VERIFICATION_FAILED: "lossless verification failed (original kept)",

@@ -25,7 +25,9 @@ from dicomgate.codec.pixels import check_range, check_unused_bits, crc32_of, sou
 from dicomgate.codec.plan import EncodePlan, make_plan
 from dicomgate.codec.profiles import NATIVE_SYNTAXES, pass_through_reason
 from dicomgate.codec.reasons import PassThrough, PassThroughReason
+from dicomgate.codec.rpcl import confirm_rpcl
 from dicomgate.dicom.checks import require_sop_uids
+from dicomgate.dicom.codestream import CodestreamCheck, check_codestreams
 from dicomgate.dicom.image import ImageGeometry, check_native_pixel_data
 from dicomgate.dicom.part10 import (
     CannotSwap,
@@ -94,6 +96,10 @@ class _Source:
     sop_instance_uid: str
     syntax: UID
     geometry: ImageGeometry | None  # None: no Pixel Data
+    # May the pixel data be decoded? (dicom.codestream: no decoder ever sees a frame it has not
+    # checked; a header that disagrees with the dataset was refused before this.)
+    codestreams: CodestreamCheck
+    pixel_data_padding: int = 0  # native Pixel Data bytes beyond the frames (kept: a reason)
 
 
 @dataclass(frozen=True)
@@ -165,12 +171,15 @@ def _inspect(ds: Dataset, options: TranscodeOptions) -> _Source:
     sop_uid = require_sop_uids(ds)
     syntax = source_syntax(ds)
     geometry = None
+    codestreams = CodestreamCheck(decodable=True)
+    padding = 0
     if "PixelData" in ds:
         geometry = ImageGeometry.of(ds)
         geometry.check_budget(max_pixels=options.max_pixels)
         if syntax in NATIVE_SYNTAXES:
-            check_native_pixel_data(ds, geometry)
-    return _Source(sop_uid, syntax, geometry)
+            padding = check_native_pixel_data(ds, geometry)
+        codestreams = check_codestreams(ds, syntax)  # before any decoder, pass-through CRCs too
+    return _Source(sop_uid, syntax, geometry, codestreams, padding)
 
 
 def _check_eligible(ds: Dataset, source: _Source) -> ImageGeometry:
@@ -180,11 +189,16 @@ def _check_eligible(ds: Dataset, source: _Source) -> ImageGeometry:
         pixel_data=source.geometry is not None,
         float_pixel_data="FloatPixelData" in ds or "DoubleFloatPixelData" in ds,
         bits_allocated=source.geometry.bits_allocated if source.geometry else None,
+        bits_stored=source.geometry.bits_stored if source.geometry else None,
+        signed=source.geometry.signed if source.geometry else False,
         photometric=str(ds.get("PhotometricInterpretation", "")).strip(),
         samples_per_pixel=source.geometry.samples if source.geometry else 1,
+        pixel_data_padding=source.pixel_data_padding,
     )
     if found is not None:
         raise PassThrough(found.reason, found.detail)
+    if not source.codestreams.decodable:
+        raise PassThrough(PassThroughReason.CODEC_REFUSED, source.codestreams.reason)
     assert source.geometry is not None  # no pixel data is a pass-through
     return source.geometry
 
@@ -261,6 +275,7 @@ def _encode(ds: Dataset, options: TranscodeOptions, source: _Source) -> _Encoded
         raise PassThrough(
             PassThroughReason.CODEC_REFUSED, f"decoded {len(streams)} of {frames} frames"
         )
+    plan = confirm_rpcl(plan, streams)  # …4.202 only when every codestream meets its rules
     _rewrite(ds, source, plan, streams, raw_size=raw_size, samples=geometry.samples)
     return _Encoded(ds, plan.transfer_syntax, tuple(crcs), plan.lossless, frames)
 
@@ -353,8 +368,8 @@ def _passed_through(
 
 def _crcs_or_empty(ds: Dataset, source: _Source) -> tuple[int, ...]:
     """Source CRCs for a pass-through where pydicom can decode the pixels, else empty."""
-    if source.geometry is None:
-        return ()
+    if source.geometry is None or not source.codestreams.decodable:
+        return ()  # (an unchecked codestream is never decoded)
     try:
         return tuple(crc32_of(f) for f in source_frames(ds, source.geometry))
     except Exception:

@@ -27,6 +27,8 @@ PIXEL_DATA = "7fe0,0010"
 FLOAT_PIXEL_DATA = "7fe0,0008"
 DOUBLE_FLOAT_PIXEL_DATA = "7fe0,0009"
 BITS_ALLOCATED = "0028,0100"
+BITS_STORED = "0028,0101"
+PIXEL_REPRESENTATION = "0028,0103"
 PHOTOMETRIC = "0028,0004"
 SAMPLES_PER_PIXEL = "0028,0002"
 ROWS = "0028,0010"
@@ -66,8 +68,8 @@ def classify_instance(syntax: str, tags: Mapping[str, Any], *, max_pixels: int) 
     budget (``dicom.image.check_pixel_budget``: a real run fails such an instance), then the
     transcoder's own pass-through rules (``codec.profiles.pass_through_reason``). Both are shared
     with the real run, so the two cannot drift apart. Whatever
-    the tags cannot settle (unused high bits, an encoder refusal, verification) stays a
-    candidate: the sample finds out how often that happens.
+    the tags cannot settle (unused high bits, Pixel Data padded beyond its frames, an encoder
+    refusal, verification) stays a candidate: the sample finds out how often that happens.
     """
     photometric = str(tags.get(PHOTOMETRIC) or "").strip()
     group: GroupKey = (
@@ -101,8 +103,13 @@ def classify_instance(syntax: str, tags: Mapping[str, Any], *, max_pixels: int) 
         pixel_data=has_pixels,
         float_pixel_data=FLOAT_PIXEL_DATA in tags or DOUBLE_FLOAT_PIXEL_DATA in tags,
         bits_allocated=_int_tag(tags, BITS_ALLOCATED),
+        bits_stored=_int_tag(tags, BITS_STORED),
+        signed=_int_tag(tags, PIXEL_REPRESENTATION) == 1,
         photometric=photometric,
         samples_per_pixel=_int_tag(tags, SAMPLES_PER_PIXEL) or 1,
+        # Orthanc's tags do not give Pixel Data's length: a padded instance is a candidate
+        # here, and the sample (if it draws it) and the real run skip it as padded_pixel_data.
+        pixel_data_padding=0,
     )
     if found is not None:
         return Classification("skipped", found.reason, group)

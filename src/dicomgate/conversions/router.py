@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 
 from dicomgate.conversions import repository, service
 from dicomgate.conversions.background import BackgroundJobs
@@ -16,6 +17,8 @@ from dicomgate.errors import BadRequest, ConversionJobNotFound, error_responses
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/ris/conversions", tags=["conversions"])
+# Job IDs are the table's 32-bit integer keys: a larger number is a 422, never a database error.
+JobId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The job's ID.")]
 
 
 @router.post(
@@ -70,7 +73,7 @@ async def list_conversions(
     operation_id="getConversion",
     responses=error_responses(ConversionJobNotFound),
 )
-async def get_conversion(job_id: int, session: SessionDep) -> ConversionJobOut:
+async def get_conversion(job_id: JobId, session: SessionDep) -> ConversionJobOut:
     return ConversionJobOut.model_validate(await repository.get_job(session, job_id))
 
 
@@ -81,5 +84,5 @@ async def get_conversion(job_id: int, session: SessionDep) -> ConversionJobOut:
     operation_id="cancelConversion",
     responses=error_responses(ConversionJobNotFound),
 )
-async def cancel_conversion(job_id: int, session: SessionDep) -> ConversionJobOut:
+async def cancel_conversion(job_id: JobId, session: SessionDep) -> ConversionJobOut:
     return ConversionJobOut.model_validate(await service.request_cancel(session, job_id))

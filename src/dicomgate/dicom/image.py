@@ -115,29 +115,32 @@ def expected_pixel_bytes(geometry: ImageGeometry, photometric: str) -> int:
     return expected
 
 
-def check_native_pixel_data(ds: Dataset, geometry: ImageGeometry) -> None:
-    """Native Pixel Data holds exactly what the header declares (PS3.5 §8.1.1: the value is
-    padded to an even length with one byte at most); a shorter value means the file was cut
-    off, a longer one that the header is wrong. Either way the pixels cannot be trusted.
+def check_native_pixel_data(ds: Dataset, geometry: ImageGeometry) -> int:
+    """Native Pixel Data holds at least what the header declares; returns the bytes beyond it.
+
+    PS3.5 §8.1.1: the value is padded to an even length with one byte at most, so that byte is
+    not counted. A shorter value means the file was cut off: InvalidDicom. A longer one is
+    padding some writers (and real modalities) leave after the last frame: pydicom and Orthanc
+    read such files, and the transcoder keeps them as they are (``padded_pixel_data``), since
+    a converted file could not carry those bytes.
 
     1-bit data is only refused when short: some writers pad each frame to a whole byte, and
-    dicomgate stores 1-bit images unchanged anyway.
+    dicomgate stores 1-bit images unchanged anyway (its padding is not counted).
     """
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     expected = expected_pixel_bytes(geometry, photometric)
     actual = len(ds.PixelData)
-    longest = expected + (expected & 1) if geometry.bits_allocated >= 8 else actual
-    if expected <= actual <= longest:
-        return
+    if actual >= expected:
+        if geometry.bits_allocated < 8:
+            return 0
+        return max(0, actual - (expected + (expected & 1)))
     g = geometry
-    detail = (
-        f"Pixel Data is {actual:,} bytes but Rows×Columns×Samples×Frames at Bits Allocated "
-        f"({g.rows}×{g.columns}×{g.samples}×{g.frames} at {g.bits_allocated} bits"
-        f"{', ' + photometric if photometric in _SUBSAMPLED_NAMES else ''}) requires {expected:,}"
+    raise InvalidDicom(
+        f"The DICOM file is truncated: Pixel Data is {actual:,} bytes but Rows×Columns×Samples×"
+        f"Frames at Bits Allocated ({g.rows}×{g.columns}×{g.samples}×{g.frames} at "
+        f"{g.bits_allocated} bits{', ' + photometric if photometric in _SUBSAMPLED_NAMES else ''})"
+        f" requires {expected:,}"
     )
-    if actual < expected:
-        raise InvalidDicom(f"The DICOM file is truncated: {detail}")
-    raise InvalidDicom(detail)
 
 
 _SUBSAMPLED_NAMES = frozenset({"YBR_FULL_422", *_RETIRED_SUBSAMPLED})

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
@@ -24,6 +26,8 @@ from dicomgate.dicom.checks import (
 from dicomgate.dicom.preamble import PREAMBLE_LENGTH, looks_like_part10
 from dicomgate.errors import InvalidDicom, NotDicom
 
+UNDEFINED_LENGTH = 0xFFFFFFFF  # PS3.5 §7.1.1
+PIXEL_DATA = 0x7FE00010
 # What pydicom raises on malformed bytes (found by fuzzing the upload path; see
 # tests/security): the upload's fault, so a 400, never a 500.
 PARSE_ERRORS: tuple[type[Exception], ...] = (
@@ -52,7 +56,7 @@ def read_part10(data: bytes) -> FileDataset:
     if not looks_like_part10(data):
         raise NotDicom("The file is not DICOM (no 'DICM' prefix after the 128-byte preamble)")
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=False)
+        ds = _read_whole(data)
         # Convert every raw element now: a bad length or value fails inside this try.
         for _ in ds.iterall():
             pass
@@ -76,6 +80,52 @@ def read_part10(data: bytes) -> FileDataset:
     if "PixelData" in ds:
         require_whole_pixel_data(ds)
     return ds
+
+
+def _read_whole(data: bytes) -> FileDataset:
+    """``dcmread`` that refuses a file cut short instead of returning what it got.
+
+    pydicom is lenient at the end of a file: an undefined-length value (encapsulated Pixel
+    Data, a sequence) cut before its delimiter becomes a warning and an empty data set (which
+    then looked like "no SOP Class UID"); a value shorter than its length, or an element header
+    cut in two, is dropped or kept short without a word. Here each is a truncated file.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = pydicom.dcmread(io.BytesIO(data), force=False)
+    for warning in caught:
+        if "End of file reached" in str(warning.message):
+            raise InvalidDicom(
+                "The DICOM file is truncated: it ends inside a value that has no end marker "
+                "yet (encapsulated Pixel Data or a sequence)"
+            )
+        warnings.warn_explicit(  # the rest as they would have been
+            warning.message, warning.category, warning.filename, warning.lineno
+        )
+    _require_last_element_whole(ds, len(data))
+    return ds
+
+
+def _require_last_element_whole(ds: FileDataset, size: int) -> None:
+    """The last element read must end exactly at the end of the file (PS3.5 §7.1: a value is
+    as long as its header says). Only the last can be cut: truncation removes the tail."""
+    if not ds:
+        raise InvalidDicom("The DICOM file is truncated: it ends after its file meta")
+    last = ds.get_item(max(ds.keys()))
+    if not isinstance(last, RawDataElement) or last.length == UNDEFINED_LENGTH:
+        return  # an undefined-length value was read to its delimiter (or it would warn)
+    if last.tag == PIXEL_DATA:
+        return  # native Pixel Data: require_whole_pixel_data says how much is missing
+    end = last.value_tell + last.length
+    if end > size:
+        raise InvalidDicom(
+            f"The DICOM file is truncated: element {last.tag} needs {end - size:,} more bytes"
+        )
+    if end < size:
+        raise InvalidDicom(
+            f"The DICOM file is truncated: it ends inside the header of the element after "
+            f"{last.tag} ({size - end} bytes left over)"
+        )
 
 
 def read_dataset(data: bytes) -> FileDataset:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
+from dicomgate.dicom.vr import long_string
+
 
 @dataclass(frozen=True)
 class SeriesAssignment:
@@ -33,7 +35,7 @@ def series_label(series_path: str) -> str:
     parts = [
         p for p in series_path.replace("\\", "/").split("/") if p.strip() not in ("", ".", "..")
     ]
-    return parts[-1].strip()[:64] if parts else ""
+    return long_string(parts[-1]) if parts else ""
 
 
 def study_changes(
@@ -49,9 +51,9 @@ def study_changes(
         "SeriesNumber": assignment.series_number,
     }
     if assignment.study_description is not None:
-        changes["StudyDescription"] = assignment.study_description[:64]
+        changes["StudyDescription"] = long_string(assignment.study_description)
     if assignment.series_description:
-        changes["SeriesDescription"] = assignment.series_description[:64]
+        changes["SeriesDescription"] = long_string(assignment.series_description)
     if not ds.get("StudyDate"):
         changes["StudyDate"] = assignment.study_date or now.strftime("%Y%m%d")
     if not ds.get("StudyTime"):

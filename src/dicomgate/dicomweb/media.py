@@ -20,7 +20,7 @@ from python_multipart.multipart import parse_options_header
 
 from dicomgate.codec.capabilities import JPEG2000_LOSSLESS
 from dicomgate.codec.profiles import HTJ2K_SYNTAXES, NATIVE_SYNTAXES
-from dicomgate.errors import NotAcceptable
+from dicomgate.errors import BadRequest, NotAcceptable
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -134,6 +134,8 @@ def parse_accept(value: str | None, *, from_query: bool = False) -> list[MediaRa
     """
     if not value or not value.strip():
         return [MediaRange("*/*", None, None, 1.0, 0)]
+    if not value.isascii():  # RFC 9110 §8.3.1: media types and parameters are ASCII tokens
+        raise BadRequest(f"The Accept value {value[:100]!r} is not a list of media types")
     ranges: list[MediaRange] = []
     for order, item in enumerate(_split_items(value)):
         head, _, rest = item.partition(";")

@@ -84,14 +84,14 @@ def _single_or_multipart(ranges: Sequence[media.MediaRange]) -> tuple[str, bool]
         return media.rendered_choice(ranges, multipart=True), True
 
 
-def _wrap(kind: str, multipart: bool, image: bytes) -> Body:
+async def _wrap(kind: str, multipart: bool, image: bytes) -> Body:
     if not multipart:
         return Body(content_type=kind, data=image)
 
     async def parts() -> AsyncIterator[Part]:
         yield Part(kind, image)
 
-    return multipart_body(kind, parts())
+    return await multipart_body(kind, parts())
 
 
 async def render_instances(
@@ -110,7 +110,7 @@ async def render_instances(
         await touch_instances(reader, [chosen], per_instance=True)
         kind, multipart = _single_or_multipart(ranges)
         image = await _render(reader, chosen, replace(options, media_type=kind))
-        return _wrap(kind, multipart, image)
+        return await _wrap(kind, multipart, image)
     kind = media.rendered_choice(ranges, multipart=True)
     await touch_instances(reader, instances, per_instance=False)
     calls = [partial(_render, reader, i, replace(options, media_type=kind)) for i in instances]
@@ -119,7 +119,7 @@ async def render_instances(
         async for image in ordered(calls, window=max(2, reader.pool.workers)):
             yield Part(kind, image)
 
-    return multipart_body(kind, parts())
+    return await multipart_body(kind, parts())
 
 
 async def render_frames(
@@ -147,7 +147,7 @@ async def render_frames(
     if len(wanted) == 1:
         kind, multipart = _single_or_multipart(ranges)
         frame_options = replace(options, media_type=kind, frame=wanted[0] - 1)
-        return _wrap(kind, multipart, await _render(reader, inst, frame_options))
+        return await _wrap(kind, multipart, await _render(reader, inst, frame_options))
     kind = media.rendered_choice(ranges, multipart=True)
     data = await reader.orthanc.instance_file(inst.orthanc_id)
     calls = [
@@ -159,4 +159,4 @@ async def render_frames(
         async for image in ordered(calls, window=max(2, reader.pool.workers)):
             yield Part(kind, image)
 
-    return multipart_body(kind, parts())
+    return await multipart_body(kind, parts())

@@ -47,13 +47,27 @@ class Body:
     chunks: AsyncIterator[bytes] | None = None
 
 
-def multipart_body(part_type: str, parts: AsyncIterator[Part]) -> Body:
-    """A multipart/related answer streaming ``parts``."""
+async def multipart_body(part_type: str, parts: AsyncIterator[Part]) -> Body:
+    """A multipart/related answer streaming ``parts``.
+
+    The first part is made before the answer starts, so a failure there (a stored file whose
+    codestream dicomgate refuses to decode, say) is an error answer with its status, not a
+    200 whose stream stops; a later part's failure still cuts the stream short.
+    """
+    first = await anext(parts, None)
     boundary = new_boundary()
     return Body(
         content_type=related_content_type(part_type, boundary),
-        chunks=write_parts(parts, boundary),
+        chunks=write_parts(_starting_with(first, parts), boundary),
     )
+
+
+async def _starting_with(first: Part | None, rest: AsyncIterator[Part]) -> AsyncIterator[Part]:
+    if first is None:
+        return
+    yield first
+    async for part in rest:
+        yield part
 
 
 async def _file_chunks(reader: Reader, orthanc_id: str) -> AsyncIterator[bytes]:
@@ -106,7 +120,7 @@ async def retrieve_instances(
         return Body(content_type=part.content_type, chunks=part.body)
     calls = [partial(_instance_part, reader, i, r) for i, r in zip(instances, chosen, strict=True)]
     window = max(2, reader.pool.workers)
-    return multipart_body(media.DICOM, ordered(calls, window=window))
+    return await multipart_body(media.DICOM, ordered(calls, window=window))
 
 
 def parse_frame_list(text: str) -> list[int]:
@@ -196,7 +210,7 @@ async def _frames_body(
         async for payload in ordered(calls, window=reader.concurrency):
             yield Part(label, payload)
 
-    return multipart_body(media.part_media_type(wanted, rep), parts())
+    return await multipart_body(media.part_media_type(wanted, rep), parts())
 
 
 async def _one_instance(
@@ -268,4 +282,4 @@ async def retrieve_bulk(
     async def parts() -> AsyncIterator[Part]:
         yield Part(media.OCTET, value)
 
-    return multipart_body(media.OCTET, parts())
+    return await multipart_body(media.OCTET, parts())

@@ -21,6 +21,7 @@ from dicomgate.errors import (
     ORTHANC_ERRORS,
     BadRequest,
     DicomgateError,
+    InsufficientStorage,
     NotAcceptable,
     UnsupportedMediaType,
     UploadTooLarge,
@@ -80,7 +81,8 @@ stamping: the instances keep their own identity.
 - 415 for any other media type (application/dicom+json / +xml metadata-and-bulk-data STOW is
   not supported); 400 for a malformed body or one without parts; 413 when a part passes
   `DICOMGATE_MAX_UPLOAD_BYTES`, the request `DICOMGATE_MAX_REQUEST_BYTES` or the parts
-  `DICOMGATE_MAX_FILES` (nothing stored); 502/503/504 when Orthanc fails (retry).
+  `DICOMGATE_MAX_FILES` (nothing stored); 507 when the server's disk is full; 502/503/504 when
+  Orthanc fails (retry).
 """
 
 STORE_ERRORS: tuple[type[DicomgateError], ...] = (
@@ -88,6 +90,7 @@ STORE_ERRORS: tuple[type[DicomgateError], ...] = (
     NotAcceptable,
     UnsupportedMediaType,
     UploadTooLarge,
+    InsufficientStorage,
     *ORTHANC_ERRORS,
 )
 

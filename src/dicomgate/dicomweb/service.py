@@ -30,16 +30,18 @@ from dicomgate.errors import (
     BadRequest,
     DicomgateError,
     ImageTooLarge,
+    InvalidCodestream,
     InvalidDicom,
     NotAcceptable,
     NotDicom,
-    OrthancFailure,
     StudyMismatch,
     UnsupportedMediaType,
+    WorkerMemoryExceeded,
 )
-from dicomgate.ingest.service import Ingestor, UploadItem
+from dicomgate.ingest.ingestor import REQUEST_FAILURES, Ingestor, UploadItem
 from dicomgate.ingest.worker import IngestPlan
 from dicomgate.kit.clock import utcnow
+from dicomgate.kit.disk import disk_full_is_507
 from dicomgate.kit.spool import RELATED, SpooledFile
 from dicomgate.kit.tasks import gather_or_cancel
 from dicomgate.orthanc import OrthancClient
@@ -129,9 +131,9 @@ def failure_reason(error: DicomgateError) -> FailureReason:
     """The Failure Reason (PS3.18 Table I.2-2) for why ingest refused a part."""
     if isinstance(error, StudyMismatch):
         return FailureReason.STUDY_MISMATCH
-    if isinstance(error, NotDicom | InvalidDicom):
+    if isinstance(error, NotDicom | InvalidDicom | InvalidCodestream):
         return FailureReason.CANNOT_UNDERSTAND
-    if isinstance(error, ImageTooLarge):
+    if isinstance(error, ImageTooLarge | WorkerMemoryExceeded):
         return FailureReason.OUT_OF_RESOURCES
     return FailureReason.PROCESSING_FAILURE
 
@@ -184,10 +186,11 @@ async def _store_part(
             part.content_type,
         )
         return PartStatus(failure=FailureReason.CANNOT_UNDERSTAND)
-    await anyio.to_thread.run_sync(_add_missing_preamble, part.path)
+    with disk_full_is_507("storing a STOW-RS part"):
+        await anyio.to_thread.run_sync(_add_missing_preamble, part.path)
     try:
         stored = await ingestor.store_file(UploadItem(name=part.filename, path=part.path), plan)
-    except OrthancFailure:
+    except REQUEST_FAILURES:
         raise
     except DicomgateError as exc:
         log.info("STOW-RS part %s refused: %s", Phi(repr(part.filename)), exc.type)

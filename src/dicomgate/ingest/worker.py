@@ -13,6 +13,7 @@ from dicomgate.dicom.preamble import zero_preamble
 from dicomgate.dicom.reading import read_part10
 from dicomgate.dicom.stamp import coerce_attributes, patient_changes
 from dicomgate.dicom.unify import SeriesAssignment, study_changes
+from dicomgate.kit.disk import disk_full_is_507
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
         coerce_attributes(ds, changes, now=plan.now)
     zero_preamble(ds)
     result = transcode_dataset(ds, plan.options, original_size=original_size)
-    Path(output).write_bytes(result.data)
+    with disk_full_is_507("writing the transcoded file"):
+        Path(output).write_bytes(result.data)
     return IngestOutcome(
         result=replace(result, data=b""),
         output=output,

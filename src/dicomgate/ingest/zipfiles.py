@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicomgate.errors import UnprocessableInput
+from dicomgate.kit.disk import insufficient_storage
 
 READ_CHUNK = 1024 * 1024
 MAX_RATIO = 200  # uncompressed / compressed, per entry; DICOM rarely passes ~20
@@ -79,10 +80,10 @@ def expand_zip(
     Runs in a thread (blocking I/O). Raises UnsafeArchive when the archive as a whole is refused
     (unreadable, too many entries, too much output, a bomb); a single bad name is only refused.
     """
-    dest.mkdir(parents=True, exist_ok=True)
     result = ExpandedZip()
     total = 0
     try:
+        dest.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(archive) as zf:
             infos = [i for i in zf.infolist() if not _skipped(i.filename)]
             if len(infos) > max_entries:
@@ -122,12 +123,16 @@ def expand_zip(
                 result.entries.append(ZipEntry(info.filename, folder, target, size))
     except UnsafeArchive:
         raise
+    except OSError as exc:
+        full = insufficient_storage(exc, "expanding a zip archive")
+        if full is not None:
+            raise full from None
+        raise UnsafeArchive(f"The zip archive cannot be read: {exc}") from None
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
         NotImplementedError,
         EOFError,
-        OSError,
         ValueError,
     ) as exc:
         raise UnsafeArchive(f"The zip archive cannot be read: {exc}") from None

@@ -25,15 +25,22 @@ from typing import BinaryIO
 import anyio
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from dicomgate.errors import BadRequest, UploadTooLarge
+from dicomgate.kit.disk import disk_full_is_507
 from dicomgate.settings import Settings
 
 CHUNK_FLUSH_BYTES = 1024 * 1024  # buffered per file before one write in a thread
-MAX_FIELD_BYTES = 64 * 1024  # a text field (patient_id, series_path …)
-MAX_FIELDS = 100_000  # text fields per request (series_path is one per file)
-MULTIPART_OVERHEAD = 1024 * 1024  # headers and boundaries allowed on top of the files
+# Text fields: the routes take a handful of short ones (patient_id, study_description, upload_id)
+# and one series_path per file, a folder path (PATH_MAX is 4096 bytes).
+MAX_FIELD_BYTES = 4096
+MAX_NAMED_FIELDS = 16  # text fields allowed on top of one per file
+MULTIPART_OVERHEAD = 1024 * 1024  # boundaries, preamble and epilogue on top of the parts
+# python-multipart's per-part header caps (it refuses a part beyond them): 8 header lines of
+# at most 4 KiB each.
+MAX_PART_HEADERS = 8
+MAX_PART_HEADER_BYTES = 4096 + 128
 FORM_DATA = "multipart/form-data"
 RELATED = "multipart/related"
 
@@ -91,8 +98,10 @@ class _Spooler:
         self.related = related
         self.max_file_bytes = max_file_bytes
         self.max_request_bytes = max_request_bytes
-        self.total_file_bytes = 0
+        self.total_bytes = 0  # every part's headers and content, files and text fields alike
         self.max_files = max_files
+        self.max_fields = max_files + MAX_NAMED_FIELDS
+        self.complete = False  # the closing boundary was seen (python-multipart's on_end)
         self.charset = charset
         self.form = SpooledForm()
         self._header_name = b""
@@ -116,10 +125,23 @@ class _Spooler:
         self._handle = None
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count(end - start)
         self._header_name += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count(end - start)
         self._header_value += data[start:end]
+
+    def on_end(self) -> None:
+        self.complete = True
+
+    def _count(self, size: int) -> None:
+        """Charge ``size`` bytes of the body against the per-request cap (RFC 9110 §15.5.14)."""
+        self.total_bytes += size
+        if self.total_bytes > self.max_request_bytes:
+            raise UploadTooLarge(
+                f"The upload is larger than the limit of {_mib(self.max_request_bytes)} per request"
+            )
 
     def on_header_end(self) -> None:
         if self._header_name.lower() == b"content-disposition":
@@ -158,20 +180,18 @@ class _Spooler:
             self._file = spooled
             self.form.files.append(spooled)
         else:
-            if len(self.form.fields) >= MAX_FIELDS:
-                raise BadRequest(f"Too many form fields (more than {MAX_FIELDS})")
+            if len(self.form.fields) >= self.max_fields:
+                raise UploadTooLarge(
+                    f"Too many form fields: at most {self.max_fields} per request (one "
+                    f"series_path per file and {MAX_NAMED_FIELDS} others)"
+                )
             self._text = bytearray()
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         size = end - start
+        self._count(size)
         if self._file is not None and self._handle is not None:
             self._file.size += size
-            self.total_file_bytes += size
-            if self.total_file_bytes > self.max_request_bytes:
-                raise UploadTooLarge(
-                    f"The upload is larger than the limit of {_mib(self.max_request_bytes)} "
-                    "per request"
-                )
             if self._file.size > self.max_file_bytes:
                 raise UploadTooLarge(
                     f"File {self._file.filename!r} is larger than the limit of "
@@ -180,8 +200,8 @@ class _Spooler:
             self._pending.append((self._handle, data[start:end]))
         elif self._text is not None:
             if len(self._text) + size > MAX_FIELD_BYTES:
-                raise BadRequest(
-                    f"Form field {self._field_name!r} is longer than {MAX_FIELD_BYTES} bytes"
+                raise UploadTooLarge(
+                    f"Form field {self._field_name[:64]!r} is longer than {MAX_FIELD_BYTES} bytes"
                 )
             self._text += data[start:end]
 
@@ -244,11 +264,12 @@ async def spool_multipart(
                 f"The upload ({_mib(int(content_length))}) is larger than this service accepts"
             )
 
-    folder = Path(
-        await anyio.to_thread.run_sync(
-            lambda: tempfile.mkdtemp(prefix="dicomgate-upload-", dir=spool_dir)
+    with disk_full_is_507("spooling the upload"):
+        folder = Path(
+            await anyio.to_thread.run_sync(
+                lambda: tempfile.mkdtemp(prefix="dicomgate-upload-", dir=spool_dir)
+            )
         )
-    )
     spooler = _Spooler(
         folder,
         max_file_bytes=max_file_bytes,
@@ -265,26 +286,62 @@ async def spool_multipart(
         "on_header_value": spooler.on_header_value,
         "on_header_end": spooler.on_header_end,
         "on_headers_finished": spooler.on_headers_finished,
+        "on_end": spooler.on_end,
     }
     try:
         try:
-            parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
-            buffered = 0
-            async for chunk in stream:
-                parser.write(chunk)
-                buffered += len(chunk)
-                if buffered >= CHUNK_FLUSH_BYTES:
-                    await anyio.to_thread.run_sync(_write_all, spooler.take_pending())
-                    buffered = 0
-            parser.finalize()
-            await anyio.to_thread.run_sync(_write_all, spooler.take_pending())
+            with disk_full_is_507("spooling the upload"):
+                parser = MultipartParser(
+                    boundary,
+                    callbacks,  # type: ignore[arg-type]
+                    max_header_count=MAX_PART_HEADERS,
+                    max_header_size=MAX_PART_HEADER_BYTES,
+                )
+                await _receive(stream, parser, spooler, max_request_bytes=max_request_bytes)
         except FormParserError as exc:
             raise BadRequest(f"The multipart upload is malformed: {exc}") from None
+        except ClientDisconnect:
+            raise BadRequest(
+                "The client disconnected before the upload was complete; nothing was stored"
+            ) from None
         finally:
-            await anyio.to_thread.run_sync(_close_all, spooler.handles)
+            with disk_full_is_507("spooling the upload"):  # closing flushes the last writes
+                await anyio.to_thread.run_sync(_close_all, spooler.handles)
         yield spooler.form
     finally:
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+async def _receive(
+    stream: AsyncIterable[bytes],
+    parser: MultipartParser,
+    spooler: _Spooler,
+    *,
+    max_request_bytes: int,
+) -> None:
+    """Feed the body to the parser, writing file parts to disk in a thread as they come."""
+    body_cap = max_request_bytes + MULTIPART_OVERHEAD
+    buffered = received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > body_cap:  # preamble, boundaries, epilogue: bounded too
+            raise UploadTooLarge(
+                f"The upload is larger than the limit of {_mib(max_request_bytes)} per request"
+            )
+        parser.write(chunk)
+        buffered += len(chunk)
+        if buffered >= CHUNK_FLUSH_BYTES:
+            await anyio.to_thread.run_sync(_write_all, spooler.take_pending())
+            buffered = 0
+    parser.finalize()
+    if not spooler.complete:
+        # python-multipart's finalize() does not check this: a body cut short would otherwise
+        # count as whole, and its last file be stored truncated.
+        raise BadRequest(
+            "The multipart body ends before its closing boundary: the upload is incomplete "
+            "(cut off in transit?); nothing was stored"
+        )
+    await anyio.to_thread.run_sync(_write_all, spooler.take_pending())
 
 
 def spool_request(

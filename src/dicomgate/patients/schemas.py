@@ -18,7 +18,7 @@ Gender = Literal["male", "female", "other", "unknown"]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NAME_FORBIDDEN = ("^", "=", "\\")
 _GENDER_ALIASES = {"m": "male", "f": "female", "o": "other", "u": "unknown", "": "unknown"}
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$|^\d{8}$")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{8}")  # fullmatch only
 
 
 def check_patient_id(value: str) -> str:
@@ -57,7 +57,7 @@ def parse_birth_date(value: Any) -> Any:
     value = value.strip()
     if not value:
         return None
-    if not _ISO_DATE.match(value):
+    if not _ISO_DATE.fullmatch(value):
         raise ValueError("birth_date must be an ISO date YYYY-MM-DD")
     try:
         return datetime.date.fromisoformat(value)

@@ -47,14 +47,26 @@ def validated_patient_id(patient_id: str) -> str:
         raise InvalidPatient(str(exc)) from None
 
 
+def _could_be_cached(patient_id: str) -> bool:
+    """False for an ID the cache never accepts (control characters, too long …): looking it up
+    would only hand the database bytes it may refuse (PostgreSQL refuses NUL in text)."""
+    try:
+        check_patient_id(patient_id)
+    except ValueError:
+        return False
+    return True
+
+
 async def get_patient(session: AsyncSession, *, patient_id: str) -> Patient | None:
     """The cached patient with this Patient ID, or None (used by ingest to stamp demographics)."""
+    if not _could_be_cached(patient_id):
+        return None
     return await repository.get_by_patient_id(session, patient_id=patient_id)
 
 
 async def require_patient(session: AsyncSession, *, patient_id: str) -> Patient:
     """The cached patient, or ``PatientRecordNotFound`` (404)."""
-    patient = await repository.get_by_patient_id(session, patient_id=patient_id)
+    patient = await get_patient(session, patient_id=patient_id)
     if patient is None:
         raise PatientRecordNotFound(f"No patient with patient_id {patient_id!r}")
     return patient

@@ -1,0 +1,242 @@
+"""The Ingestor: uploaded files through the worker pool and into Orthanc, with bounded concurrency.
+
+Each file is *prepared* (one worker call, ``ingest.worker.ingest_file``: parse, check, stamp,
+transcode; the output waits on disk) and then *stored* (one ``POST /instances``). A request's
+files are all prepared before any is stored (:meth:`Ingestor.ingest_all`), so a request that
+fails as a whole while they are prepared stores nothing. Used by the upload routes
+(``ingest.service``) and DICOMweb STOW-RS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import anyio
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dicomgate import metrics
+from dicomgate.codec.pool import WorkerPool
+from dicomgate.codec.reasons import reason_text
+from dicomgate.db import session_scope
+from dicomgate.errors import (
+    DatabaseUnavailable,
+    DicomgateError,
+    InsufficientStorage,
+    OrthancFailure,
+)
+from dicomgate.ingest.schemas import FailedFile, OrthancStoreAnswer, UploadResult
+from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
+from dicomgate.kit.tasks import gather_or_cancel
+from dicomgate.orthanc import OrthancClient
+from dicomgate.orthanc_models import StoredInstance
+from dicomgate.phi import Phi
+from dicomgate.settings import Settings
+from dicomgate.statistics.ledger import StoredRecord, record_ingested
+
+log = logging.getLogger(__name__)
+
+CONVERTED_MESSAGE = "Uploaded and converted successfully"
+# What fails a whole upload request instead of one file: Orthanc down or failing (the client
+# retries) and no space left to work in (507).
+REQUEST_FAILURES: tuple[type[DicomgateError], ...] = (OrthancFailure, InsufficientStorage)
+STREAM_ABOVE_BYTES = 16 * 1024 * 1024  # larger outputs are streamed to Orthanc from disk
+STREAM_CHUNK_BYTES = 1024 * 1024
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as fh:
+        while chunk := await fh.read(STREAM_CHUNK_BYTES):
+            yield chunk
+
+
+@dataclass(frozen=True)
+class UploadItem:
+    """One file to ingest: its label for the client, its spooled path, its folder."""
+
+    name: str
+    path: Path
+    series_path: str = ""
+
+
+def result_message(outcome: IngestOutcome) -> str:
+    """'Uploaded and converted successfully', or 'Uploaded unchanged: <why>'."""
+    result = outcome.result
+    if result.converted:
+        return CONVERTED_MESSAGE
+    return f"Uploaded unchanged: {reason_text(result.reason)}"
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """One file the worker has checked and transcoded; its output waits on disk to be stored."""
+
+    item: UploadItem
+    outcome: IngestOutcome
+    output: Path
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One ingested file: what the worker made of it and Orthanc's answer to storing it."""
+
+    outcome: IngestOutcome
+    answer: StoredInstance
+
+
+class Ingestor:
+    """Runs files through the pool and into Orthanc with bounded concurrency."""
+
+    def __init__(
+        self,
+        *,
+        orthanc: OrthancClient,
+        pool: WorkerPool,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
+        self.orthanc = orthanc
+        self.pool = pool
+        self.sessions = sessions  # where stored instances are recorded (storage statistics)
+        # Enough queued work to keep every worker busy, without holding many results at once.
+        self._processing = asyncio.Semaphore(max(2, pool.workers * 2))
+        self._storing = asyncio.Semaphore(settings.orthanc_concurrency)
+
+    async def ingest(self, item: UploadItem, plan: IngestPlan) -> UploadResult:
+        """One file: transcode in a worker, store in Orthanc; domain errors propagate."""
+        stored = await self.store_file(item, plan)
+        return upload_result(item.name, stored.outcome, stored.answer)
+
+    async def store_file(self, item: UploadItem, plan: IngestPlan) -> StoredFile:
+        """``ingest`` without the upload routes' answer shape (DICOMweb builds its own)."""
+        return await self.store(await self.prepare(item, plan))
+
+    async def prepare(self, item: UploadItem, plan: IngestPlan) -> PreparedFile:
+        """Parse, check, stamp and transcode one file in a worker; the output waits on disk."""
+        output = item.path.with_name(item.path.name + ".out")
+        try:
+            async with self._processing:
+                outcome: IngestOutcome = await self.pool.run(
+                    ingest_file, str(item.path), str(output), plan
+                )
+        except BaseException:
+            await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
+            raise
+        metrics.record_transcode("ingest", outcome.result)
+        return PreparedFile(item=item, outcome=outcome, output=output)
+
+    async def store(self, prepared: PreparedFile) -> StoredFile:
+        """Send a prepared file to Orthanc (and drop its output file, whatever happens)."""
+        outcome, output = prepared.outcome, prepared.output
+        try:
+            async with self._storing:
+                answer = await self._store(output, size=outcome.result.size)
+            metrics.record_ingested(outcome.result)
+            if answer.status == "Success":  # new in Orthanc (not AlreadyStored)
+                await self._record(outcome, answer)
+        finally:
+            await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
+        return StoredFile(outcome=outcome, answer=answer)
+
+    async def ingest_all(
+        self, items: Sequence[tuple[UploadItem, IngestPlan]]
+    ) -> list[UploadResult | FailedFile]:
+        """Every file prepared (checked and transcoded) before any is stored, in item order.
+
+        A request that fails as a whole (no space left: 507; Orthanc down: 503) therefore
+        stores nothing when it fails while files are being prepared; a bad file only fails
+        itself (a FailedFile).
+        """
+        prepared = await gather_or_cancel([self._prepare_or_fail(i, plan) for i, plan in items])
+        return await gather_or_cancel([self._store_or_fail(p) for p in prepared])
+
+    async def _prepare_or_fail(
+        self, item: UploadItem, plan: IngestPlan
+    ) -> PreparedFile | FailedFile:
+        try:
+            return await self.prepare(item, plan)
+        except REQUEST_FAILURES:
+            raise
+        except DicomgateError as exc:
+            return _refused(item, exc)
+
+    async def _store_or_fail(
+        self, prepared: PreparedFile | FailedFile
+    ) -> UploadResult | FailedFile:
+        if isinstance(prepared, FailedFile):
+            return prepared
+        try:
+            stored = await self.store(prepared)
+        except REQUEST_FAILURES:
+            raise
+        except DicomgateError as exc:
+            return _refused(prepared.item, exc)
+        return upload_result(prepared.item.name, stored.outcome, stored.answer)
+
+    async def _record(self, outcome: IngestOutcome, answer: StoredInstance) -> None:
+        """Record the new instance for the storage statistics, in its own transaction.
+
+        The instance is stored whatever happens here: a failed write costs a statistic, and
+        is logged, never the upload.
+        """
+        if self.sessions is None:
+            return
+        record = StoredRecord(
+            orthanc_id=answer.id,
+            patient_orthanc_id=answer.parent_patient,
+            study_orthanc_id=answer.parent_study,
+            series_orthanc_id=answer.parent_series,
+            modality=outcome.modality or None,
+            transfer_syntax=outcome.result.transfer_syntax,
+            size_before=outcome.result.original_size,
+            size_after=outcome.result.size,
+        )
+        try:
+            async with session_scope(self.sessions) as session:
+                await record_ingested(session, record)
+        except (SQLAlchemyError, OSError, DatabaseUnavailable) as exc:
+            log.warning(
+                "Storage statistics: instance %s not recorded (%s)",
+                record.orthanc_id,
+                type(exc).__name__,
+            )
+
+    async def _store(self, path: Path, *, size: int) -> StoredInstance:
+        """Send the worker's output file to Orthanc: whole when small, streamed when large."""
+        if size <= STREAM_ABOVE_BYTES:
+            data = await anyio.to_thread.run_sync(path.read_bytes)
+            return await self.orthanc.store_instance(data)
+        return await self.orthanc.store_instance_stream(_file_chunks(path), size=size)
+
+
+def _refused(item: UploadItem, exc: DicomgateError) -> FailedFile:
+    log.info("Upload of %s refused: %s", Phi(repr(item.name)), exc.type)
+    return FailedFile(name=item.name, error=exc.message)
+
+
+def upload_result(name: str, outcome: IngestOutcome, answer: StoredInstance) -> UploadResult:
+    result = outcome.result
+    return UploadResult(
+        message=result_message(outcome),
+        filename=name,
+        patient_id=outcome.patient_id or None,
+        orthanc_response=OrthancStoreAnswer(
+            ID=answer.id,
+            ParentPatient=answer.parent_patient,
+            ParentStudy=answer.parent_study,
+            ParentSeries=answer.parent_series,
+            Path=answer.path,
+            Status=answer.status or "Success",
+        ),
+        source_transfer_syntax=result.source_transfer_syntax,
+        stored_transfer_syntax=result.transfer_syntax,
+        original_size=result.original_size,
+        stored_size=result.size,
+        converted=result.converted,
+        pass_through_reason=result.reason,
+    )
