@@ -33,8 +33,6 @@ from dicomgate.orthanc_models import (
     StoredInstance,
     not_found_message,
 )
-from dicomgate.requestid import propagate_to_orthanc
-from dicomgate.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +41,6 @@ log = logging.getLogger(__name__)
 IDENTITY = {"Accept-Encoding": "identity"}
 FindLevel = Literal["Patient", "Study", "Series", "Instance"]
 TagLevel = Literal["series", "instances"]
-
-
-def build_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The process's one pooled client to Orthanc (keep-alive, bounded pool, timeouts)."""
-    return httpx.AsyncClient(
-        base_url=settings.orthanc_url,
-        auth=settings.orthanc_auth,
-        timeout=httpx.Timeout(settings.orthanc_timeout, connect=settings.orthanc_connect_timeout),
-        limits=httpx.Limits(
-            max_connections=settings.orthanc_max_connections,
-            max_keepalive_connections=settings.orthanc_max_connections,
-            keepalive_expiry=30.0,
-        ),
-        headers={"User-Agent": "dicomgate"},
-        event_hooks={"request": [propagate_to_orthanc]},
-    )
 
 
 E = TypeVar("E", bound=DicomgateError)
