@@ -22,12 +22,13 @@ import time
 from pathlib import Path
 
 import httpx
+from pynetdicom import AE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.builders import make_dataset
 from tests.orthanc_process import OrthancProcess
-from tests.rules.helpers import ORTHANC_AET, cstore
+from tests.rules.helpers import ORTHANC_AET
 
 from dicomgate.app import create_app
 from dicomgate.migrations import upgrade_database
@@ -38,7 +39,8 @@ RULES = '[[rules]]\nname = "everything"\n'
 
 
 def stream(orthanc: OrthancProcess, *, rate: float, seconds: float, size: int, rows: int) -> int:
-    """Send series of ``size`` instances at ``rate`` instances/s for ``seconds``; how many."""
+    """Send series of ``size`` instances (one association each) at ``rate`` instances/s for
+    ``seconds``; how many were sent."""
     sent = 0
     started = time.monotonic()
     while time.monotonic() - started < seconds:
@@ -54,12 +56,20 @@ def stream(orthanc: OrthancProcess, *, rate: float, seconds: float, size: int, r
             )
             for n in range(2, size + 1)
         ]
-        for ds in series:  # paced one by one, in one association per series
-            pause = started + sent / rate - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            cstore(orthanc, [ds], calling_aet="BENCH_SCU")
-            sent += 1
+        ae = AE(ae_title="BENCH_SCU")
+        ae.add_requested_context(first.SOPClassUID, first.file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", orthanc.dicom_port, ae_title=ORTHANC_AET)
+        assert assoc.is_established, "Orthanc refused the association"
+        try:
+            for ds in series:  # paced one by one
+                pause = started + sent / rate - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                status = assoc.send_c_store(ds)
+                assert status is not None and status.Status == 0, f"C-STORE failed: {status}"
+                sent += 1
+        finally:
+            assoc.release()
     return sent
 
 
