@@ -20,20 +20,24 @@ from pathlib import Path
 import anyio
 from python_multipart.multipart import parse_options_header
 
+from dicomgate.audit.context import AuditNotes
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.dicomweb.schemas import FailureReason, PartStatus, StoreReport, WarningReason
 from dicomgate.dicomweb.worker import SopIdentity, read_sop_identity
 from dicomgate.errors import (
     BadRequest,
     DicomgateError,
+    IdentityConflict,
     ImageTooLarge,
     InvalidDicom,
     NotAcceptable,
     NotDicom,
     OrthancFailure,
+    PatientConflict,
     StudyMismatch,
     UnsupportedMediaType,
 )
+from dicomgate.identity.service import IdentityGuard
 from dicomgate.ingest.service import Ingestor, UploadItem, gather_or_cancel, transcode_options
 from dicomgate.ingest.spool import RELATED, SpooledFile
 from dicomgate.ingest.worker import IngestPlan
@@ -125,6 +129,10 @@ def failure_reason(error: DicomgateError) -> FailureReason:
     """The Failure Reason (PS3.18 Table I.2-2) for why ingest refused a part."""
     if isinstance(error, StudyMismatch):
         return FailureReason.STUDY_MISMATCH
+    if isinstance(error, PatientConflict):
+        return FailureReason.PATIENT_CONFLICT
+    if isinstance(error, IdentityConflict):
+        return FailureReason.DUPLICATE_INSTANCE
     if isinstance(error, NotDicom | InvalidDicom):
         return FailureReason.CANNOT_UNDERSTAND
     if isinstance(error, ImageTooLarge):
@@ -214,6 +222,8 @@ async def store_instances(
     orthanc: OrthancClient,
     pool: WorkerPool,
     settings: Settings,
+    guard: IdentityGuard,
+    notes: AuditNotes,
     parts: Sequence[SpooledFile],
     study_instance_uid: str | None,
 ) -> StoreReport:
@@ -229,6 +239,7 @@ async def store_instances(
         now=datetime.datetime.now(datetime.UTC),
         required_study_uid=study_instance_uid,
     )
-    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)
+    notes.touched(study_instance_uids=[study_instance_uid or ""])
+    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes)
     statuses = await gather_or_cancel([_store_part(ingestor, pool, p, plan) for p in parts])
     return StoreReport(parts=statuses)

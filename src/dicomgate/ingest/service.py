@@ -22,17 +22,20 @@ from pydicom.uid import generate_uid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomgate import metrics
+from dicomgate.audit.context import AuditNotes
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.codec.transcode import TranscodeOptions
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.unify import SeriesAssignment, series_label
 from dicomgate.errors import (
     DicomgateError,
+    IdentityConflict,
     OrthancFailure,
     PatientNotFound,
     UnprocessableInput,
     UploadTooLarge,
 )
+from dicomgate.identity.service import ALREADY_STORED, IdentityGuard, is_identity_conflict
 from dicomgate.ingest.idempotency import (
     UPLOAD_ID_FIELD,
     parse_upload_id,
@@ -59,6 +62,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONVERTED_MESSAGE = "Uploaded and converted successfully"
+ALREADY_STORED_MESSAGE = (
+    "Already stored: identical to the instance stored before (same patient, study, series, "
+    "pixels and attributes); nothing changed"
+)
 PASS_THROUGH_TEXT = {
     "no_pixel_data": "no pixel data to transcode",
     "already_htj2k": "already HTJ2K",
@@ -99,8 +106,10 @@ def transcode_options(settings: Settings) -> TranscodeOptions:
     )
 
 
-def result_message(outcome: IngestOutcome) -> str:
-    """'Uploaded and converted successfully', or 'Uploaded unchanged: <why>'."""
+def result_message(outcome: IngestOutcome, *, status: str = "Success") -> str:
+    """'Uploaded and converted successfully', 'Uploaded unchanged: <why>' or 'Already stored…'."""
+    if status == ALREADY_STORED:
+        return ALREADY_STORED_MESSAGE
     result = outcome.result
     if result.converted:
         return CONVERTED_MESSAGE
@@ -139,11 +148,25 @@ class StoredFile:
 
 
 class Ingestor:
-    """Runs files through the pool and into Orthanc with bounded concurrency."""
+    """Runs files through the pool and into Orthanc with bounded concurrency.
 
-    def __init__(self, *, orthanc: OrthancClient, pool: WorkerPool, settings: Settings) -> None:
+    Every file is stored through the identity guard (one SOP Instance UID, one patient: see
+    ``identity.service``), and what it touched is noted for the request's audit row.
+    """
+
+    def __init__(
+        self,
+        *,
+        orthanc: OrthancClient,
+        pool: WorkerPool,
+        settings: Settings,
+        guard: IdentityGuard,
+        notes: AuditNotes,
+    ) -> None:
         self.orthanc = orthanc
         self.pool = pool
+        self.guard = guard
+        self.notes = notes
         # Enough queued work to keep every worker busy, without holding many results at once.
         self._processing = asyncio.Semaphore(max(2, pool.workers * 2))
         self._storing = asyncio.Semaphore(settings.orthanc_concurrency)
@@ -163,11 +186,20 @@ class Ingestor:
                 )
             metrics.record_transcode("ingest", outcome.result)
             async with self._storing:
-                answer = await self._store(output, size=outcome.result.size)
+                answer = await self._store_checked(outcome, output)
             metrics.record_ingested(outcome.result)
         finally:
             await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
         return StoredFile(outcome=outcome, answer=answer)
+
+    async def _store_checked(self, outcome: IngestOutcome, output: Path) -> dict[str, Any]:
+        """Store through the identity guard (which notes what was touched, conflicts too)."""
+        return await self.guard.store(
+            outcome.identity,
+            partial(self._store, output, size=outcome.result.size),
+            scratch=output.with_name(output.name + ".stored"),
+            notes=self.notes,
+        )
 
     async def _store(self, path: Path, *, size: int) -> dict[str, Any]:
         """Send the worker's output file to Orthanc: whole when small, streamed when large."""
@@ -184,13 +216,13 @@ class Ingestor:
             raise
         except DicomgateError as exc:
             log.info("Upload of %s refused: %s", Phi(repr(item.name)), exc.type)
-            return FailedFile(name=item.name, error=exc.message)
+            return FailedFile(name=item.name, error=exc.message, type=exc.type)
 
 
 def _upload_result(name: str, outcome: IngestOutcome, answer: dict[str, Any]) -> UploadResult:
     result = outcome.result
     return UploadResult(
-        message=result_message(outcome),
+        message=result_message(outcome, status=str(answer.get("Status", "Success"))),
         filename=name,
         patient_id=outcome.patient_id or None,
         orthanc_response=OrthancStoreAnswer(
@@ -214,25 +246,40 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def nothing_stored(failed: Sequence[FailedFile]) -> DicomgateError:
+    """No file of an upload was stored: 409 when every one was refused for its identity (as
+    STOW-RS answers), else 422; the message names each file and why."""
+    message = "No file was stored: " + (
+        "; ".join(f"{f.name}: {f.error}" for f in failed) or "the upload held no files"
+    )
+    if failed and all(is_identity_conflict(f.type) for f in failed):
+        return IdentityConflict(message)
+    return UnprocessableInput(message)
+
+
 async def upload_files(
     *,
     session: AsyncSession,
     orthanc: OrthancClient,
     pool: WorkerPool,
     settings: Settings,
+    guard: IdentityGuard,
+    notes: AuditNotes,
     files: Sequence[SpooledFile],
     patient_id: str | None,
 ) -> UploadResult | MultiUploadResult:
-    """Single-upload route: one file → its result (errors raise); several → per-file results."""
+    """Single-upload route: one file → its result (errors raise); several → per-file results
+    (``success`` false when some were not stored: the route answers 202)."""
     if not files:
         raise UnprocessableInput("No file was sent: use the multipart field 'file'")
     demographics = None
     if patient_id:
+        notes.touched(patient_ids=[patient_id])
         demographics = await lookup_demographics(session, patient_id=patient_id)
     plan = IngestPlan(
         demographics=demographics, assignment=None, options=transcode_options(settings), now=_now()
     )
-    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)
+    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes)
     items = [UploadItem(name=f.filename, path=f.path) for f in files]
     if len(items) == 1:
         return await ingestor.ingest(items[0], plan)
@@ -240,9 +287,7 @@ async def upload_files(
     stored = [o for o in outcomes if isinstance(o, UploadResult)]
     failed = [o for o in outcomes if isinstance(o, FailedFile)]
     if not stored:
-        raise UnprocessableInput(
-            "No file was stored: " + "; ".join(f"{f.name}: {f.error}" for f in failed)
-        )
+        raise nothing_stored(failed)
     message = (
         f"Uploaded {len(stored)} files"
         if not failed
@@ -317,16 +362,20 @@ async def upload_folder(
     orthanc: OrthancClient,
     pool: WorkerPool,
     settings: Settings,
+    guard: IdentityGuard,
+    notes: AuditNotes,
     form: SpooledForm,
 ) -> FolderUploadResult:
     """Folder upload: every file into one new study, one new series per distinct series_path.
 
-    With an ``upload_id`` the Study/Series Instance UIDs are derived from it (and the patient),
-    so a retried request stores into the same study and series instead of a duplicate.
+    With an ``upload_id`` the Study/Series (and SOP) Instance UIDs are derived from it (and the
+    patient), so a retried request stores into the same study and series instead of a
+    duplicate. ``failedFiles`` not empty: some files were not stored (the route answers 202).
     """
     patient_id = (form.value("patient_id") or "").strip()
     if not patient_id:
         raise UnprocessableInput("patient_id is required for a folder upload")
+    notes.touched(patient_ids=[patient_id])
     upload_id = parse_upload_id(form.values(UPLOAD_ID_FIELD))
     study_description = form.value("study_description") or ""
     files = form.files_of("files", "file")
@@ -374,8 +423,9 @@ async def upload_folder(
                 study_date=study_date,
                 study_time=study_time,
             )
+    notes.touched(study_instance_uids=[study_uid])
     options = transcode_options(settings)
-    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings)
+    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes)
     plans = {
         key: IngestPlan(demographics=demographics, assignment=a, options=options, now=now)
         for key, a in assignments.items()
@@ -386,11 +436,7 @@ async def upload_folder(
     stored = [o for o in outcomes if isinstance(o, UploadResult)]
     failed += [o for o in outcomes if isinstance(o, FailedFile)]
     if not stored:
-        raise UnprocessableInput(
-            "No file was stored: " + "; ".join(f"{f.name}: {f.error}" for f in failed)
-            if failed
-            else "No file was stored: the upload held no files"
-        )
+        raise nothing_stored(failed)
     # Orthanc series IDs in series-number order (dict order = first appearance = number).
     first_stored: dict[str, str] = {}
     for item, outcome in zip(items, outcomes, strict=True):

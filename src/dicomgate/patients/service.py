@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -187,11 +186,6 @@ async def import_patients(
     )
 
 
-def _aware(value: datetime.datetime) -> datetime.datetime:
-    # SQLite keeps CURRENT_TIMESTAMP as naive UTC; PostgreSQL returns aware values.
-    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
-
-
 def summary(patient: Patient) -> PatientSummary:
     """The search-result shape of a patient."""
     return PatientSummary(
@@ -208,6 +202,6 @@ def detail(patient: Patient) -> PatientDetail:
         **summary(patient).model_dump(),
         family_name=patient.family_name,
         given_name=patient.given_name,
-        created_at=_aware(patient.created_at),
-        updated_at=_aware(patient.updated_at),
+        created_at=patient.created_at,
+        updated_at=patient.updated_at,
     )
