@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 import pytest
@@ -19,12 +20,11 @@ from tests.ingest.conftest import BOTH_DATABASES, MakePatient, OrthancView
 ROUNDS = 5
 
 
-@pytest.fixture
-async def replica(ingest_app: FastAPI) -> AsyncIterator[FastAPI]:
+@asynccontextmanager
+async def replica_of(app: FastAPI) -> AsyncIterator[FastAPI]:
     """A second dicomgate on the same database and Orthanc: its own process pool, engine and
     HTTP client, like another replica behind the load balancer."""
-    settings = ingest_app.state.settings.model_copy(update={"workers": 1})
-    twin = create_app(settings)
+    twin = create_app(app.state.settings.model_copy(update={"workers": 1}))
     async with twin.router.lifespan_context(twin):
         yield twin
 
@@ -41,13 +41,14 @@ async def test_one_instance_raced_to_two_patients_is_stored_once(
     ingest_app: FastAPI,
     stored: OrthancView,
     make_patient: MakePatient,
-    request: pytest.FixtureRequest,
 ) -> None:
     first_patient, second_patient = await make_patient(), await make_patient()
-    other_app: FastAPI = (
-        request.getfixturevalue("replica") if topology == "two-replicas" else ingest_app
-    )
-    async with client_of(ingest_app) as one, client_of(other_app) as two:
+    async with AsyncExitStack() as stack:
+        other_app = ingest_app
+        if topology == "two-replicas":
+            other_app = await stack.enter_async_context(replica_of(ingest_app))
+        one = await stack.enter_async_context(client_of(ingest_app))
+        two = await stack.enter_async_context(client_of(other_app))
         for seed in range(ROUNDS):
             ids = uids()
             data = to_bytes(image(seed=seed, **ids))
