@@ -81,7 +81,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         log_level=settings.log_level.lower(),
-        proxy_headers=True,
+        # The client address is decided in one place, create_app (DICOMGATE_TRUSTED_PROXIES):
+        # uvicorn's own handling would trust X-Forwarded-For from any loopback peer.
+        proxy_headers=False,
         # Our handler and format for uvicorn's records too; no uvicorn access log: its raw path
         # and query can carry patient IDs and names. dicomgate.metrics writes the access line
         # with the route template instead.

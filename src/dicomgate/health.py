@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -46,6 +46,10 @@ class HealthReport(BaseModel):
     database: Check
     codec: CodecCheck
     workers: Check
+    audit: Check = Field(
+        default_factory=lambda: Check(ok=True, detail="writing"),
+        description="False when the last audit row could not be written (until one is).",
+    )
     warnings: list[str] = Field(
         default_factory=list, description="Unsafe settings in force (e.g. authentication off)."
     )
@@ -66,6 +70,7 @@ class HealthReport(BaseModel):
                         "fallback": False,
                     },
                     "workers": {"ok": True, "detail": "2 workers answering"},
+                    "audit": {"ok": True, "detail": "writing"},
                 }
             ]
         }
@@ -107,8 +112,9 @@ async def _check_workers(runtime: RuntimeDep) -> Check:
         500: {"model": ErrorBody},
     },
 )
-async def health(runtime: RuntimeDep) -> JSONResponse:
-    """200 when Orthanc, the database, the HTJ2K codec and the worker pool all work; else 503."""
+async def health(runtime: RuntimeDep, request: Request) -> JSONResponse:
+    """200 when Orthanc, the database, the HTJ2K codec, the worker pool and the audit trail all
+    work; else 503."""
     orthanc, database, workers = await asyncio.gather(
         _check_orthanc(runtime), _check_database(runtime), _check_workers(runtime)
     )
@@ -120,7 +126,15 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
         target_transfer_syntax=status.transfer_syntax,
         fallback=status.fallback,
     )
-    healthy = all(c.ok for c in (orthanc, database, workers)) and codec.ok and not codec.fallback
+    trail = getattr(request.app.state, "audit_trail", None)
+    audit = (
+        Check(ok=True, detail="writing")
+        if trail is None or trail.healthy
+        else Check(ok=False, detail=trail.failure_detail)
+    )
+    healthy = (
+        all(c.ok for c in (orthanc, database, workers, audit)) and codec.ok and not codec.fallback
+    )
     report = HealthReport(
         status="ok" if healthy else "degraded",
         version=__version__,
@@ -128,6 +142,7 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
         database=database,
         codec=codec,
         workers=workers,
+        audit=audit,
         warnings=[] if runtime.settings.auth_enabled else [AUTH_DISABLED_WARNING],
     )
     return JSONResponse(status_code=200 if healthy else 503, content=report.model_dump())

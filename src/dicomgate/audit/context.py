@@ -13,6 +13,7 @@ into the same object. Note *before* acting, so a refused or failed attempt keeps
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -35,6 +36,17 @@ def _resource(state: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(resource, dict):
         resource = state[STATE_KEY] = {}
     return resource
+
+
+@dataclass
+class Touched:
+    """What one resource holds, in the audit resource's words (built by the domain that knows)."""
+
+    patient_ids: list[str] = field(default_factory=list)
+    study_instance_uids: list[str] = field(default_factory=list)
+    series_instance_uids: list[str] = field(default_factory=list)
+    sop_instance_uids: list[str] = field(default_factory=list)
+    orthanc_ids: list[str] = field(default_factory=list)
 
 
 class AuditNotes:
@@ -69,6 +81,16 @@ class AuditNotes:
                     listed.append(value)
             if not listed:
                 del self.resource[key]
+
+    def add(self, touched: Touched) -> None:
+        """Add everything ``touched`` names."""
+        self.touched(
+            patient_ids=touched.patient_ids,
+            study_instance_uids=touched.study_instance_uids,
+            series_instance_uids=touched.series_instance_uids,
+            sop_instance_uids=touched.sop_instance_uids,
+            orthanc_ids=touched.orthanc_ids,
+        )
 
     def conflict(
         self,

@@ -6,6 +6,7 @@ import logging
 
 from fastapi import APIRouter, Query, Request, status
 
+from dicomgate.audit.context import note_touched
 from dicomgate.conversions import service
 from dicomgate.conversions.background import BackgroundJobs
 from dicomgate.conversions.plan import make_selection
@@ -29,6 +30,11 @@ router = APIRouter(prefix="/api/ris/conversions", tags=["conversions"])
 async def start_conversion(
     body: ConversionRequest, session: SessionDep, settings: SettingsDep, request: Request
 ) -> ConversionJobOut:
+    note_touched(
+        request,
+        patient_ids=[body.patient_id or ""],
+        study_instance_uids=[body.study_instance_uid or ""],
+    )
     selection = make_selection(
         study=body.study_instance_uid,
         patient=body.patient_id,

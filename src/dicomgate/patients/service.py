@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dicomgate.audit.context import AuditNotes
 from dicomgate.errors import Conflict, InvalidPatient, PatientRecordNotFound
 from dicomgate.patients import repository
 from dicomgate.patients.importer import ImportFormat, read_rows
@@ -152,12 +153,14 @@ def _validate_rows(
 
 
 async def import_patients(
-    session: AsyncSession, *, content: bytes, fmt: ImportFormat
+    session: AsyncSession, *, content: bytes, fmt: ImportFormat, notes: AuditNotes | None = None
 ) -> ImportReport:
     """Upsert every valid record of a CSV/JSON file; invalid rows are reported, not fatal."""
     # Parsing a big file is CPU and memory work: keep it off the event loop.
     rows = await to_thread.run_sync(functools.partial(read_rows, content, fmt=fmt))
     valid, rejected = _validate_rows(rows)
+    if notes is not None:
+        notes.touched(patient_ids=[record.patient_id for _, record in valid])
     existing = await repository.get_many(session, patient_ids=(r.patient_id for _, r in valid))
     inserted = updated = 0
     changed: list[Patient] = []
