@@ -47,7 +47,10 @@ class TestAuditTrail:
 
         mine = await events(auth_client, actor=actor)
         got = [(e["action"], e["outcome"], e["status_code"], e["resource"]) for e in reversed(mine)]
-        tags = httpx.get(f"{clean_orthanc.url}/instances/{iid}/simplified-tags").json()
+        async with httpx.AsyncClient() as orthanc_http:
+            tags = (
+                await orthanc_http.get(f"{clean_orthanc.url}/instances/{iid}/simplified-tags")
+            ).json()
         parents = [stored["ParentPatient"], stored["ParentStudy"], stored["ParentSeries"], iid]
         assert got == [
             (
