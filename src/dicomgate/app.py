@@ -102,6 +102,19 @@ def _document_validation_error(operation: dict[str, Any]) -> None:
         body["schema"] = ERROR_BODY_REF
 
 
+def _document_unparsable_body(operation: dict[str, Any]) -> None:
+    """A JSON body that is not JSON is answered 400 (before validation): say so."""
+    content = operation.get("requestBody", {}).get("content", {})
+    if "application/json" in content:
+        operation.setdefault("responses", {}).setdefault(
+            "400",
+            {
+                "description": "The body is not valid JSON",
+                "content": {"application/json": {"schema": ERROR_BODY_REF}},
+            },
+        )
+
+
 def _document_security(app: FastAPI) -> None:
     """Per-operation OpenAPI security from the one policy table (public routes have none)."""
     build = app.openapi
@@ -113,6 +126,7 @@ def _document_security(app: FastAPI) -> None:
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
                 _document_validation_error(operation)
+                _document_unparsable_body(operation)
                 scope = required_scope(method, path)
                 if scope is None:
                     operation.pop("security", None)
