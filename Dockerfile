@@ -9,8 +9,7 @@ RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
 FROM python:3.11-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    DICOMGATE_DATABASE_URL=sqlite+aiosqlite:////data/dicomgate.db \
-    DICOMGATE_JOURNAL_DIR=/data/journal
+    DICOMGATE_DATA_DIR=/data
 RUN groupadd --system dicomgate && useradd --system --gid dicomgate --home /app dicomgate \
     && mkdir -p /app /data && chown dicomgate:dicomgate /data
 COPY --from=build /opt/venv /opt/venv

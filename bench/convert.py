@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.builders import make_dataset, to_bytes
 from tests.orthanc_process import OrthancProcess
 
-from dicomgate.app import open_runtime
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.migrations import upgrade_database
+from dicomgate.runtime import open_runtime
 from dicomgate.settings import Settings
 
 

@@ -33,8 +33,10 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels import iter_pixels
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from dicomgate.codec import htj2k
 from dicomgate.codec.capabilities import HTJ2K_LOSSLESS
-from dicomgate.codec.transcode import TranscodeOptions, _encode_frame, _Plan, transcode
+from dicomgate.codec.plan import EncodePlan
+from dicomgate.codec.transcode import TranscodeOptions, transcode
 
 SITE = Path(pydicom.__file__).parent
 CORPORA = [SITE / "data" / "test_files", SITE.parent / "data_store" / "data"]
@@ -74,8 +76,8 @@ def _timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 
 def _htj2k(frame: np.ndarray, stored: int, signed: bool) -> bytes:
-    plan = _Plan("htj2k", HTJ2K_LOSSLESS, None, frame.ndim == 3, stored, signed, 5)
-    return _encode_frame(frame, plan)
+    plan = EncodePlan("htj2k", HTJ2K_LOSSLESS, None, frame.ndim == 3, stored, signed, 5)
+    return htj2k.encode_frame(frame, plan)
 
 
 def bench_codecs() -> None:

@@ -14,20 +14,27 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dicomgate import __version__
 from dicomgate.audit.middleware import AuditMiddleware
+from dicomgate.audit.router import router as audit_router
 from dicomgate.audit.syslog import atna_exporter
 from dicomgate.audit.trail import AuditTrail
 from dicomgate.auth.dependencies import AuthorizeDep
 from dicomgate.auth.policy import required_scope
 from dicomgate.auth.service import JwtVerifier
-from dicomgate.codec.pool import WorkerPool
+from dicomgate.browse.router import router as browse_router
 from dicomgate.conversions.background import BackgroundJobs
-from dicomgate.db import create_engine, create_sessionmaker
+from dicomgate.conversions.router import router as conversions_router
+from dicomgate.dicomweb.router import router as dicomweb_router
 from dicomgate.errors import ConfigurationError, install_error_handlers
+from dicomgate.health import router as health_router
+from dicomgate.ingest.router import router as ingest_router
 from dicomgate.metrics import MetricsMiddleware
-from dicomgate.orthanc import OrthancClient, build_http_client
+from dicomgate.metrics import router as metrics_router
+from dicomgate.migrations import ensure_database_current
+from dicomgate.patients.router import router as patients_router
 from dicomgate.requestid import RequestIdMiddleware
-from dicomgate.runtime import Runtime
+from dicomgate.runtime import open_runtime
 from dicomgate.settings import Settings
+from dicomgate.statistics.router import router as statistics_router
 
 log = logging.getLogger(__name__)
 
@@ -39,28 +46,8 @@ TAGS = [
     {"name": "dicomweb", "description": "DICOMweb STOW-RS: store instances, transcoded to HTJ2K."},
     {"name": "conversions", "description": "Admin: convert stored studies to HTJ2K in place."},
     {"name": "audit", "description": "Admin: who did what to which resource, and the outcome."},
+    {"name": "statistics", "description": "Orthanc's size and what dicomgate's HTJ2K saved."},
 ]
-
-
-@asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """Open the process's shared resources (HTTP client, worker pool, DB engine); close them."""
-    http = build_http_client(settings)
-    pool = WorkerPool(settings.workers, default_timeout=settings.transcode_timeout)
-    engine = create_engine(settings.database_url)
-    try:
-        yield Runtime(
-            settings=settings,
-            http=http,
-            orthanc=OrthancClient(http),
-            pool=pool,
-            engine=engine,
-            sessions=create_sessionmaker(engine),
-        )
-    finally:
-        await http.aclose()
-        pool.close()
-        await engine.dispose()
 
 
 def check_auth_configuration(settings: Settings) -> None:
@@ -157,8 +144,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from dicomgate.migrations import ensure_database_current
-
         await ensure_database_current(settings)  # refuse to serve on an unmigrated database
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
@@ -199,31 +184,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
     install_error_handlers(app)
-
-    from dicomgate.health import router as health_router
-
-    app.include_router(health_router)
-    from dicomgate.browse.router import router as browse_router
-
-    app.include_router(browse_router)
-    from dicomgate.patients.router import router as patients_router
-
-    app.include_router(patients_router)
-    from dicomgate.ingest.router import router as ingest_router
-
-    app.include_router(ingest_router)
-    from dicomgate.dicomweb.router import router as dicomweb_router
-
-    app.include_router(dicomweb_router)
-    from dicomgate.conversions.router import router as conversions_router
-
-    app.include_router(conversions_router)
-    from dicomgate.audit.router import router as audit_router
-
-    app.include_router(audit_router)
-    from dicomgate.metrics import router as metrics_router
-
-    app.include_router(metrics_router)
+    for router in (
+        health_router,
+        browse_router,
+        patients_router,
+        ingest_router,
+        dicomweb_router,
+        conversions_router,
+        audit_router,
+        statistics_router,
+        metrics_router,
+    ):
+        app.include_router(router)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(MetricsMiddleware)  # inside the request id: its access line carries it
     app.add_middleware(RequestIdMiddleware)  # ids on audit writes and errors too

@@ -7,7 +7,6 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from dicomgate import __version__
 from dicomgate.phi import RevealPhi
@@ -21,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "dicomgate.conversions.commands",
     "dicomgate.codec.commands",
     "dicomgate.auth.commands",
+    "dicomgate.demo",
 ]
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -49,20 +49,8 @@ def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
     # httpx logs every request URL at INFO: noise, and URLs can carry identifiers.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def alembic_config(settings: Settings) -> object:
-    """Alembic's Config for this project, with the URL from settings."""
-    from alembic.config import Config
-
-    candidates = [Path.cwd() / "alembic.ini", Path(__file__).resolve().parents[2] / "alembic.ini"]
-    ini = next((p for p in candidates if p.is_file()), None)
-    if ini is None:
-        raise SystemExit("alembic.ini not found (run from the project folder)")
-    config = Config(str(ini))
-    config.set_main_option("script_location", str(ini.parent / "alembic"))
-    config.attributes["database_url"] = settings.database_url
-    return config
+    # Alembic announces each of its built-in plugins at INFO whenever it loads: noise.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -96,15 +84,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from alembic import command
 
-    command.upgrade(alembic_config(settings), args.revision)  # type: ignore[arg-type]
-    print(f"database at revision {args.revision}")
+    from dicomgate.migrations import alembic_config, database_location, prepare_location
+
+    prepare_location(settings)
+    command.upgrade(alembic_config(settings), args.revision)
+    print(f"database {database_location(settings.database_url)} at revision {args.revision}")
     return 0
 
 
 def _db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
     from alembic import command
 
-    command.downgrade(alembic_config(settings), args.revision)  # type: ignore[arg-type]
+    from dicomgate.migrations import alembic_config
+
+    command.downgrade(alembic_config(settings), args.revision)
     print(f"database downgraded to {args.revision}")
     return 0
 
@@ -132,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP service (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_serve, needs_database=True)
 
     sub.add_parser("openapi", help="print the OpenAPI schema (no server started)").set_defaults(
         func=_openapi
@@ -152,10 +145,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_database(settings: Settings) -> str | None:
+    """Why a command cannot use the configured database (not migrated, unreachable), or None."""
+    import asyncio
+
+    from dicomgate.errors import DicomgateError
+    from dicomgate.migrations import ensure_database_current
+
+    try:
+        asyncio.run(ensure_database_current(settings))
+    except DicomgateError as exc:
+        return exc.message
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
     configure_logging(settings)
+    # Commands that read or write the database (``needs_database`` on their parser) all
+    # refuse an unmigrated or unreachable one the same way, before doing anything.
+    if getattr(args, "needs_database", False):
+        problem = check_database(settings)
+        if problem is not None:
+            print(f"dicomgate: {problem}", file=sys.stderr)
+            return 2
     handler: Handler = args.func
     return handler(args, settings)
 

@@ -218,6 +218,13 @@ class DatabaseNotMigrated(DicomgateError):
     default_message = "The database schema is not up to date; run `dicomgate db upgrade`"
 
 
+class DatabaseUnavailable(DicomgateError):
+    """The configured database does not answer (server down, wrong URL, unreadable file)."""
+
+    status_code = 503
+    default_message = "The database cannot be reached"
+
+
 # --- Orthanc ---------------------------------------------------------------------------------
 class OrthancFailure(DicomgateError):
     """Base of every failure talking to Orthanc."""

@@ -13,8 +13,8 @@ from dicomgate import __version__
 from dicomgate.codec.capabilities import codec_status
 from dicomgate.codec.pool import ping as pool_ping
 from dicomgate.db import ping as db_ping
+from dicomgate.dependencies import RuntimeDep
 from dicomgate.errors import DicomgateError, ErrorBody
-from dicomgate.runtime import RuntimeDep
 
 router = APIRouter(tags=["health"])
 

@@ -10,6 +10,7 @@ MODEL_MODULES: list[str] = [
     "dicomgate.auth.models",
     "dicomgate.audit.models",
     "dicomgate.identity.models",
+    "dicomgate.statistics.models",
 ]
 
 

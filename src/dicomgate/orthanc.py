@@ -24,18 +24,18 @@ from dicomgate.errors import (
     OrthancUnavailable,
 )
 from dicomgate.metrics import record_orthanc_error
+from dicomgate.orthanc_models import (
+    LEVEL_WORDS,
+    DeleteAnswer,
+    InstanceHeader,
+    Level,
+    StoredInstance,
+    not_found_message,
+)
 from dicomgate.requestid import propagate_to_orthanc
 from dicomgate.settings import Settings
 
 log = logging.getLogger(__name__)
-
-Level = Literal["patients", "studies", "series", "instances"]
-LEVEL_NAMES: dict[Level, str] = {
-    "patients": "patient",
-    "studies": "study",
-    "series": "series",
-    "instances": "instance",
-}
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -106,11 +106,12 @@ def _raise_for_status(
     raise _counted(OrthancError(f"{message}: {detail}" if detail else message))
 
 
-def _stored_answer(result: Any) -> dict[str, Any]:
+def _stored_answer(result: Any) -> StoredInstance:
     """Orthanc's answer to ``POST /instances``, which must name the stored instance."""
-    if not isinstance(result, dict) or "ID" not in result:
-        raise _counted(OrthancError("Orthanc did not accept the instance (no ID in its answer)"))
-    return result
+    try:
+        return StoredInstance.from_json(result)
+    except OrthancError as exc:
+        raise _counted(exc) from None
 
 
 class OrthancClient:
@@ -161,7 +162,7 @@ class OrthancClient:
             "GET",
             f"/{level}/{orthanc_id}",
             what=f"GET /{level}/{{id}}",
-            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+            not_found=not_found_message(level, orthanc_id),
         )
         return result
 
@@ -178,7 +179,7 @@ class OrthancClient:
             "GET",
             f"/{level}/{orthanc_id}/{child}",
             what=f"GET /{level}/{{id}}/{child}",
-            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+            not_found=not_found_message(level, orthanc_id),
         )
         return result
 
@@ -186,9 +187,9 @@ class OrthancClient:
         """``GET /{level}/{id}/{parent}`` (singular, e.g. ``/series/{id}/study``): one ancestor."""
         result: dict[str, Any] = await self._json(
             "GET",
-            f"/{level}/{orthanc_id}/{LEVEL_NAMES[parent]}",
-            what=f"GET /{level}/{{id}}/{LEVEL_NAMES[parent]}",
-            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+            f"/{level}/{orthanc_id}/{LEVEL_WORDS[parent]}",
+            what=f"GET /{level}/{{id}}/{LEVEL_WORDS[parent]}",
+            not_found=not_found_message(level, orthanc_id),
         )
         return result
 
@@ -205,7 +206,7 @@ class OrthancClient:
             f"/series/{series_id}/instances-tags",
             params={"short" if short else "simplify": ""},
             what="GET /series/{id}/instances-tags",
-            not_found=f"No series with Orthanc ID {series_id}",
+            not_found=not_found_message("series", series_id),
         )
         return result
 
@@ -226,19 +227,22 @@ class OrthancClient:
         )
         return result
 
-    async def delete(self, level: Level, orthanc_id: str) -> dict[str, Any]:
+    async def delete(self, level: Level, orthanc_id: str) -> DeleteAnswer:
         """``DELETE /{level}/{id}``; Orthanc answers with the remaining ancestor, if any."""
         response = await self._request(
             "DELETE",
             f"/{level}/{orthanc_id}",
             what=f"DELETE /{level}/{{id}}",
-            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+            not_found=not_found_message(level, orthanc_id),
         )
         try:
             body = response.json()
         except ValueError:
-            return {}
-        return body if isinstance(body, dict) else {}
+            body = None
+        try:
+            return DeleteAnswer.from_json(body)
+        except OrthancError as exc:
+            raise _counted(exc) from None
 
     # --- What Orthanc keeps on a resource besides its files --------------------------------
     async def metadata(self, level: Level, orthanc_id: str) -> dict[str, str]:
@@ -248,7 +252,7 @@ class OrthancClient:
             f"/{level}/{orthanc_id}/metadata",
             params={"expand": ""},
             what=f"GET /{level}/{{id}}/metadata",
-            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+            not_found=not_found_message(level, orthanc_id),
         )
         return result
 
@@ -259,10 +263,7 @@ class OrthancClient:
             f"/{level}/{orthanc_id}/metadata/{quote(name, safe='')}",
             content=value.encode(),
             what=f"PUT /{level}/{{id}}/metadata/{{name}}",
-            not_found=(
-                f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id} "
-                f"(or no metadata named {name!r})"
-            ),
+            not_found=f"{not_found_message(level, orthanc_id)} (or no metadata named {name!r})",
         )
 
     async def labels(self, level: Level, orthanc_id: str) -> list[str]:
@@ -271,7 +272,7 @@ class OrthancClient:
             "GET",
             f"/{level}/{orthanc_id}/labels",
             what=f"GET /{level}/{{id}}/labels",
-            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+            not_found=not_found_message(level, orthanc_id),
         )
         return result
 
@@ -282,7 +283,7 @@ class OrthancClient:
             f"/{level}/{orthanc_id}/labels/{quote(label, safe='')}",
             content=b"",
             what=f"PUT /{level}/{{id}}/labels/{{label}}",
-            not_found=f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}",
+            not_found=not_found_message(level, orthanc_id),
         )
 
     async def patient_protected(self, orthanc_id: str) -> bool:
@@ -291,7 +292,7 @@ class OrthancClient:
             "GET",
             f"/patients/{orthanc_id}/protected",
             what="GET /patients/{id}/protected",
-            not_found=f"No patient with Orthanc ID {orthanc_id}",
+            not_found=not_found_message("patients", orthanc_id),
         )
         return response.text.strip() == "1"
 
@@ -302,7 +303,7 @@ class OrthancClient:
             f"/patients/{orthanc_id}/protected",
             content=b"1" if protected else b"0",
             what="PUT /patients/{id}/protected",
-            not_found=f"No patient with Orthanc ID {orthanc_id}",
+            not_found=not_found_message("patients", orthanc_id),
         )
 
     # --- Instances -------------------------------------------------------------------------
@@ -313,24 +314,24 @@ class OrthancClient:
             "GET",
             f"/instances/{orthanc_id}/{suffix}",
             what=f"GET /instances/{{id}}/{suffix}",
-            not_found=f"No instance with Orthanc ID {orthanc_id}",
+            not_found=not_found_message("instances", orthanc_id),
         )
         return result
 
-    async def instance_header(self, orthanc_id: str) -> dict[str, Any]:
+    async def instance_header(self, orthanc_id: str) -> InstanceHeader:
         """``GET /instances/{id}/header?simplify``: the file meta (Transfer Syntax UID …).
 
         Orthanc 1.10 has no ``TransferSyntax`` metadata for syntaxes it does not know (HTJ2K);
         the header is read from the stored file and is always right.
         """
-        result: dict[str, Any] = await self._json(
+        result = await self._json(
             "GET",
             f"/instances/{orthanc_id}/header",
             params={"simplify": ""},
             what="GET /instances/{id}/header",
-            not_found=f"No instance with Orthanc ID {orthanc_id}",
+            not_found=not_found_message("instances", orthanc_id),
         )
-        return result
+        return InstanceHeader.from_json(result)
 
     async def instance_file(self, orthanc_id: str) -> bytes:
         """``GET /instances/{id}/file``: the stored DICOM file, whole (for codec work)."""
@@ -338,7 +339,7 @@ class OrthancClient:
             "GET",
             f"/instances/{orthanc_id}/file",
             what="GET /instances/{id}/file",
-            not_found=f"No instance with Orthanc ID {orthanc_id}",
+            not_found=not_found_message("instances", orthanc_id),
         )
         return response.content
 
@@ -357,7 +358,7 @@ class OrthancClient:
         try:
             if not response.is_success:
                 await response.aread()
-                _raise_for_status(response, what, f"No instance with Orthanc ID {orthanc_id}")
+                _raise_for_status(response, what, not_found_message("instances", orthanc_id))
 
             async def chunks() -> AsyncIterator[bytes]:
                 with map_exceptions(what):
@@ -368,7 +369,7 @@ class OrthancClient:
         finally:
             await response.aclose()
 
-    async def store_instance(self, data: bytes) -> dict[str, Any]:
+    async def store_instance(self, data: bytes) -> StoredInstance:
         """``POST /instances``: store one DICOM file; Orthanc answers ID, parents, Status."""
         result = await self._json(
             "POST",
@@ -382,7 +383,7 @@ class OrthancClient:
 
     async def store_instance_stream(
         self, chunks: AsyncIterator[bytes], *, size: int
-    ) -> dict[str, Any]:
+    ) -> StoredInstance:
         """``POST /instances`` from a stream of ``size`` bytes (never whole in memory)."""
         result = await self._json(
             "POST",

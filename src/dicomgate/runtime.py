@@ -1,18 +1,17 @@
-"""The shared resources one process owns, and the FastAPI dependencies that hand them out."""
+"""The shared resources one process owns: opened by the lifespan (or the CLI), closed with it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
 
 import httpx
-from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dicomgate.codec.pool import WorkerPool
-from dicomgate.db import session_scope
-from dicomgate.orthanc import OrthancClient
+from dicomgate.db import create_engine, create_sessionmaker
+from dicomgate.orthanc import OrthancClient, build_http_client
 from dicomgate.settings import Settings
 
 
@@ -28,35 +27,22 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
 
 
-def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-
-def get_settings(runtime: RuntimeDep) -> Settings:
-    return runtime.settings
-
-
-def get_orthanc(runtime: RuntimeDep) -> OrthancClient:
-    return runtime.orthanc
-
-
-def get_pool(runtime: RuntimeDep) -> WorkerPool:
-    return runtime.pool
-
-
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    """One session per request; committed on success, rolled back on error."""
-    async with session_scope(runtime.sessions) as session:
-        yield session
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-OrthancDep = Annotated[OrthancClient, Depends(get_orthanc)]
-PoolDep = Annotated[WorkerPool, Depends(get_pool)]
-# scope="function": commit before the response is sent, so a 2xx always means "stored" (the
-# default, "request", would commit after the client already has its answer).
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Open the process's shared resources (HTTP client, worker pool, DB engine); close them."""
+    http = build_http_client(settings)
+    pool = WorkerPool(settings.workers, default_timeout=settings.transcode_timeout)
+    engine = create_engine(settings.database_url)
+    try:
+        yield Runtime(
+            settings=settings,
+            http=http,
+            orthanc=OrthancClient(http),
+            pool=pool,
+            engine=engine,
+            sessions=create_sessionmaker(engine),
+        )
+    finally:
+        await http.aclose()
+        pool.close()
+        await engine.dispose()

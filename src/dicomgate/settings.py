@@ -14,8 +14,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 TargetSyntax = Literal["htj2k", "htj2k-rpcl", "jpeg2000"]
 
 
+DEFAULT_DATA_DIR = "dicomgate-data"
+
+
 def _default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
+
+
+def sqlite_url(path: Path) -> str:
+    """The async SQLAlchemy URL of a SQLite file."""
+    return f"sqlite+aiosqlite:///{path}"
 
 
 class Settings(BaseSettings):
@@ -64,10 +72,20 @@ class Settings(BaseSettings):
         default=8, ge=1, description="Parallel Orthanc requests one listing may issue."
     )
 
+    # --- Where dicomgate keeps its own files ----------------------------------------------------
+    data_dir: Path = Field(
+        default=Path(DEFAULT_DATA_DIR),
+        description="dicomgate's data folder: the SQLite database (dicomgate.db) and the "
+        "conversion journal (journal/) live here unless DICOMGATE_DATABASE_URL or "
+        "DICOMGATE_JOURNAL_DIR say otherwise. Relative to the folder dicomgate starts in, so "
+        "the CLI and the service share it when started from the same folder.",
+    )
+
     # --- Database ------------------------------------------------------------------------------
     database_url: str = Field(
-        default="sqlite+aiosqlite:///./dicomgate.db",
-        description="SQLAlchemy async URL: sqlite+aiosqlite:///… or postgresql+asyncpg://…",
+        default_factory=lambda data: sqlite_url(data["data_dir"] / "dicomgate.db"),
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///… or postgresql+asyncpg://… "
+        "(default: SQLite in the data folder).",
     )
 
     # --- Workers and codec ---------------------------------------------------------------------
@@ -105,8 +123,9 @@ class Settings(BaseSettings):
 
     # --- Conversions ---------------------------------------------------------------------------
     journal_dir: Path = Field(
-        default=Path("./dicomgate-journal"),
-        description="Durable copies of originals while they are being replaced in Orthanc.",
+        default_factory=lambda data: data["data_dir"] / "journal",
+        description="Durable copies of originals while they are being replaced in Orthanc "
+        "(default: journal/ in the data folder).",
     )
     conversion_sample_size: int = Field(
         default=20,
@@ -210,6 +229,12 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Resolved once, at start: messages and logs name the real folder.
+        return value.expanduser().resolve()
 
     @field_validator("orthanc_url")
     @classmethod

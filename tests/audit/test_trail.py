@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 
 from tests.builders import to_bytes
 from tests.identity.helpers import UPLOAD, image, part
-from tests.ingest.conftest import BOTH_DATABASES, MakePatient, OrthancView
+from tests.ingest.helpers import BOTH_DATABASES, MakePatient, OrthancView
 
 
 async def trail(client: httpx.AsyncClient, **params: str) -> list[dict[str, Any]]:

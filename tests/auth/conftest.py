@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import jwt
@@ -18,11 +17,7 @@ from dicomgate.auth.policy import ALL_SCOPES
 from dicomgate.auth.service import create_api_key, revoke_api_key
 from dicomgate.db import create_engine, create_sessionmaker, session_scope
 from dicomgate.settings import Settings
-
-SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
-ISSUER = "https://idp.hospital.test"
-AUDIENCE = "dicomgate"
-KID = "test-rsa-1"
+from tests.auth.helpers import AUDIENCE, ISSUER, KID, SECRET
 
 
 @pytest.fixture(scope="module")
@@ -64,47 +59,6 @@ async def auth_client(auth_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=auth_app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://dicomgate.test") as c:
         yield c
-
-
-def token(scopes: list[str], *, alg: str = "HS256", key: Any = SECRET, **overrides: Any) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "sub": "dr.house",
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "iat": now,
-        "nbf": now - 5,
-        "exp": now + 300,
-        "scope": " ".join(scopes),
-    }
-    claims.update(overrides)
-    claims = {k: v for k, v in claims.items() if v is not None}
-    headers = {"kid": KID} if alg == "RS256" else None
-    return jwt.encode(claims, key, algorithm=alg, headers=headers)
-
-
-def unsigned_token(scopes: list[str]) -> str:
-    """``alg: none``: a token with no signature at all."""
-    import base64
-
-    def b64(obj: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
-    now = int(time.time())
-    return (
-        b64({"alg": "none", "typ": "JWT"})
-        + "."
-        + b64(
-            {
-                "sub": "mallory",
-                "iss": ISSUER,
-                "aud": AUDIENCE,
-                "exp": now + 300,
-                "scope": " ".join(scopes),
-            }
-        )
-        + "."
-    )
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from tests.auth.conftest import token
+from tests.auth.helpers import token
 from tests.builders import make_dataset, to_bytes
 from tests.orthanc_process import OrthancProcess
 

@@ -21,7 +21,7 @@ from dicomgate.app import create_app
 from dicomgate.auth.policy import ALL_SCOPES, ROUTE_SCOPES
 from dicomgate.errors import ConfigurationError
 from dicomgate.settings import Settings
-from tests.auth.conftest import AUDIENCE, ISSUER, KID, SECRET, token, unsigned_token
+from tests.auth.helpers import AUDIENCE, ISSUER, KID, SECRET, token, unsigned_token
 
 
 def forge_hs256(secret: bytes) -> str:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from pydicom.dataset import Dataset
 
+from tests.browse.helpers import Store
 from tests.builders import to_bytes
 from tests.orthanc_process import OrthancProcess
-
-Store = Callable[[Dataset], dict[str, str]]
 
 
 @pytest.fixture

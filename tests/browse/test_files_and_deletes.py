@@ -8,7 +8,7 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.browse.conftest import Store
+from tests.browse.helpers import Store
 from tests.browse.test_listings import UNKNOWN_ID, assert_error
 from tests.builders import make_dataset, to_bytes, to_htj2k
 from tests.orthanc_process import OrthancProcess

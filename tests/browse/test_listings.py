@@ -8,7 +8,7 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.browse.conftest import Store
+from tests.browse.helpers import Store
 from tests.builders import make_dataset
 from tests.orthanc_process import OrthancProcess
 
@@ -54,6 +54,53 @@ class TestListPatients:
             },
         ]
 
+    async def test_filter_by_dicom_patient_id(
+        self, client: httpx.AsyncClient, store: Store
+    ) -> None:
+        store(make_dataset(patient_id="P001", patient_name="One^Ann"))
+        two = store(make_dataset(patient_id="P002", patient_name="Two^Bob"))
+        store(make_dataset(patient_id="P0021", patient_name="Longer^Id"))
+        response = await client.get("/api/orthanc/patients/", params={"patient_id": "P002"})
+        assert response.status_code == 200
+        assert response.json() == [
+            {
+                "orthancId": two["ParentPatient"],
+                "patientId": "P002",
+                "patientName": "Two^Bob",
+                "studiesCount": 1,
+            }
+        ]
+        # The orthancId found is what the study listing takes.
+        studies = await client.get(
+            "/api/orthanc/studies/", params={"patient_id": response.json()[0]["orthancId"]}
+        )
+        assert [s["orthancId"] for s in studies.json()] == [two["ParentStudy"]]
+
+    @pytest.mark.parametrize("patient_id", ["P00*", "P00?", "p002", "P003"])
+    async def test_filter_is_exact_no_wildcards(
+        self, client: httpx.AsyncClient, store: Store, patient_id: str
+    ) -> None:
+        store(make_dataset(patient_id="P001"))
+        store(make_dataset(patient_id="P002"))
+        response = await client.get("/api/orthanc/patients/", params={"patient_id": patient_id})
+        assert response.status_code == 200
+        assert response.json() == []
+
+    @pytest.mark.parametrize(
+        ("patient_id", "why"),
+        [
+            ("A\\B", "must not contain a backslash (DICOM LO)"),
+            ("A\x01B", "must not contain control characters (DICOM LO)"),
+            ("X" * 65, "longer than 64 characters (DICOM LO)"),
+            ("", "must not be empty"),
+        ],
+    )
+    async def test_filter_that_is_no_patient_id_is_422(
+        self, client: httpx.AsyncClient, clean_orthanc: OrthancProcess, patient_id: str, why: str
+    ) -> None:
+        response = await client.get("/api/orthanc/patients/", params={"patient_id": patient_id})
+        assert_error(response, 422, "ValidationError", why)
+
     async def test_orthanc_stopped_is_503_json(
         self, client: httpx.AsyncClient, orthanc: OrthancProcess
     ) -> None:
@@ -78,6 +125,22 @@ class TestListStudies:
     ) -> None:
         response = await client.get("/api/orthanc/studies/", params={"patient_id": patient_id})
         assert_error(response, 404, "NotFound", "No patient with Orthanc ID")
+
+    async def test_a_dicom_patient_id_gets_told_how_to_find_the_orthanc_id(
+        self, client: httpx.AsyncClient, store: Store
+    ) -> None:
+        store(make_dataset(patient_id="P002"))  # created, and known by its DICOM Patient ID
+        response = await client.get("/api/orthanc/studies/", params={"patient_id": "P002"})
+        assert_error(
+            response,
+            404,
+            "NotFound",
+            "No patient with Orthanc ID P002. This patient_id is Orthanc's ID of the patient "
+            "(five groups of 8 hex digits), not the DICOM Patient ID: find it as orthancId in "
+            "GET /api/orthanc/patients/?patient_id=P002",
+        )
+        images = await client.get("/api/orthanc/patients/P002/images/")
+        assert_error(images, 404, "NotFound", "GET /api/orthanc/patients/?patient_id=P002")
 
     async def test_studies_newest_first_with_series_counts(
         self, client: httpx.AsyncClient, store: Store

@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 
 from dicomgate.codec.preview import render_preview
 from dicomgate.errors import FrameNotFound, ImageTooLarge, UnprocessableInput
-from tests.browse.conftest import Store
+from tests.browse.helpers import Store
 from tests.browse.test_listings import UNKNOWN_ID, assert_error
 from tests.builders import make_dataset, to_bytes, to_htj2k
 from tests.orthanc_process import OrthancProcess
@@ -114,6 +114,67 @@ class TestRenderPreview:
         assert compressed.shape == (64, 64)
         assert np.array_equal(compressed, native)
         assert compressed.min() != compressed.max()
+
+
+def undecodable_jpeg(corpus_dir: Path) -> bytes:
+    """A 12-bit JPEG Extended file whose one fragment is not JPEG at all."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(corpus_dir / "JPGExtended.dcm")
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xc1 not a JPEG scan \xff\xd9"])
+    return to_bytes(ds)
+
+
+PLUGIN_WORDS = ("pylibjpeg", "pillow", "gdcm", "plugin", "libjpeg", "imagecodecs", "Traceback")
+
+
+class TestTwelveBitJpeg:
+    """JPEG Extended (…4.51) with 12 bits stored: decoded for previews, failures said plainly."""
+
+    def test_conformant_file_renders_like_pydicoms_decoding(self, corpus_dir: Path) -> None:
+        import pydicom
+
+        data = (corpus_dir / "JPGExtended.dcm").read_bytes()
+        assert pydicom.dcmread(corpus_dir / "JPGExtended.dcm").BitsStored == 12
+        reference = pydicom.dcmread(corpus_dir / "JPGExtended.dcm").pixel_array
+        assert np.array_equal(png(data), min_max(reference))
+
+    def test_nema_file_libjpeg_refuses_renders_too(self, corpus_dir: Path) -> None:
+        # JPEG-lossy.dcm (NEMA WG04 NM1_JPLY) is JPGExtended.dcm before its scan header was
+        # fixed: libjpeg (pylibjpeg) and Pillow both refuse it; libjpeg-turbo reads it. The two
+        # decoders' inverse DCTs may round differently: at most 1 apart in the PNG.
+        broken = png((corpus_dir / "JPEG-lossy.dcm").read_bytes())
+        fixed = png((corpus_dir / "JPGExtended.dcm").read_bytes())
+        assert broken.shape == fixed.shape == (1024, 256)
+        assert int(np.abs(broken.astype(int) - fixed.astype(int)).max()) <= 1
+        assert broken.max() > broken.min()
+
+    def test_undecodable_pixels_say_so_without_library_names(self, corpus_dir: Path) -> None:
+        with pytest.raises(UnprocessableInput) as caught:
+            render_preview(undecodable_jpeg(corpus_dir), max_pixels=BIG)
+        assert caught.value.message == (
+            "The pixel data cannot be decoded: JPEG Extended (Process 2 and 4) "
+            "(1.2.840.10008.1.2.4.51), 12 bits stored"
+        )
+
+    async def test_route_previews_the_nema_file(
+        self, client: httpx.AsyncClient, clean_orthanc: OrthancProcess, corpus_dir: Path
+    ) -> None:
+        iid = clean_orthanc.store((corpus_dir / "JPEG-lossy.dcm").read_bytes())["ID"]
+        response = await client.get(f"/api/orthanc/instances/{iid}/preview/")
+        assert response.status_code == 200, response.text
+        expected = png((corpus_dir / "JPEG-lossy.dcm").read_bytes())
+        assert np.array_equal(imagecodecs.png_decode(response.content), expected)
+
+    async def test_route_422_names_no_plugin(
+        self, client: httpx.AsyncClient, clean_orthanc: OrthancProcess, corpus_dir: Path
+    ) -> None:
+        iid = clean_orthanc.store(undecodable_jpeg(corpus_dir))["ID"]
+        response = await client.get(f"/api/orthanc/instances/{iid}/preview/")
+        assert_error(response, 422, "UnprocessableInput", "The pixel data cannot be decoded")
+        error = response.json()["error"]
+        assert not [word for word in PLUGIN_WORDS if word.lower() in error.lower()], error
 
 
 def _stored(store: Store, ds: Dataset) -> str:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import subprocess
 import sys
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dicomgate.codec.capabilities import HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL
 from tests.builders import make_dataset, to_bytes
@@ -74,3 +78,45 @@ def test_a_failure_gives_non_zero_exit_and_writes_nothing_for_it(tmp_path: Path)
     assert not (out / "notes.txt").exists()
     assert read((out / "good.dcm").read_bytes()).file_meta.TransferSyntaxUID == HTJ2K_LOSSLESS
     assert sorted(p.name for p in out.iterdir()) == ["good.dcm"]  # no partial files left
+
+
+def test_lossy_jpeg_passes_through_without_error_tracebacks(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    # JPEG-lossy.dcm: 12-bit JPEG Extended that pydicom's own plugins cannot decode (each used
+    # to log an ERROR with a traceback while dicomgate computed the pass-through's checksums);
+    # the second file's pixels no decoder can read at all.
+    from tests.browse.test_preview import undecodable_jpeg
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    files = {
+        "nema.dcm": (corpus_dir / "JPEG-lossy.dcm").read_bytes(),
+        "broken.dcm": undecodable_jpeg(corpus_dir),
+    }
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    proc = _run(str(src), "-o", str(out), "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for name, data in files.items():
+        assert (out / name).read_bytes() == data  # passed through, byte for byte
+    assert re.search(r"passed through: lossy_source\s*│\s*2\s*│", proc.stdout), proc.stdout
+    assert "ERROR" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_plugin_failures_are_quiet_only_inside_dicomgates_decoding(
+    corpus_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import pydicom
+
+    from dicomgate.codec.decoding import quiet_plugin_failures
+    from tests.browse.test_preview import undecodable_jpeg
+
+    ds = pydicom.dcmread(BytesIO(undecodable_jpeg(corpus_dir)))
+    with caplog.at_level(logging.INFO), quiet_plugin_failures(), pytest.raises(RuntimeError):
+        ds.pixel_array  # noqa: B018
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # Outside dicomgate's decoding, pydicom's own logging is untouched.
+    with caplog.at_level(logging.INFO), pytest.raises(RuntimeError):
+        pydicom.dcmread(BytesIO(undecodable_jpeg(corpus_dir))).pixel_array  # noqa: B018
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR]

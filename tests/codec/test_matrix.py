@@ -11,13 +11,8 @@ import numpy as np
 import pytest
 
 from dicomgate.codec.capabilities import HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL
-from dicomgate.codec.transcode import (
-    IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION_NAME,
-    TranscodeOptions,
-    frame_crc32s,
-    transcode,
-)
+from dicomgate.codec.transcode import TranscodeOptions, frame_crc32s, transcode
+from dicomgate.dicom.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from tests.builders import make_dataset, to_bytes
 from tests.codec.helpers import (
     assert_same_except_allowed,

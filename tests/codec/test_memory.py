@@ -16,6 +16,7 @@ import pytest
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import RLELossless
 
+from dicomgate.codec import pixels as pixels_module
 from dicomgate.codec import transcode as transcode_module
 from dicomgate.codec.capabilities import HTJ2K_LOSSLESS
 from dicomgate.codec.transcode import TranscodeOptions, transcode, transcode_dataset
@@ -106,7 +107,7 @@ class TestUnusedBitsInSlices:
 
     @pytest.fixture(autouse=True)
     def tiny_slices(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(transcode_module, "_UNUSED_BITS_SLICE", 5)
+        monkeypatch.setattr(pixels_module, "UNUSED_BITS_SLICE", 5)
 
     @pytest.mark.parametrize("signed", [False, True])
     def test_bad_bit_in_the_last_slice(self, signed: bool) -> None:

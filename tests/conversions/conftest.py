@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import zlib
 from collections.abc import AsyncIterator, Iterator
-from io import BytesIO
 from pathlib import Path
 
-import httpx
-import numpy as np
-import pydicom
 import pytest
 
-from dicomgate.app import open_runtime
-from dicomgate.migrations import upgrade_database
-from dicomgate.runtime import Runtime
+from dicomgate.runtime import Runtime, open_runtime
 from dicomgate.settings import Settings
+from tests.conversions.helpers import USER_METADATA, make_settings
 from tests.orthanc_process import OrthancProcess
-
-# Greyscale, colour, multi-frame colour, SR and RT objects without pixels, a lossy JPEG and a
-# 32-bit RT dose the encoder refuses (all with distinct SOP Instance UIDs).
-CORPUS = {
-    "CT_small.dcm": "converted",
-    "MR_small.dcm": "converted",
-    "SC_rgb_small_odd.dcm": "converted",
-    "SC_rgb_rle_2frame.dcm": "converted",
-    "test-SR.dcm": "no_pixel_data",
-    "rtplan.dcm": "no_pixel_data",
-    "JPEG-lossy.dcm": "lossy_source",
-    "rtdose.dcm": "codec_refused",
-}
-
-# User-defined metadata Orthanc keeps per instance (lost with a delete; carried over by a run).
-USER_METADATA = {"Comment": 1024}
 
 
 @pytest.fixture(scope="session", params=[False, True], ids=["overwrite-off", "overwrite-on"])
@@ -58,19 +35,6 @@ def conv_orthanc(any_orthanc: OrthancProcess) -> OrthancProcess:
     return any_orthanc
 
 
-def make_settings(orthanc: OrthancProcess, folder: Path) -> Settings:
-    """Settings for a run against ``orthanc`` with its own migrated SQLite DB and journal."""
-    settings = Settings(
-        orthanc_url=orthanc.url,
-        database_url=f"sqlite+aiosqlite:///{folder / 'conv.db'}",
-        workers=2,
-        orthanc_timeout=30,
-        journal_dir=folder / "journal",
-    )
-    upgrade_database(settings)
-    return settings
-
-
 @pytest.fixture
 def conv_settings(conv_orthanc: OrthancProcess, tmp_path: Path) -> Settings:
     return make_settings(conv_orthanc, tmp_path)
@@ -80,48 +44,3 @@ def conv_settings(conv_orthanc: OrthancProcess, tmp_path: Path) -> Settings:
 async def runtime(conv_settings: Settings) -> AsyncIterator[Runtime]:
     async with open_runtime(conv_settings) as rt:
         yield rt
-
-
-# --- Checks ----------------------------------------------------------------------------------
-def decoded_crc32s(data: bytes) -> tuple[int, ...]:
-    """CRC32 of each frame as pydicom decodes it (HTJ2K via pylibjpeg-openjpeg, not imagecodecs)."""
-    ds = pydicom.dcmread(BytesIO(data))
-    if "PixelData" not in ds:
-        return ()
-    arr = np.ascontiguousarray(ds.pixel_array)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames == 1:
-        arr = arr[np.newaxis]
-    return tuple(zlib.crc32(np.ascontiguousarray(frame).tobytes()) for frame in arr)
-
-
-def stored_files(orthanc: OrthancProcess) -> dict[str, bytes]:
-    """Every stored file, by SOP Instance UID (a UID stored twice fails the test)."""
-    out: dict[str, bytes] = {}
-    with httpx.Client(base_url=orthanc.url, timeout=60) as client:
-        for instance_id in client.get("/instances").json():
-            data = client.get(f"/instances/{instance_id}/file").content
-            uid = str(pydicom.dcmread(BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
-            assert uid not in out, f"SOP Instance UID {uid} is stored twice"
-            out[uid] = data
-    return out
-
-
-def statistics(orthanc: OrthancProcess) -> dict[str, object]:
-    """Orthanc's own ``/statistics`` (counts and disk size)."""
-    result: dict[str, object] = httpx.get(f"{orthanc.url}/statistics", timeout=30).json()
-    return result
-
-
-def served_file(orthanc: OrthancProcess, orthanc_id: str) -> bytes | None:
-    """The file Orthanc serves for an instance, or None when it has none."""
-    response = httpx.get(f"{orthanc.url}/instances/{orthanc_id}/file", timeout=30)
-    return response.content if response.status_code == 200 else None
-
-
-def delete_instance(orthanc: OrthancProcess, orthanc_id: str) -> None:
-    httpx.delete(f"{orthanc.url}/instances/{orthanc_id}", timeout=30).raise_for_status()
-
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

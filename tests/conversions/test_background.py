@@ -7,19 +7,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pydicom
+import pytest
 
 from dicomgate.app import create_app
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
+from dicomgate.conversions import run as run_module
 from dicomgate.conversions.models import ConversionJob
-from dicomgate.conversions.plan import make_selection
-from dicomgate.conversions.service import create_job
+from dicomgate.conversions.plan import InstanceResult, make_selection
+from dicomgate.conversions.repository import create_job
 from dicomgate.db import create_engine, create_sessionmaker, session_scope
 from dicomgate.settings import Settings
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import decoded_crc32s, make_settings
+from tests.conversions.helpers import decoded_crc32s, make_settings
 from tests.orthanc_process import OrthancProcess
 
 STUDY = "1.2.826.0.1.3680043.10.9.77"
@@ -89,17 +92,29 @@ async def test_job_left_running_by_a_killed_service_resumes_at_start(
 
 
 async def test_shutdown_interrupts_and_the_next_start_finishes(
-    clean_orthanc: OrthancProcess, tmp_path: Path
+    clean_orthanc: OrthancProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = await asyncio.to_thread(make_settings, clean_orthanc, tmp_path)
     crcs = await asyncio.to_thread(store_study, clean_orthanc, 30)
+    # Hold the run at its first instance (the gate never opens), so the shutdown below
+    # certainly comes while the job runs.
+    reached = asyncio.Event()
+    real_convert = run_module.convert_instance
+
+    async def held(*args: Any, **kwargs: Any) -> InstanceResult:
+        reached.set()
+        await asyncio.Event().wait()
+        return await real_convert(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "convert_instance", held)
     async with running_app(settings) as client:
         r = await client.post("/api/ris/conversions/", json={"study_instance_uid": STUDY})
         assert r.status_code == 202
         job_id = r.json()["id"]
-        await asyncio.sleep(0.3)  # shut down while it runs (or just after it ended)
-    state = await job_state(settings, job_id)
-    assert state in ("interrupted", "completed")
+        await asyncio.wait_for(reached.wait(), timeout=60)
+    assert await job_state(settings, job_id) == "interrupted"
+    monkeypatch.undo()
+
     async with running_app(settings) as client:
         body = await wait_completed(client, job_id)
     assert body["converted"] == 30

@@ -7,21 +7,17 @@ from io import BytesIO
 import httpx
 import pydicom
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.codec.transcode import TranscodeOptions, transcode
-from dicomgate.conversions.journal import JournalEntry, ReplaceJournal, sha256
+from dicomgate.conversions.carry import CarryOver, detect_carry_over, read_state
+from dicomgate.conversions.journal import JournalEntry, ReplaceJournal
 from dicomgate.conversions.plan import make_selection
-from dicomgate.conversions.service import (
-    CarryOver,
-    detect_carry_over,
-    read_state,
-    recover_journal,
-    run_job,
-    start_or_resume,
-)
+from dicomgate.conversions.replace import recover_journal
+from dicomgate.conversions.service import run_job, start_or_resume
+from dicomgate.kit.hashing import sha256
 from dicomgate.runtime import Runtime
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import delete_instance, served_file
+from tests.conversions.helpers import delete_instance, served_file
 from tests.orthanc_process import OrthancProcess
 
 USER_VALUES = {"Comment": "reviewed by Dr. Müller\nsecond line", "2000": "unnamed user slot"}

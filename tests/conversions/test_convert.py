@@ -9,12 +9,12 @@ import pydicom
 import pytest
 from prometheus_client import REGISTRY
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.conversions.journal import ReplaceJournal
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.runtime import Runtime
-from tests.conversions.conftest import (
+from tests.conversions.helpers import (
     CORPUS,
     decoded_crc32s,
     digest,

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import decoded_crc32s, stored_files
+from tests.conversions.helpers import decoded_crc32s, stored_files
 from tests.orthanc_process import OrthancProcess
 
 INSTANCES = 200

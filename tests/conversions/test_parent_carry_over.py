@@ -19,29 +19,29 @@ import httpx
 import pydicom
 import pytest
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.codec.transcode import TranscodeOptions, transcode
-from dicomgate.conversions.journal import JournalEntry, ParentCarried, ReplaceJournal, sha256
+from dicomgate.conversions.carry import (
+    detect_carry_over,
+    parents_at_risk,
+    read_parents,
+    removed_parents,
+)
+from dicomgate.conversions.journal import JournalEntry, ParentCarried, ReplaceJournal
 from dicomgate.conversions.plan import (
     InstanceRef,
     make_selection,
     select_studies,
     study_instances,
 )
-from dicomgate.conversions.service import (
-    detect_carry_over,
-    parents_at_risk,
-    read_parents,
-    recover_journal,
-    removed_parents,
-    replace_instance,
-    run_job,
-    start_or_resume,
-)
+from dicomgate.conversions.replace import recover_journal, replace_instance
+from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.errors import ReplaceFailed
+from dicomgate.kit.hashing import sha256
+from dicomgate.orthanc_models import DeleteAnswer
 from dicomgate.runtime import Runtime
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import delete_instance, served_file
+from tests.conversions.helpers import delete_instance, served_file
 from tests.orthanc_process import OrthancProcess
 
 STUDY = "1.2.826.0.1.3680043.10.9.700"
@@ -191,9 +191,14 @@ class TestConversionKeepsParents:
             (method, path)
             for method, path in requests
             if path.startswith(("/patients/", "/series/"))
-            or (path.startswith("/studies/") and not path.endswith("/instances"))
+            or (path.startswith("/studies/") and not path.endswith(("/instances", "/series")))
         ]
         assert parent_calls == []  # neither read nor written: the series never became empty
+        # The study is listed once: its instances, and its series (their modality).
+        assert [p for _, p in requests if p.startswith("/studies/")] == [
+            f"/studies/{parents['studies']}/instances",
+            f"/studies/{parents['studies']}/series",
+        ]
         assert [path for method, path in requests if method == "PUT"] == []
         # Per instance: header, file, metadata, DELETE, POST, verifying GET of the file.
         per_instance = [p for _, p in requests if p.startswith("/instances")]
@@ -310,7 +315,7 @@ class TestCrashWindowsAndRollback:
         ref = (await _refs(runtime))[0]
         converted, entry, journal = _journaled(runtime, files[0], ref, ())
 
-        with caplog.at_level(logging.WARNING, logger="dicomgate.conversions.service"):
+        with caplog.at_level(logging.WARNING, logger="dicomgate.conversions.carry"):
             await replace_instance(
                 runtime.orthanc, journal, entry=entry, original=files[0], converted=converted
             )
@@ -335,17 +340,19 @@ class TestPrediction:
         assert parents_at_risk(_sized(ref, 0), concurrency=4) == levels  # unknown size: small
 
     def test_the_delete_answer_names_what_was_removed(self) -> None:
-        def remaining(kind: str) -> dict[str, object]:
-            return {"RemainingAncestor": {"ID": "x", "Path": "/x/x", "Type": kind}}
+        def remaining(kind: str) -> DeleteAnswer:
+            return DeleteAnswer.from_json(
+                {"RemainingAncestor": {"ID": "x", "Path": "/x/x", "Type": kind}}
+            )
 
         assert removed_parents(remaining("Series")) == frozenset()
         assert removed_parents(remaining("Study")) == frozenset({"series"})
         assert removed_parents(remaining("Patient")) == frozenset({"series", "studies"})
-        assert removed_parents({"RemainingAncestor": None}) == frozenset(
+        assert removed_parents(DeleteAnswer.from_json({"RemainingAncestor": None})) == frozenset(
             {"series", "studies", "patients"}
         )
         assert removed_parents(None) is None  # the instance was already gone: not known
-        assert removed_parents({}) is None
+        assert removed_parents(DeleteAnswer.from_json({})) is None
 
 
 def _sized(ref: InstanceRef, size: int) -> InstanceRef:

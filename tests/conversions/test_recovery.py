@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from dicomgate.codec.transcode import TranscodeOptions, transcode
-from dicomgate.conversions.journal import JournalEntry, ReplaceJournal, sha256
-from dicomgate.conversions.service import _post_expecting, recover_journal
+from dicomgate.conversions.journal import JournalEntry, ReplaceJournal
+from dicomgate.conversions.replace import post_expecting, recover_journal
 from dicomgate.errors import ReplaceFailed
+from dicomgate.kit.hashing import sha256
 from dicomgate.runtime import Runtime
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import delete_instance, served_file
+from tests.conversions.helpers import delete_instance, served_file
 from tests.orthanc_process import OrthancProcess
 
 
@@ -136,5 +137,5 @@ async def test_already_stored_is_never_success(
 ) -> None:
     orthanc_id, original, converted = _stored_pair(conv_orthanc)
     with pytest.raises(ReplaceFailed, match="'AlreadyStored'"):
-        await _post_expecting(runtime.orthanc, converted, orthanc_id)
+        await post_expecting(runtime.orthanc, converted, orthanc_id)
     assert served_file(conv_orthanc, orthanc_id) == original

@@ -9,22 +9,19 @@ from io import BytesIO
 import pydicom
 from sqlalchemy import select
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
+from dicomgate.codec.transcode import TranscodeOptions
 from dicomgate.conversions.commands import format_summary
 from dicomgate.conversions.journal import ReplaceJournal
 from dicomgate.conversions.models import ConversionJob, ConversionOutcome
 from dicomgate.conversions.plan import InstanceRef, make_selection, select_studies, study_instances
-from dicomgate.conversions.service import (
-    _record,
-    convert_instance,
-    run_job,
-    start_or_resume,
-    transcode_options,
-)
+from dicomgate.conversions.repository import record_outcome
+from dicomgate.conversions.run import convert_instance
+from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.db import session_scope
 from dicomgate.runtime import Runtime
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import served_file
+from tests.conversions.helpers import served_file
 from tests.orthanc_process import OrthancProcess
 
 STUDY = "1.2.826.0.1.3680043.10.9.400"
@@ -137,7 +134,7 @@ class TestCrashBetweenReplacementAndOutcome:
             runtime.pool,
             journal,
             ref,
-            options=transcode_options(runtime.settings),
+            options=TranscodeOptions.from_settings(runtime.settings, allow_lossy=False),
             job_id=job_id,
         )
         assert converted.outcome == "converted"
@@ -166,10 +163,11 @@ class TestCrashBetweenReplacementAndOutcome:
             runtime.pool,
             journal,
             ref,
-            options=transcode_options(runtime.settings),
+            options=TranscodeOptions.from_settings(runtime.settings, allow_lossy=False),
             job_id=job_id,
         )
-        await _record(runtime, job_id, result)  # recorded; the crash came before the drop
+        async with session_scope(runtime.sessions) as session:  # recorded; the crash came
+            await record_outcome(session, job_id, result)  # before the journal entry's drop
 
         summary = await run_job(runtime, job_id, concurrency=2)
 
@@ -189,7 +187,7 @@ class TestCrashBetweenReplacementAndOutcome:
             runtime.pool,
             journal,
             ref,
-            options=transcode_options(runtime.settings),
+            options=TranscodeOptions.from_settings(runtime.settings, allow_lossy=False),
             job_id=crashed,
         )
 

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pydicom
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.conftest import decoded_crc32s, served_file
+from tests.conversions.helpers import decoded_crc32s, served_file
 from tests.orthanc_process import OrthancProcess
 
 BASE = "/api/ris/conversions"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dicomgate.cli import build_parser
-from dicomgate.conversions.commands import format_summary
-from dicomgate.conversions.service import RunSummary
+from dicomgate.conversions.commands import approximate_duration, format_summary
+from dicomgate.conversions.lifecycle import RunSummary
 from dicomgate.migrations import downgrade_database, upgrade_database
 from dicomgate.settings import Settings
 
@@ -35,6 +35,14 @@ def test_second_run_summary_says_why_nothing_was_converted() -> None:
     assert "Failed: 0" in text
     assert "saved 0.0%" in text
     assert "2.5 instances/s" in text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.0, "under 1 s"), (0.49, "under 1 s"), (0.99, "under 1 s"), (1.2, "~1 s"), (600, "~10 min")],
+)
+def test_projected_time_is_never_about_zero_seconds(seconds: float, text: str) -> None:
+    assert approximate_duration(seconds) == text
 
 
 @pytest.mark.parametrize(

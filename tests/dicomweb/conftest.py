@@ -4,22 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
-import httpx
 import pytest
 import requests
 from dicomweb_client import DICOMwebClient
 
 from dicomgate.app import create_app
 from dicomgate.settings import Settings
-from tests.ingest.conftest import OrthancView
+from tests.dicomweb.helpers import MAX_PART_BYTES, MAX_PARTS, StoredView, Stow
 from tests.live_server import serve_in_thread
 from tests.orthanc_process import OrthancProcess
-
-# Small caps, so the 413 tests send little: every corpus file used here is below 200 kB.
-MAX_PART_BYTES = 200_000
-MAX_PARTS = 6
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +34,6 @@ def dicomgate_url(settings: Settings) -> Iterator[str]:
         yield url
 
 
-@dataclass
-class Stow:
-    """A DICOMweb client on dicomgate's /dicomweb, with every HTTP status it was answered."""
-
-    url: str
-    session: requests.Session
-    client: DICOMwebClient
-    statuses: list[int] = field(default_factory=list)
-
-
 @pytest.fixture
 def stow(dicomgate_url: str) -> Iterator[Stow]:
     session = requests.Session()
@@ -58,22 +42,6 @@ def stow(dicomgate_url: str) -> Iterator[Stow]:
     session.hooks["response"].append(lambda r, *args, **kwargs: stow.statuses.append(r.status_code))
     with session:
         yield stow
-
-
-class StoredView(OrthancView):
-    """OrthancView plus a lookup by SOP Instance UID."""
-
-    def instance_id(self, sop_instance_uid: str) -> str:
-        response = httpx.post(f"{self.server.url}/tools/lookup", content=sop_instance_uid)
-        response.raise_for_status()
-        [match] = [m for m in response.json() if m["Type"] == "Instance"]
-        return str(match["ID"])
-
-    def sop_instance_uids(self) -> set[str]:
-        return {
-            self.get(f"/instances/{i}")["MainDicomTags"]["SOPInstanceUID"]
-            for i in self.get("/instances")
-        }
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from dicomgate.app import create_app
 from dicomgate.codec.capabilities import HTJ2K_LOSSLESS
 from dicomgate.settings import Settings
 from tests.builders import make_dataset, to_bytes
-from tests.dicomweb.conftest import MAX_PART_BYTES, MAX_PARTS, StoredView, Stow
+from tests.dicomweb.helpers import MAX_PART_BYTES, MAX_PARTS, StoredView, Stow
 from tests.orthanc_process import OrthancProcess
 
 CANNOT_UNDERSTAND = 0xC000

@@ -2,8 +2,8 @@
 
 The npm project here is test tooling only (private, never published or shipped): the pinned
 TypeScript compiler, openapi-typescript and playwright-core that these tests run, installed by
-``scripts/setup`` with ``npm ci`` from the committed package-lock.json. Missing tooling fails the
-tests, with the fix in the message; it never skips them.
+``scripts/setup-tests`` with ``npm ci`` from the committed package-lock.json. Missing tooling
+fails the tests, with the fix in the message; it never skips them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 FRONTEND_DIR = Path(__file__).resolve().parent
 NODE_BIN = FRONTEND_DIR / "node_modules" / ".bin"
 CHROMIUM = Path("/usr/bin/chromium")
-SETUP_HINT = "run scripts/setup (it installs Node packages with npm ci and Debian's chromium)"
+SETUP_HINT = "run scripts/setup-tests (it installs Node packages with npm ci and Debian's chromium)"
 
 
 @pytest.fixture(scope="session")

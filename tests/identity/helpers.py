@@ -9,7 +9,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from tests.builders import make_dataset
-from tests.ingest.conftest import OrthancView
+from tests.ingest.helpers import OrthancView
 
 UPLOAD = "/api/ris/upload/dicom/"
 FOLDER = "/api/orthanc/upload-patient/"

@@ -15,7 +15,7 @@ from dicomgate.app import create_app
 from tests.builders import to_bytes
 from tests.identity.helpers import UPLOAD, holders, image, part
 from tests.identity.test_rules import uids
-from tests.ingest.conftest import BOTH_DATABASES, MakePatient, OrthancView
+from tests.ingest.helpers import BOTH_DATABASES, MakePatient, OrthancView
 
 ROUNDS = 5
 

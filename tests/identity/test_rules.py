@@ -20,7 +20,7 @@ from dicomgate.ingest.idempotency import instance_uid_for
 from tests.builders import from_bytes, to_bytes
 from tests.dicomweb.test_stow import related
 from tests.identity.helpers import FOLDER, MOVE_TEXT, UPLOAD, holders, image, part
-from tests.ingest.conftest import BOTH_DATABASES, MakePatient, OrthancView
+from tests.ingest.helpers import BOTH_DATABASES, MakePatient, OrthancView
 from tests.orthanc_process import OrthancProcess
 
 PATIENT_CONFLICT = 0xA778

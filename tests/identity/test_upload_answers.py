@@ -8,7 +8,7 @@ import pytest
 
 from tests.builders import to_bytes
 from tests.identity.helpers import FOLDER, UPLOAD, image, part
-from tests.ingest.conftest import OrthancView
+from tests.ingest.helpers import OrthancView
 
 
 @pytest.mark.parametrize("path", [UPLOAD, FOLDER])

@@ -11,15 +11,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from io import BytesIO
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
-import pydicom
 import pytest
 from fastapi import FastAPI
-from pydicom.dataset import Dataset
 
 from dicomgate.app import create_app
 from dicomgate.db import session_scope
@@ -28,13 +24,9 @@ from dicomgate.migrations import upgrade_database
 from dicomgate.patients.schemas import PatientFields
 from dicomgate.patients.service import upsert_patient
 from dicomgate.settings import Settings
-from tests.databases import KINDS, fresh_database
+from tests.databases import fresh_database
+from tests.ingest.helpers import MakePatient, OrthancView
 from tests.orthanc_process import OrthancProcess
-
-MakePatient = Callable[..., Awaitable[Demographics]]
-
-# Runs the marked test on SQLite and on PostgreSQL (overrides the ``db_kind`` fixture below).
-BOTH_DATABASES = pytest.mark.parametrize("db_kind", KINDS)
 
 
 @pytest.fixture(scope="session")
@@ -101,33 +93,6 @@ def make_patient(ingest_app: FastAPI) -> MakePatient:
             return patient.demographics()
 
     return _make
-
-
-class OrthancView:
-    """Read what Orthanc really stored, through its own REST API (not through dicomgate)."""
-
-    def __init__(self, server: OrthancProcess) -> None:
-        self.server = server
-
-    def get(self, path: str, **params: Any) -> Any:
-        response = httpx.get(f"{self.server.url}{path}", params=params, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def instance_count(self) -> int:
-        return int(self.get("/statistics")["CountInstances"])
-
-    def file(self, instance_id: str) -> bytes:
-        response = httpx.get(f"{self.server.url}/instances/{instance_id}/file", timeout=30)
-        response.raise_for_status()
-        return response.content
-
-    def dataset(self, instance_id: str) -> Dataset:
-        return pydicom.dcmread(BytesIO(self.file(instance_id)))
-
-    def transfer_syntax(self, instance_id: str) -> str:
-        header = self.get(f"/instances/{instance_id}/header", simplify="")
-        return str(header["TransferSyntaxUID"])
 
 
 @pytest.fixture

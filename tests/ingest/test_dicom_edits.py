@@ -11,9 +11,9 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicomgate.dicom.checks import read_part10
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.preamble import preamble_is_zero, zero_preamble
+from dicomgate.dicom.reading import read_part10
 from dicomgate.dicom.stamp import coerce_attributes, patient_changes
 from dicomgate.dicom.unify import SeriesAssignment, series_label, study_changes
 from dicomgate.errors import InvalidDicom, NotDicom

@@ -19,7 +19,7 @@ from dicomgate.ingest import service
 from dicomgate.ingest.idempotency import instance_uid_for, series_uid_for, study_uid_for
 from dicomgate.patients.service import get_patient
 from tests.builders import make_dataset, to_bytes
-from tests.ingest.conftest import BOTH_DATABASES, MakePatient, OrthancView
+from tests.ingest.helpers import BOTH_DATABASES, MakePatient, OrthancView
 
 URL = "/api/orthanc/upload-patient/"
 CORPUS = {"CT": "CT_small.dcm", "MR": "MR_small.dcm", "SC": "SC_rgb_small_odd.dcm"}
@@ -395,10 +395,10 @@ class TestIdempotentRetry:
         files = [files_part(name, data) for name, data in undated.items()]
         data = {"patient_id": patient.patient_id, "upload_id": self.KEY}
         first_time = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
-        monkeypatch.setattr(service, "_now", lambda: first_time)
+        monkeypatch.setattr(service, "utcnow", lambda: first_time)
         partial = await client.post(URL, files=files[:1], data=data)
         assert partial.status_code == 201, partial.text
-        monkeypatch.setattr(service, "_now", lambda: first_time + datetime.timedelta(hours=25))
+        monkeypatch.setattr(service, "utcnow", lambda: first_time + datetime.timedelta(hours=25))
         complete = await client.post(URL, files=files, data=data)
         assert complete.status_code == 201, complete.text
 

@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 
 from dicomgate.codec.capabilities import HTJ2K_LOSSLESS
 from tests.builders import from_bytes, make_dataset, to_bytes
-from tests.ingest.conftest import BOTH_DATABASES, MakePatient, OrthancView
+from tests.ingest.helpers import BOTH_DATABASES, MakePatient, OrthancView
 from tests.orthanc_process import OrthancProcess
 
 URL = "/api/ris/upload/dicom/"

@@ -8,7 +8,7 @@ server cannot be reached the tests FAIL with a message saying so; they never ski
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,8 @@ from sqlalchemy import delete
 from dicomgate.app import create_app
 from dicomgate.migrations import upgrade_database
 from dicomgate.patients.models import Patient
-from dicomgate.settings import Settings
 from tests.databases import KINDS, fresh_database
-
-
-def settings_for(database_url: str) -> Settings:
-    """Settings for an app that only needs its database (Orthanc is never called)."""
-    return Settings(database_url=database_url, orthanc_url="http://127.0.0.1:9", workers=1)
+from tests.patients.helpers import PutPatient, settings_for
 
 
 @pytest.fixture(scope="session", params=KINDS)
@@ -66,7 +61,6 @@ async def api(patients_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 PatientJson = dict[str, Any]
-PutPatient = Callable[..., Any]
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from dicomgate.migrations import (
     upgrade_database,
 )
 from tests import databases
-from tests.patients.conftest import KINDS, settings_for
+from tests.databases import KINDS
+from tests.patients.helpers import settings_for
 
 
 async def _tables(url: str) -> set[str]:

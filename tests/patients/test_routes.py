@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from dicomgate.patients.service import get_patient
-from tests.patients.conftest import PutPatient
+from tests.patients.helpers import PutPatient
 
 BASE = "/api/ris/patients"
 

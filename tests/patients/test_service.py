@@ -15,7 +15,8 @@ from fastapi import FastAPI
 
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.patients.service import get_patient
-from tests.patients.conftest import PutPatient
+from dicomgate.settings import Settings
+from tests.patients.helpers import PutPatient
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -93,7 +94,7 @@ class TestImportCommand:
         )
         done = await asyncio.to_thread(self._run, database_url, str(good))
         assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "1 rows read (json): 1 inserted, 0 updated, 0 rejected"
+        assert done.stdout.strip() == "1 row read (json): 1 inserted, 0 updated, 0 rejected"
 
         mixed = tmp_path / "mixed.csv"
         mixed.write_text(
@@ -113,10 +114,10 @@ class TestImportCommand:
         assert (await api.get("/api/ris/patients/C-2/")).status_code == 404
 
 
-def test_cli_unknown_format_exits_2_with_message(tmp_path: Path) -> None:
+def test_cli_unknown_format_exits_2_with_message(tmp_path: Path, settings: Settings) -> None:
     odd = tmp_path / "patients.txt"
     odd.write_text("patient_id\nX\n")
-    done = TestImportCommand()._run(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", str(odd))
+    done = TestImportCommand()._run(settings.database_url, str(odd))
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "error: Cannot tell the format of 'patients.txt' (content type none): "

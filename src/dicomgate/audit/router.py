@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dicomgate.audit.context import note_touched
 from dicomgate.audit.service import find_events
+from dicomgate.dependencies import SessionDep
 from dicomgate.errors import ErrorBody
-from dicomgate.runtime import SessionDep
 
 router = APIRouter(prefix="/api/ris/audit", tags=["audit"])
 

@@ -65,6 +65,7 @@ def _handler(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("apikey", help="service-to-service API keys")
+    parser.set_defaults(needs_database=True)
     sub = parser.add_subparsers(dest="apikey_command", required=True)
     create = sub.add_parser("create", help="create a key (printed once)")
     create.add_argument("--name", required=True)

@@ -57,6 +57,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/ris/conversions/{job_id}/cancel/"): ADMIN,
     # audit
     ("GET", "/api/ris/audit/"): ADMIN,
+    # storage statistics: counts and bytes, no patient data
+    ("GET", "/api/ris/statistics/"): READ,
 }
 
 # Actions written to the audit trail (with refused and failed attempts): every read and write

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import hmac
 import json
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dicomgate.auth.models import ApiKey
 from dicomgate.auth.policy import ALL_SCOPES
 from dicomgate.errors import Conflict, NotFound, Unauthorized, UnprocessableInput
+from dicomgate.kit.clock import utcnow
 from dicomgate.settings import Settings
 
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
@@ -172,7 +172,7 @@ async def revoke_api_key(session: AsyncSession, *, name: str) -> ApiKey:
     if row is None:
         raise NotFound(f"No API key named {name!r}")
     if row.revoked_at is None:
-        row.revoked_at = datetime.datetime.now(datetime.UTC)
+        row.revoked_at = utcnow()
         await session.flush()
     return row
 

@@ -17,6 +17,7 @@ from dicomgate.browse.schemas import (
     SeriesSummary,
     StudySummary,
 )
+from dicomgate.dependencies import OrthancDep, PoolDep, SessionDep, SettingsDep
 from dicomgate.errors import (
     ORTHANC_ERRORS,
     FrameNotFound,
@@ -28,8 +29,8 @@ from dicomgate.errors import (
     WorkerTimeout,
     error_responses,
 )
-from dicomgate.orthanc import Level
-from dicomgate.runtime import OrthancDep, PoolDep, SettingsDep
+from dicomgate.orthanc_models import Level
+from dicomgate.patients.schemas import PatientId
 
 router = APIRouter(prefix="/api/orthanc", tags=["browse"])
 
@@ -55,9 +56,26 @@ CHILD_LISTING_ERRORS = error_responses(NotFound, UnprocessableInput, *ORTHANC_ER
     operation_id="listOrthancPatients",
     responses=error_responses(*ORTHANC_ERRORS),
 )
-async def list_patients(orthanc: OrthancDep) -> list[PatientSummary]:
-    """Every patient, with its number of studies."""
-    return await service.list_patients(orthanc)
+async def list_patients(
+    request: Request,
+    orthanc: OrthancDep,
+    patient_id: Annotated[
+        PatientId | None,
+        Query(
+            description="Only the patients with this DICOM Patient ID (0010,0020), exact match "
+            "(no wildcards); their `orthancId` is what the other listings take.",
+        ),
+    ] = None,
+) -> list[PatientSummary]:
+    """Every patient, with its number of studies (or those with one DICOM Patient ID)."""
+    patients = await service.list_patients(orthanc, patient_id=patient_id)
+    if patient_id:  # a lookup of one patient names them; the whole list names nobody
+        note_touched(
+            request,
+            patient_ids=[p.patientId or "" for p in patients],
+            orthanc_ids=[p.orthancId for p in patients],
+        )
+    return patients
 
 
 @router.get(
@@ -70,7 +88,13 @@ async def list_patients(orthanc: OrthancDep) -> list[PatientSummary]:
 async def list_studies(
     request: Request,
     orthanc: OrthancDep,
-    patient_id: Annotated[str, Query(description="Orthanc ID of the patient.")],
+    patient_id: Annotated[
+        str,
+        Query(
+            description="Orthanc ID of the patient (`orthancId` in the patient listing; "
+            "`/api/orthanc/patients/?patient_id=` finds it from the DICOM Patient ID)."
+        ),
+    ],
 ) -> list[StudySummary]:
     """The patient's studies, newest first, with their number of series."""
     audit_notes(request).add(await touched.subtree(orthanc, "patients", patient_id, below=()))
@@ -220,10 +244,14 @@ async def list_patient_images(
 
 
 def _delete_route(level: Level, noun: str, operation_id: str) -> None:
-    async def delete(request: Request, orthanc: OrthancDep, orthanc_id: str) -> DeleteResult:
+    async def delete(
+        request: Request, orthanc: OrthancDep, session: SessionDep, orthanc_id: str
+    ) -> DeleteResult:
         # Read what is deleted before deleting it: afterwards Orthanc cannot say.
         audit_notes(request).add(await touched.subtree(orthanc, level, orthanc_id))
-        return await service.delete_resource(orthanc, level=level, orthanc_id=orthanc_id)
+        return await service.delete_resource(
+            orthanc, level=level, orthanc_id=orthanc_id, session=session
+        )
 
     delete.__doc__ = (
         f"Delete the {noun}; parents left empty are deleted too, and the answer names the "

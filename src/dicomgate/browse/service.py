@@ -23,13 +23,14 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomgate.browse.schemas import (
     DeleteResult,
     InstanceSummary,
-    LevelName,
     PatientImage,
     PatientImages,
     PatientSummary,
@@ -38,9 +39,11 @@ from dicomgate.browse.schemas import (
     StudySummary,
 )
 from dicomgate.codec.pool import WorkerPool
-from dicomgate.codec.preview import render_preview_task
-from dicomgate.errors import NotFound, OrthancError
-from dicomgate.orthanc import LEVEL_NAMES, Level, OrthancClient
+from dicomgate.codec.preview import render_preview
+from dicomgate.errors import NotFound
+from dicomgate.orthanc import OrthancClient
+from dicomgate.orthanc_models import LEVEL_WORDS, Level, not_found, not_found_message
+from dicomgate.statistics.ledger import forget
 
 ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(?:-[0-9a-f]{8}){4}$")
 IMAGE_TAGS = (
@@ -82,12 +85,6 @@ SHARED_TAGS = frozenset(
     }
 )
 ImageTags = tuple[str | None, ...]
-ORTHANC_TYPES: dict[str, LevelName] = {
-    "Patient": "patient",
-    "Study": "study",
-    "Series": "series",
-    "Instance": "instance",
-}
 
 
 class ImageTagCache:
@@ -120,7 +117,7 @@ class ImageTagCache:
 def check_orthanc_id(level: Level, orthanc_id: str) -> str:
     """Orthanc IDs are five dash-separated groups of 8 hex digits; anything else is unknown."""
     if not ORTHANC_ID.match(orthanc_id):
-        raise NotFound(f"No {LEVEL_NAMES[level]} with Orthanc ID {orthanc_id}")
+        raise not_found(level, orthanc_id)
     return orthanc_id
 
 
@@ -157,9 +154,30 @@ def _image_tags(simplified: dict[str, Any]) -> ImageTags:
     return tuple(values)
 
 
-async def list_patients(orthanc: OrthancClient) -> list[PatientSummary]:
-    """Every patient in Orthanc with its number of studies (one Orthanc call)."""
-    patients = await orthanc.list_expanded("patients")
+def patient_not_found(patient_id: str) -> NotFound:
+    """404 for a patient Orthanc ID, saying how to get one from a DICOM Patient ID."""
+    return NotFound(
+        f"{not_found_message('patients', patient_id)}. This patient_id is Orthanc's ID of the "
+        "patient (five groups of 8 hex digits), not the DICOM Patient ID: find it as "
+        f"orthancId in GET /api/orthanc/patients/?patient_id={quote(patient_id, safe='')}"
+    )
+
+
+async def list_patients(
+    orthanc: OrthancClient, *, patient_id: str | None = None
+) -> list[PatientSummary]:
+    """Every patient in Orthanc with its number of studies, or only those with this DICOM
+    Patient ID (exact match, no wildcards); one Orthanc call either way."""
+    if patient_id is None:
+        patients = await orthanc.list_expanded("patients")
+    else:
+        # Orthanc's find treats * and ? as wildcards (PS3.4 C.2.2.2.4): keep exact matches only.
+        found = await orthanc.find("Patient", {"PatientID": patient_id})
+        patients = [
+            p
+            for p in found
+            if isinstance(p, dict) and _text(p.get("MainDicomTags", {}), "PatientID") == patient_id
+        ]
     out = [
         PatientSummary(
             orthancId=p["ID"],
@@ -175,8 +193,12 @@ async def list_patients(orthanc: OrthancClient) -> list[PatientSummary]:
 
 async def list_studies(orthanc: OrthancClient, *, patient_id: str) -> list[StudySummary]:
     """The studies of one patient (Orthanc ID), newest first, with series counts (one call)."""
-    check_orthanc_id("patients", patient_id)
-    studies = await orthanc.children("patients", patient_id, "studies")
+    if not ORTHANC_ID.match(patient_id):
+        raise patient_not_found(patient_id)
+    try:
+        studies = await orthanc.children("patients", patient_id, "studies")
+    except NotFound:
+        raise patient_not_found(patient_id) from None
     out = [
         StudySummary(
             orthancId=s["ID"],
@@ -296,11 +318,15 @@ def instance_order(inst: InstanceSummary) -> tuple[bool, int, str]:
 
 async def list_patient_images(orthanc: OrthancClient, *, patient_id: str) -> PatientImages:
     """Every instance of a patient, flattened, each with its preview URL (two Orthanc calls)."""
-    check_orthanc_id("patients", patient_id)
-    series, instances = await asyncio.gather(
-        orthanc.children("patients", patient_id, "series"),
-        orthanc.children("patients", patient_id, "instances"),
-    )
+    if not ORTHANC_ID.match(patient_id):
+        raise patient_not_found(patient_id)
+    try:
+        series, instances = await asyncio.gather(
+            orthanc.children("patients", patient_id, "series"),
+            orthanc.children("patients", patient_id, "instances"),
+        )
+    except NotFound:
+        raise patient_not_found(patient_id) from None
     study_of = {s["ID"]: s.get("ParentStudy", "") for s in series}
     position = {s["ID"]: i for i, s in enumerate(series)}
 
@@ -339,7 +365,7 @@ async def render_instance_preview(
     """PNG of one frame of a stored instance, decoded and rendered in the worker pool."""
     check_orthanc_id("instances", instance_id)
     data = await orthanc.instance_file(instance_id)
-    return await pool.run(render_preview_task, data, frame, max_pixels)
+    return await pool.run(render_preview, data, frame=frame, max_pixels=max_pixels)
 
 
 @dataclass
@@ -377,18 +403,26 @@ async def open_instance_file(orthanc: OrthancClient, *, instance_id: str) -> Ins
     )
 
 
-async def delete_resource(orthanc: OrthancClient, *, level: Level, orthanc_id: str) -> DeleteResult:
-    """Delete a resource; Orthanc removes emptied parents and names the nearest survivor."""
+async def delete_resource(
+    orthanc: OrthancClient,
+    *,
+    level: Level,
+    orthanc_id: str,
+    session: AsyncSession | None = None,
+) -> DeleteResult:
+    """Delete a resource; Orthanc removes emptied parents and names the nearest survivor.
+
+    With ``session``, the storage statistics forget the instances it held (same transaction).
+    """
     check_orthanc_id(level, orthanc_id)
-    answer = await orthanc.delete(level, orthanc_id)
-    remaining = answer.get("RemainingAncestor")
-    ref: ResourceRef | None = None
-    if isinstance(remaining, dict):
-        kind = ORTHANC_TYPES.get(str(remaining.get("Type")))
-        if kind is None or not remaining.get("ID"):
-            raise OrthancError(f"Orthanc's DELETE answer names an unknown ancestor: {remaining}")
-        ref = ResourceRef(level=kind, orthancId=str(remaining["ID"]))
+    remaining = (await orthanc.delete(level, orthanc_id)).remaining
+    if session is not None:
+        await forget(session, level=level, orthanc_id=orthanc_id)
     return DeleteResult(
-        deleted=ResourceRef(level=ORTHANC_TYPES[LEVEL_NAMES[level].title()], orthancId=orthanc_id),
-        remaining=ref,
+        deleted=_ref(level, orthanc_id),
+        remaining=_ref(remaining.level, remaining.orthanc_id) if remaining else None,
     )
+
+
+def _ref(level: Level, orthanc_id: str) -> ResourceRef:
+    return ResourceRef(level=LEVEL_WORDS[level], orthancId=orthanc_id)

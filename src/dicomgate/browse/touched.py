@@ -16,7 +16,8 @@ from typing import Any
 from dicomgate.audit.context import Touched
 from dicomgate.browse.service import ORTHANC_ID
 from dicomgate.errors import DicomgateError
-from dicomgate.orthanc import Level, OrthancClient
+from dicomgate.orthanc import OrthancClient
+from dicomgate.orthanc_models import Level
 
 _INSTANCES: OrderedDict[str, Touched] = OrderedDict()
 _CACHED_INSTANCES = 50_000

@@ -6,14 +6,15 @@ import logging
 from dataclasses import dataclass
 
 import imagecodecs
+from pydicom.uid import HTJ2K as HTJ2K_UID
+from pydicom.uid import HTJ2KLossless, HTJ2KLosslessRPCL, JPEG2000Lossless
 
 log = logging.getLogger(__name__)
 
-HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
-HTJ2K_LOSSLESS_RPCL = "1.2.840.10008.1.2.4.202"
-HTJ2K = "1.2.840.10008.1.2.4.203"  # lossy or lossless
-JPEG2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
-HTJ2K_SYNTAXES = frozenset({HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, HTJ2K})
+HTJ2K_LOSSLESS = HTJ2KLossless  # 1.2.840.10008.1.2.4.201
+HTJ2K_LOSSLESS_RPCL = HTJ2KLosslessRPCL  # …4.202
+HTJ2K = HTJ2K_UID  # …4.203, lossy or lossless
+JPEG2000_LOSSLESS = JPEG2000Lossless  # …4.90
 
 
 @dataclass(frozen=True)

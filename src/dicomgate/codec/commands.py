@@ -136,11 +136,7 @@ def _handler(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    options = TranscodeOptions(
-        target=args.target or settings.target_syntax,
-        lossy_quality=settings.lossy_quality,
-        max_pixels=settings.max_pixels,
-    )
+    options = TranscodeOptions.from_settings(settings, allow_lossy=True, target=args.target)
     pairs: list[tuple[Path, Path]] = []
     seen: set[Path] = set()
     summary = Summary()

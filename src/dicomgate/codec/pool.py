@@ -52,10 +52,11 @@ class WorkerPool:
         fn: Callable[..., T],
         *args: Any,
         timeout: float | None = None,  # noqa: ASYNC109 (pebble kills the worker at it)
+        **kwargs: Any,
     ) -> T:
-        """Run ``fn(*args)`` in a worker; a crash or overrun fails this task only."""
+        """Run ``fn(*args, **kwargs)`` in a worker; a crash or overrun fails this task only."""
         limit = timeout if timeout is not None else self.default_timeout
-        future = self._pool.schedule(fn, args=args, timeout=limit)
+        future = self._pool.schedule(fn, args=args, kwargs=kwargs, timeout=limit)
         self._pending += 1
         try:
             return await asyncio.wrap_future(future)

@@ -8,18 +8,22 @@ frame's own min–max when the file gives no window; MONOCHROME1 is inverted. Co
 
 from __future__ import annotations
 
-from io import BytesIO
+import logging
 from typing import Any
 
 import imagecodecs
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.pixels.processing import apply_color_lut, apply_rescale, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
 
-from dicomgate.errors import FrameNotFound, ImageTooLarge, InvalidDicom, UnprocessableInput
+from dicomgate.codec.decoding import quiet_plugin_failures, undecodable
+from dicomgate.dicom.image import ImageGeometry
+from dicomgate.dicom.reading import read_dataset
+from dicomgate.errors import FrameNotFound, UnprocessableInput
+
+log = logging.getLogger(__name__)
 
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -29,31 +33,6 @@ def _first(value: Any) -> float:
     if isinstance(value, pydicom.multival.MultiValue | list | tuple):
         return float(value[0])
     return float(value)
-
-
-def frame_count(ds: Dataset) -> int:
-    """Number of frames the dataset declares (1 when Number of Frames is absent or empty)."""
-    value = ds.get("NumberOfFrames")
-    try:
-        return max(1, int(value)) if value not in (None, "") else 1
-    except (TypeError, ValueError):
-        return 1
-
-
-def check_pixel_budget(ds: Dataset, *, max_pixels: int) -> None:
-    """Refuse an image whose declared Rows×Columns×Samples×Frames exceeds ``max_pixels``."""
-    try:
-        rows = int(ds.Rows)
-        columns = int(ds.Columns)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    except (AttributeError, TypeError, ValueError):
-        raise InvalidDicom("The image has no valid Rows/Columns") from None
-    total = rows * columns * samples * frame_count(ds)
-    if total > max_pixels:
-        raise ImageTooLarge(
-            f"The image declares {total} samples ({rows}×{columns}×{samples}×"
-            f"{frame_count(ds)}), more than this service renders ({max_pixels})"
-        )
 
 
 def _window_to_uint8(arr: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -97,33 +76,25 @@ def _colour(arr: np.ndarray, ds: Dataset) -> np.ndarray:
 
 def render_preview(data: bytes, *, frame: int = 0, max_pixels: int) -> bytes:
     """Render one frame of a DICOM file as an 8-bit PNG (greyscale or RGB)."""
-    try:
-        ds = pydicom.dcmread(BytesIO(data), force=True)
-    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
-        raise InvalidDicom(f"The stored file cannot be read as DICOM: {exc}") from None
+    ds = read_dataset(data)
     if not any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
         raise UnprocessableInput("The instance has no pixel data to preview")
     if "PixelData" not in ds:
         raise UnprocessableInput("Float pixel data cannot be previewed")
-    check_pixel_budget(ds, max_pixels=max_pixels)
-    frames = frame_count(ds)
+    geometry = ImageGeometry.of(ds)
+    geometry.check_budget(max_pixels=max_pixels)
+    frames = geometry.frames
     if not 0 <= frame < frames:
         raise FrameNotFound(f"Frame {frame} does not exist; the instance has {frames} frame(s)")
     palette = ds.get("PhotometricInterpretation") == "PALETTE COLOR"
     try:
         # Decodes only the requested frame; YBR is converted to RGB (as_rgb defaults to True).
-        arr = pixel_array(ds, index=frame if frames > 1 else None, as_rgb=not palette)
+        with quiet_plugin_failures():
+            arr = pixel_array(ds, index=frame if frames > 1 else None, as_rgb=not palette)
     except (NotImplementedError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown") if "file_meta" in ds else "?"
-        raise UnprocessableInput(
-            f"The pixel data cannot be decoded (transfer syntax {syntax}): {exc}"
-        ) from None
+        log.info("Preview decoding failed: %s", exc)
+        raise undecodable(ds) from None
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     out = _colour(arr, ds) if samples > 1 or palette else _grey(arr, ds)
     image = np.ascontiguousarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
     return bytes(imagecodecs.png_encode(image))
-
-
-def render_preview_task(data: bytes, frame: int, max_pixels: int) -> bytes:
-    """Positional form of :func:`render_preview` for the worker pool (which passes no kwargs)."""
-    return render_preview(data, frame=frame, max_pixels=max_pixels)

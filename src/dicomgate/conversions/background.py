@@ -10,10 +10,7 @@ import asyncio
 import contextlib
 import logging
 
-from sqlalchemy import select
-
-from dicomgate.conversions import service
-from dicomgate.conversions.models import UNFINISHED_STATES, ConversionJob
+from dicomgate.conversions import repository, service
 from dicomgate.db import session_scope
 from dicomgate.runtime import Runtime
 
@@ -46,13 +43,7 @@ class BackgroundJobs:
     async def resume_unfinished(self, *, concurrency: int = 2) -> list[int]:
         """Start every job a previous process left unfinished; return their ids."""
         async with session_scope(self._runtime.sessions) as session:
-            ids = list(
-                await session.scalars(
-                    select(ConversionJob.id)
-                    .where(ConversionJob.state.in_(UNFINISHED_STATES))
-                    .order_by(ConversionJob.id)
-                )
-            )
+            ids = await repository.unfinished_job_ids(session)
         for job_id in ids:
             log.info("Resuming conversion job %d left unfinished by a previous run", job_id)
             self.start(job_id, concurrency=concurrency)
@@ -67,7 +58,5 @@ class BackgroundJobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             async with session_scope(self._runtime.sessions) as session:
-                job = await session.get(ConversionJob, job_id)
-                if job is not None and job.state in UNFINISHED_STATES:
-                    job.state = "interrupted"
+                await repository.interrupt_job(session, job_id)
             log.warning("Conversion job %d interrupted by shutdown; it resumes at start", job_id)

@@ -7,15 +7,12 @@ import asyncio
 import sys
 from typing import Any
 
-from dicomgate.conversions.plan import make_selection
-from dicomgate.conversions.service import (
-    InstanceResult,
-    RunSummary,
-    reason_text,
-    run_job,
-    start_or_resume,
-)
+from dicomgate.codec.reasons import reason_text
+from dicomgate.conversions.lifecycle import RunSummary
+from dicomgate.conversions.plan import InstanceResult, make_selection
+from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.errors import DicomgateError
+from dicomgate.runtime import open_runtime
 from dicomgate.settings import Settings
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
@@ -65,7 +62,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--shard", metavar="K/N", help="with --all: only studies whose UID hashes to shard K of N"
     )
-    parser.set_defaults(func=handle_convert)
+    parser.set_defaults(func=handle_convert, needs_database=True)
 
 
 def handle_convert(args: argparse.Namespace, settings: Settings) -> int:
@@ -168,11 +165,19 @@ def _size(count: int) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def approximate_duration(seconds: float) -> str:
+    """An estimated duration: "~5 s", "~3 min", or "under 1 s" (never "~0 s")."""
+    text = _duration(seconds)
+    return text if seconds < 1 else f"~{text}"
 
 
 MAX_STUDY_LINES = 50
@@ -209,7 +214,7 @@ def _dry_run_lines(summary: RunSummary) -> list[str]:
     )
     if estimate.projected_seconds is not None and estimate.seconds_per_instance is not None:
         lines.append(
-            f"Projected time for a real run: ~{_duration(estimate.projected_seconds)} at "
+            f"Projected time for a real run: {approximate_duration(estimate.projected_seconds)} at "
             f"concurrency {estimate.concurrency} ({estimate.seconds_per_instance:.2f} s per "
             "instance: download and transcode measured, the replacement estimated)"
         )
@@ -269,8 +274,6 @@ async def _convert(
     sample: int | None = None,
     exact: bool = False,
 ) -> int:
-    from dicomgate.app import open_runtime
-
     async with open_runtime(settings) as runtime:
         try:
             job_id = await start_or_resume(

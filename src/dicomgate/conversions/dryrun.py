@@ -17,9 +17,11 @@ import random
 import time
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES
+from dicomgate.codec.reasons import reason_text
+from dicomgate.codec.transcode import TranscodeOptions, transcode
+from dicomgate.conversions import repository
 from dicomgate.conversions.estimate import (
     NO_GROUP,
     Classification,
@@ -30,26 +32,28 @@ from dicomgate.conversions.estimate import (
     classify_instance,
     warm_worker,
 )
-from dicomgate.conversions.models import UNFINISHED_STATES
-from dicomgate.conversions.plan import InstanceRef, StudyRef, select_studies, study_instances
-from dicomgate.conversions.service import (
-    MAX_JOB_ERRORS,
+from dicomgate.conversions.journal import ReplaceJournal
+from dicomgate.conversions.lifecycle import (
     STOPPING_ERRORS,
-    InstanceResult,
     ProgressSink,
     RunSummary,
     StudyTally,
+    begin_run,
+    cancel_requested,
+    fail_run,
     finish_run,
-    get_job,
-    reason_text,
-    selection_of,
     set_job_state,
     stop_run,
-    transcode_options,
-    utcnow,
+)
+from dicomgate.conversions.plan import (
+    InstanceRef,
+    InstanceResult,
+    StudyRef,
+    select_studies,
+    study_instances,
 )
 from dicomgate.db import session_scope
-from dicomgate.errors import ConversionJobNotFound, DicomgateError
+from dicomgate.errors import DicomgateError
 from dicomgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -68,21 +72,11 @@ async def run_dry_job(
     seed: int,
 ) -> RunSummary:
     """Run a dry-run job: counts exact from the tags, projected bytes and time from a sample."""
-    started = time.perf_counter()
-    async with session_scope(runtime.sessions) as session:
-        job = await get_job(session, job_id)
-        if job.state not in UNFINISHED_STATES:
-            raise ConversionJobNotFound(f"Conversion job {job_id} is already {job.state}")
-        selection = selection_of(job)
-        sample_size = job.sample_size
-        job.state = "running"
-        job.started_at = job.started_at or utcnow()
-    summary = RunSummary(
-        job_id=job_id, state="running", dry_run=True, selection=selection.describe()
-    )
+    begun = await begin_run(runtime, job_id, dry_run=True)
+    summary, started = begun.summary, begun.started
     rng = random.Random(seed)
     try:
-        studies = await select_studies(runtime.orthanc, selection)
+        studies = await select_studies(runtime.orthanc, begun.selection)
         listed: list[tuple[StudyRef, list[InstanceRef]]] = []
         for study in studies:
             listed.append((study, await study_instances(runtime.orthanc, study)))
@@ -92,25 +86,24 @@ async def run_dry_job(
             progress.started(studies=len(studies), instances=total, already_done=0)
         classified: list[Classified] = []
         for study, instances in listed:
-            if await _cancel_requested(runtime, job_id):
+            if await cancel_requested(runtime, job_id):
                 return await finish_run(runtime, summary, started, "cancelled")
             if progress is not None:
                 progress.study(study.study_instance_uid)
             classified.extend(await _classify(runtime, instances, progress))
         candidates = [item for item in classified if item[1].kind == "candidate"]
         sample = choose_sample(
-            candidates, group_of=lambda item: item[1].group, size=sample_size, rng=rng
+            candidates, group_of=lambda item: item[1].group, size=begun.sample_size, rng=rng
         )
-        if sample and await _cancel_requested(runtime, job_id):
+        if sample and await cancel_requested(runtime, job_id):
             return await finish_run(runtime, summary, started, "cancelled")
         measurements = await _measure(runtime, sample, concurrency=concurrency)
     except STOPPING_ERRORS as exc:
         return await stop_run(runtime, summary, started, str(exc))
     except DicomgateError as exc:
-        summary.stop_message = f"Failed: {exc.message}"
-        return await finish_run(runtime, summary, started, "failed", exc.message)
+        return await fail_run(runtime, summary, started, exc.message)
 
-    pending = await asyncio.to_thread(_journal_pending, runtime.settings.journal_dir)
+    pending = await asyncio.to_thread(ReplaceJournal.count_pending, runtime.settings.journal_dir)
     estimate, counts = _project(
         summary,
         classified,
@@ -121,13 +114,13 @@ async def run_dry_job(
     )
     summary.estimate = estimate
     async with session_scope(runtime.sessions) as session:
-        job = await get_job(session, job_id)
+        job = await repository.get_job(session, job_id)
         job.instances_total = total
         job.converted = counts.to_convert
         job.skipped = sum(counts.skipped.values())
         job.skipped_by_reason = dict(counts.skipped)
         job.failed = counts.failed
-        job.errors = counts.errors[-MAX_JOB_ERRORS:]
+        job.errors = counts.errors[-repository.MAX_JOB_ERRORS :]
         job.bytes_before = counts.bytes_before
         job.bytes_after = counts.bytes_after
         job.current_study = None
@@ -135,16 +128,6 @@ async def run_dry_job(
     summary.instances_this_run = total
     log.info("Dry run of job %d: %s", job_id, estimate.note)
     return await finish_run(runtime, summary, started, "completed")
-
-
-async def _cancel_requested(runtime: Runtime, job_id: int) -> bool:
-    async with session_scope(runtime.sessions) as session:
-        return bool((await get_job(session, job_id)).cancel_requested)
-
-
-def _journal_pending(folder: Path) -> int:
-    """Unfinished replacements in the journal (counted only: a dry run changes nothing)."""
-    return len(list(folder.glob("*.json"))) if folder.is_dir() else 0
 
 
 async def _classify(
@@ -166,7 +149,7 @@ async def _classify(
                 raise
             except DicomgateError as exc:  # e.g. deleted meanwhile: a real run fails it too
                 return Classification("failed", f"{exc.type}: {exc.message}", NO_GROUP)
-        syntax = str(header.get("TransferSyntaxUID", ""))
+        syntax = header.transfer_syntax
         found = tags.get(ref.orthanc_id)
         if found is None and syntax not in HTJ2K_SYNTAXES:
             # Not in the series listing (stored meanwhile): let the sample tell.
@@ -196,9 +179,7 @@ async def _measure(
     runtime: Runtime, sample: Sequence[Classified], *, concurrency: int
 ) -> list[Measurement]:
     """Download and transcode each sampled instance (nothing stored), timing each step."""
-    from dicomgate.codec.transcode import transcode
-
-    options = transcode_options(runtime.settings)
+    options = TranscodeOptions.from_settings(runtime.settings, allow_lossy=False)
     gate = asyncio.Semaphore(max(1, concurrency))
     if sample:  # the first task in a fresh worker pays for its imports: not part of the estimate
         await asyncio.gather(*(runtime.pool.run(warm_worker) for _ in range(runtime.pool.workers)))

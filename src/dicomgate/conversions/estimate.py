@@ -17,8 +17,10 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar
 
-from dicomgate.codec.capabilities import HTJ2K_SYNTAXES
-from dicomgate.codec.transcode import pass_through_reason
+from dicomgate.codec.profiles import HTJ2K_SYNTAXES, pass_through_reason
+from dicomgate.codec.reasons import PassThroughReason
+from dicomgate.dicom.image import check_pixel_budget
+from dicomgate.errors import ImageTooLarge
 
 # Tags as ``?short`` names them. Orthanc lists Pixel Data with a null value when it is present.
 PIXEL_DATA = "7fe0,0010"
@@ -61,8 +63,9 @@ def classify_instance(syntax: str, tags: Mapping[str, Any], *, max_pixels: int) 
     """The real run's decisions, from the header and tags only (nothing downloaded).
 
     Order as in ``convert_instance`` then ``codec.transcode``: already HTJ2K (header), the pixel
-    budget (a real run fails such an instance), then the transcoder's own pass-through rules
-    (``codec.transcode.pass_through_reason``, shared, so the two cannot drift apart). Whatever
+    budget (``dicom.image.check_pixel_budget``: a real run fails such an instance), then the
+    transcoder's own pass-through rules (``codec.profiles.pass_through_reason``). Both are shared
+    with the real run, so the two cannot drift apart. Whatever
     the tags cannot settle (unused high bits, an encoder refusal, verification) stays a
     candidate: the sample finds out how often that happens.
     """
@@ -75,19 +78,24 @@ def classify_instance(syntax: str, tags: Mapping[str, Any], *, max_pixels: int) 
         str(tags.get(SAMPLES_PER_PIXEL) or ""),
     )
     if syntax in HTJ2K_SYNTAXES:
-        return Classification("skipped", "already_htj2k", group)
+        return Classification("skipped", PassThroughReason.ALREADY_HTJ2K, group)
     has_pixels = PIXEL_DATA in tags
     if has_pixels:
         rows, cols = _int_tag(tags, ROWS), _int_tag(tags, COLUMNS)
         samples = _int_tag(tags, SAMPLES_PER_PIXEL) or 1
         frames = _int_tag(tags, NUMBER_OF_FRAMES) or 1
-        if rows and cols and rows * cols * samples * frames > max_pixels:
-            pixels = rows * cols * samples * frames
-            return Classification(
-                "failed",
-                f"ImageTooLarge: {pixels:,} pixels, more than the limit of {max_pixels:,}",
-                group,
-            )
+        if rows and cols:
+            try:
+                check_pixel_budget(
+                    rows=rows, columns=cols, samples=samples, frames=frames, max_pixels=max_pixels
+                )
+            except ImageTooLarge:
+                pixels = rows * cols * samples * frames
+                return Classification(
+                    "failed",
+                    f"ImageTooLarge: {pixels:,} pixels, more than the limit of {max_pixels:,}",
+                    group,
+                )
     found = pass_through_reason(
         syntax,
         pixel_data=has_pixels,
@@ -97,7 +105,7 @@ def classify_instance(syntax: str, tags: Mapping[str, Any], *, max_pixels: int) 
         samples_per_pixel=_int_tag(tags, SAMPLES_PER_PIXEL) or 1,
     )
     if found is not None:
-        return Classification("skipped", found[0], group)
+        return Classification("skipped", found.reason, group)
     return Classification("candidate", None, group)
 
 

@@ -11,7 +11,6 @@ dropping leaves at most an orphan ``.dcm``, which :meth:`ReplaceJournal.entries`
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from dicomgate.kit.hashing import sha256
 
 ParentLevel = Literal["patients", "studies", "series"]
 
@@ -70,11 +71,6 @@ class JournalEntry:
     # The same for the parents the delete may remove (read only when its series is small enough
     # to be emptied by it; empty otherwise and in entries written before parents were carried).
     parents: tuple[ParentCarried, ...] = ()
-
-
-def sha256(data: bytes) -> str:
-    """Hex SHA-256 of a file's bytes (how served files are compared)."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -143,6 +139,12 @@ class ReplaceJournal:
         meta_path.unlink(missing_ok=True)
         _fsync_dir(self.folder)
         data_path.unlink(missing_ok=True)
+
+    @staticmethod
+    def count_pending(folder: Path) -> int:
+        """Unfinished replacements in a journal folder, counted without touching it (no folder:
+        none); what a dry run reports."""
+        return len(list(folder.glob("*.json"))) if folder.is_dir() else 0
 
     def entries(self) -> list[JournalEntry]:
         """Every whole entry, oldest first; orphan originals and temp files are removed."""

@@ -1,4 +1,5 @@
-"""What a conversion job covers: its selection of studies and instances, and ``--shard K/N``."""
+"""What a conversion job covers (its selection of studies and instances, ``--shard K/N``) and
+what happened to each instance."""
 
 from __future__ import annotations
 
@@ -101,6 +102,22 @@ class InstanceRef:
     study_id: str = ""
     patient_id: str = ""
     series_size: int = 0
+    modality: str = ""  # its series' Modality (0008,0060), for the storage statistics
+
+
+Outcome = Literal["converted", "skipped", "failed", "planned"]
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    """What happened to one instance."""
+
+    ref: InstanceRef
+    outcome: Outcome
+    reason: str | None
+    bytes_before: int
+    bytes_after: int
+    stored_transfer_syntax: str | None = None  # a converted instance's new syntax
 
 
 async def select_studies(orthanc: OrthancClient, selection: Selection) -> list[StudyRef]:
@@ -134,8 +151,14 @@ async def select_studies(orthanc: OrthancClient, selection: Selection) -> list[S
 
 
 async def study_instances(orthanc: OrthancClient, study: StudyRef) -> list[InstanceRef]:
-    """Every instance of a study, with its SOP Instance UID, stored size and parents."""
+    """Every instance of a study, with its SOP Instance UID, stored size, parents and modality
+    (two Orthanc calls: the study's instances, and its series for their modality)."""
     instances = await orthanc.children("studies", study.orthanc_id, "instances")
+    series = await orthanc.children("studies", study.orthanc_id, "series")
+    modalities = {
+        str(s.get("ID", "")): str(s.get("MainDicomTags", {}).get("Modality", "") or "")
+        for s in series
+    }
     series_sizes = Counter(str(i.get("ParentSeries", "")) for i in instances)
     refs = [
         InstanceRef(
@@ -147,6 +170,7 @@ async def study_instances(orthanc: OrthancClient, study: StudyRef) -> list[Insta
             study_id=study.orthanc_id,
             patient_id=study.patient_id,
             series_size=series_sizes[str(i.get("ParentSeries", ""))],
+            modality=modalities.get(str(i.get("ParentSeries", "")), ""),
         )
         for i in instances
     ]

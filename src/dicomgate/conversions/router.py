@@ -7,12 +7,12 @@ import logging
 from fastapi import APIRouter, Query, Request, status
 
 from dicomgate.audit.context import note_touched
-from dicomgate.conversions import service
+from dicomgate.conversions import repository, service
 from dicomgate.conversions.background import BackgroundJobs
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.schemas import ConversionJobList, ConversionJobOut, ConversionRequest
+from dicomgate.dependencies import SessionDep, SettingsDep
 from dicomgate.errors import BadRequest, ConversionJobNotFound, error_responses
-from dicomgate.runtime import SessionDep, SettingsDep
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ async def start_conversion(
         all_studies=body.all,
         shard=body.shard,
     )
-    job = await service.create_job(
+    job = await repository.create_job(
         session,
         selection=selection,
         dry_run=body.dry_run,
@@ -65,7 +65,7 @@ async def start_conversion(
 async def list_conversions(
     session: SessionDep, limit: int = Query(default=100, ge=1, le=1000)
 ) -> ConversionJobList:
-    jobs = await service.list_jobs(session, limit=limit)
+    jobs = await repository.list_jobs(session, limit=limit)
     return ConversionJobList(jobs=[ConversionJobOut.model_validate(j) for j in jobs])
 
 
@@ -77,7 +77,7 @@ async def list_conversions(
     responses=error_responses(ConversionJobNotFound),
 )
 async def get_conversion(job_id: int, session: SessionDep) -> ConversionJobOut:
-    return ConversionJobOut.model_validate(await service.get_job(session, job_id))
+    return ConversionJobOut.model_validate(await repository.get_job(session, job_id))
 
 
 @router.post(

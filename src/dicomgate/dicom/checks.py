@@ -1,80 +1,17 @@
-"""Is it DICOM, is it whole, does it say what it is: the checks an upload passes first."""
+"""Is it whole, does it say what it is: the checks a parsed upload passes first.
+
+Each check cites the part of the standard it enforces and raises InvalidDicom (400) or
+StudyMismatch (409); :func:`dicomgate.dicom.reading.read_part10` runs them in order.
+"""
 
 from __future__ import annotations
 
-import io
-import re
-import struct
-
-import pydicom
-from pydicom.dataset import Dataset, FileDataset
-from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from dicomgate.errors import InvalidDicom, NotDicom, StudyMismatch
-
-# What pydicom raises on malformed bytes (found by fuzzing the upload path; see
-# tests/security): the upload's fault, so a 400, never a 500.
-PARSE_ERRORS: tuple[type[Exception], ...] = (
-    EOFError,
-    OSError,
-    ValueError,
-    KeyError,
-    TypeError,
-    NotImplementedError,
-    IndexError,
-    AttributeError,
-    OverflowError,
-    struct.error,
-    BytesLengthException,
-)
-
-# PS3.10 §7.1: 128-byte preamble, then the four bytes "DICM".
-_PREFIX_OFFSET = 128
-_PREFIX = b"DICM"
-
-
-def looks_like_part10(data: bytes) -> bool:
-    """True when the bytes carry the PS3.10 §7.1 ``DICM`` prefix after the preamble."""
-    return data[_PREFIX_OFFSET : _PREFIX_OFFSET + 4] == _PREFIX
-
-
-def read_part10(data: bytes) -> FileDataset:
-    """Parse a whole DICOM Part 10 file, or raise NotDicom (415) / InvalidDicom (400).
-
-    Every element is read (nothing deferred), so a truncated or corrupt file fails here and
-    never reaches the codec or Orthanc.
-    """
-    if not data:
-        raise NotDicom("The file is empty")
-    if not looks_like_part10(data):
-        raise NotDicom("The file is not DICOM (no 'DICM' prefix after the 128-byte preamble)")
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=False)
-        # Convert every raw element now: a bad length or value fails inside this try.
-        for _ in ds.iterall():
-            pass
-        for _ in ds.file_meta.iterall():
-            pass
-    except InvalidDicomError as exc:
-        raise NotDicom(f"The file is not DICOM: {exc}") from None
-    except RecursionError:
-        raise InvalidDicom(
-            f"The DICOM file nests sequences deeper than {MAX_SEQUENCE_DEPTH} levels"
-        ) from None
-    except PARSE_ERRORS as exc:
-        raise InvalidDicom(f"The DICOM file is truncated or corrupt: {exc}") from None
-    # Everything is read (nothing deferred), so the dataset no longer needs the buffer it was
-    # parsed from; keeping it would keep the caller's whole file alive as a second copy (and
-    # a deep copy of the dataset would copy it a third time).
-    ds.buffer = None
-    require_shallow_nesting(ds)
-    require_file_meta(ds)
-    require_sop_identity(ds)
-    if "PixelData" in ds:
-        require_whole_pixel_data(ds)
-    return ds
-
+from dicomgate.dicom.image import ImageGeometry, check_native_pixel_data
+from dicomgate.dicom.uids import is_uid
+from dicomgate.errors import InvalidDicom, StudyMismatch
 
 MAX_SEQUENCE_DEPTH = 32
 
@@ -99,13 +36,8 @@ def require_file_meta(ds: Dataset) -> None:
         raise InvalidDicom("The DICOM file has no Transfer Syntax UID in its file meta")
 
 
-_UID_CHARS = re.compile(r"^[0-9.]{1,64}$")
-
-
 def _is_valid_uid(value: str) -> bool:
-    # Lenient on purpose: real scanners write leading zeros (not conformant, still the image's
-    # identity); only what cannot be a UID at all is refused.
-    return bool(_UID_CHARS.match(value.strip("\x00 ")))
+    return is_uid(value.strip("\x00 "))
 
 
 def require_sop_identity(ds: Dataset) -> None:
@@ -124,30 +56,29 @@ def require_sop_identity(ds: Dataset) -> None:
             raise InvalidDicom(f"The DICOM file's {keyword} {tag} is not a UID: {str(value)!r}")
 
 
-def require_whole_pixel_data(ds: Dataset) -> None:
-    """Native Pixel Data must hold at least Rows×Columns×Samples×Frames×BitsAllocated bits.
+def require_sop_uids(ds: Dataset) -> str:
+    """SOP Class and Instance UID are mandatory in every composite instance (PS3.3 C.12.1);
+    the codec needs no more. Returns the SOP Instance UID."""
+    sop_class = ds.get("SOPClassUID")
+    sop_uid = ds.get("SOPInstanceUID")
+    if not sop_class or not sop_uid:
+        missing = "SOP Class UID" if not sop_class else "SOP Instance UID"
+        raise InvalidDicom(f"The DICOM file has no {missing}")
+    return str(sop_uid)
 
-    PS3.5 §8.1.1: a shorter value means the file was cut off.
+
+def require_whole_pixel_data(ds: Dataset) -> None:
+    """Native Pixel Data holds what Rows×Columns×Samples×Frames×Bits Allocated declare.
+
+    PS3.5 §8.1.1: a shorter value means the file was cut off (see
+    :func:`dicomgate.dicom.image.check_native_pixel_data`).
     """
     syntax = UID(ds.file_meta.TransferSyntaxUID)
     if not syntax.is_transfer_syntax or syntax.is_compressed:
         # Encapsulated frames are checked by the codec when it decodes them; a syntax pydicom
         # does not know cannot be measured here (the codec passes it through or refuses it).
         return
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        samples = int(ds.get("SamplesPerPixel", 1))
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        bits = int(ds.BitsAllocated)
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise InvalidDicom(f"The DICOM file's image description is incomplete: {exc}") from None
-    expected = (rows * cols * samples * frames * bits + 7) // 8
-    actual = len(ds.PixelData)
-    if actual < expected:
-        raise InvalidDicom(
-            f"The DICOM file is truncated: Pixel Data holds {actual} bytes, "
-            f"{rows}×{cols}×{samples}×{frames} at {bits} bits needs {expected}"
-        )
+    check_native_pixel_data(ds, ImageGeometry.of(ds))
 
 
 def require_study(ds: Dataset, study_instance_uid: str) -> None:

@@ -1,7 +1,7 @@
 """DICOMweb STOW-RS routes: thin — check the media type, spool the parts, call the service.
 
 As on the upload routes, the body is not a FastAPI parameter (FastAPI would read it whole
-first): ``ingest.spool`` streams the multipart/related parts to capped temp files, and the
+first): ``kit.spool`` streams the multipart/related parts to capped temp files, and the
 request body is declared in ``openapi_extra``.
 """
 
@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from dicomgate.audit.context import audit_notes
+from dicomgate.dependencies import RuntimeDep
 from dicomgate.dicomweb import service
 from dicomgate.dicomweb.schemas import STORE_RESPONSES, DicomJsonResponse
 from dicomgate.errors import (
@@ -26,8 +27,8 @@ from dicomgate.errors import (
     error_responses,
 )
 from dicomgate.identity.service import IdentityGuard
-from dicomgate.ingest.spool import RELATED, spool_request
-from dicomgate.runtime import Runtime, RuntimeDep
+from dicomgate.kit.spool import RELATED, spool_request
+from dicomgate.runtime import Runtime
 
 router = APIRouter(tags=["dicomweb"])
 
@@ -125,6 +126,7 @@ async def _store(request: Request, runtime: Runtime, study_instance_uid: str | N
             notes=audit_notes(request),
             parts=form.files,
             study_instance_uid=study_instance_uid,
+            sessions=runtime.sessions,
         )
     return DicomJsonResponse(report.to_dicom_json(), status_code=report.status_code)
 

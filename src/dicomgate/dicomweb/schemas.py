@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydicom.dataset import Dataset
 
 from dicomgate.dicom.stamp import dicom_datetime
+from dicomgate.kit.clock import utcnow
 
 DICOM_JSON = "application/dicom+json"
 
@@ -76,9 +77,7 @@ def _original_attributes(part: PartStatus) -> Dataset:
     modified = Dataset()
     modified.SOPInstanceUID = part.original_sop_instance_uid
     item = Dataset()
-    item.AttributeModificationDateTime = dicom_datetime(
-        part.modified_at or datetime.datetime.now(datetime.UTC)
-    )
+    item.AttributeModificationDateTime = dicom_datetime(part.modified_at or utcnow())
     item.ModifyingSystem = "dicomgate"
     item.SourceOfPreviousValues = None
     item.ReasonForTheAttributeModification = "COERCE"

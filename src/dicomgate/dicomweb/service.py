@@ -10,7 +10,6 @@ stored once).
 
 from __future__ import annotations
 
-import datetime
 import logging
 import re
 import shutil
@@ -19,9 +18,13 @@ from pathlib import Path
 
 import anyio
 from python_multipart.multipart import parse_options_header
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomgate.audit.context import AuditNotes
 from dicomgate.codec.pool import WorkerPool
+from dicomgate.codec.transcode import TranscodeOptions
+from dicomgate.dicom.preamble import PART10_PREFIX, ZERO_PREAMBLE, looks_like_part10
+from dicomgate.dicom.uids import is_uid
 from dicomgate.dicomweb.schemas import FailureReason, PartStatus, StoreReport, WarningReason
 from dicomgate.dicomweb.worker import SopIdentity, read_sop_identity
 from dicomgate.errors import (
@@ -38,9 +41,11 @@ from dicomgate.errors import (
     UnsupportedMediaType,
 )
 from dicomgate.identity.service import IdentityGuard
-from dicomgate.ingest.service import Ingestor, UploadItem, gather_or_cancel, transcode_options
-from dicomgate.ingest.spool import RELATED, SpooledFile
+from dicomgate.ingest.service import Ingestor, UploadItem
 from dicomgate.ingest.worker import IngestPlan
+from dicomgate.kit.clock import utcnow
+from dicomgate.kit.spool import RELATED, SpooledFile
+from dicomgate.kit.tasks import gather_or_cancel
 from dicomgate.orthanc import OrthancClient
 from dicomgate.phi import Phi
 from dicomgate.settings import Settings
@@ -50,7 +55,6 @@ log = logging.getLogger(__name__)
 APPLICATION_DICOM = "application/dicom"
 # PS3.18 §10.5.1: the metadata-and-bulk-data forms of the Store Transaction.
 METADATA_MEDIA_TYPES = frozenset({"application/dicom+json", "application/dicom+xml"})
-_UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # PS3.5 §9.1 (leading zeros tolerated, as on ingest)
 
 
 def _media_type(value: bytes | str | None) -> tuple[str, dict[bytes, bytes]]:
@@ -120,7 +124,7 @@ def check_store_media_type(content_type: str | None) -> None:
 
 def check_study_uid(study_instance_uid: str) -> str:
     """The study of ``/dicomweb/studies/{uid}`` must be a UID (PS3.5 §9.1), else 400."""
-    if len(study_instance_uid) > 64 or not _UID.fullmatch(study_instance_uid):
+    if not is_uid(study_instance_uid):
         raise BadRequest(f"{study_instance_uid!r} is not a Study Instance UID")
     return study_instance_uid
 
@@ -140,7 +144,7 @@ def failure_reason(error: DicomgateError) -> FailureReason:
     return FailureReason.PROCESSING_FAILURE
 
 
-_PREAMBLE = b"\0" * 128 + b"DICM"  # PS3.10 §7.1
+_PREAMBLE = ZERO_PREAMBLE + PART10_PREFIX  # PS3.10 §7.1
 _VR = re.compile(rb"[A-Z]{2}")
 
 
@@ -153,7 +157,7 @@ def _add_missing_preamble(path: Path) -> None:
     """
     with path.open("rb") as fh:
         head = fh.read(len(_PREAMBLE))
-    if head[128:132] == b"DICM" or head[:2] != b"\x02\x00" or not _VR.fullmatch(head[4:6]):
+    if looks_like_part10(head) or head[:2] != b"\x02\x00" or not _VR.fullmatch(head[4:6]):
         return
     fixed = path.with_name(path.name + ".p10")
     with path.open("rb") as src, fixed.open("wb") as dst:
@@ -226,6 +230,7 @@ async def store_instances(
     notes: AuditNotes,
     parts: Sequence[SpooledFile],
     study_instance_uid: str | None,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> StoreReport:
     """Store every part (in parallel, bounded like the upload routes); report each one."""
     if not parts:
@@ -235,11 +240,13 @@ async def store_instances(
     plan = IngestPlan(
         demographics=None,
         assignment=None,
-        options=transcode_options(settings),
-        now=datetime.datetime.now(datetime.UTC),
+        options=TranscodeOptions.from_settings(settings, allow_lossy=True),
+        now=utcnow(),
         required_study_uid=study_instance_uid,
     )
     notes.touched(study_instance_uids=[study_instance_uid or ""])
-    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes)
+    ingestor = Ingestor(
+        orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes, sessions=sessions
+    )
     statuses = await gather_or_cancel([_store_part(ingestor, pool, p, plan) for p in parts])
     return StoreReport(parts=statuses)

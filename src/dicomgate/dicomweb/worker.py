@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import pydicom
 
-# A UID as PS3.5 §9.1 allows it (digits and dots, at most 64 characters); anything else read
-# from a refused file is not echoed back to the client.
-_UID = re.compile(r"[0-9.]{1,64}")
+from dicomgate.dicom.uids import is_uid
 
 
 @dataclass(frozen=True)
@@ -21,8 +18,9 @@ class SopIdentity:
 
 
 def _uid(value: object) -> str:
+    """A UID read from a refused file, or "" when it is not one (never echoed back as is)."""
     text = str(value or "").strip("\x00 ")
-    return text if _UID.fullmatch(text) else ""
+    return text if is_uid(text) else ""
 
 
 def read_sop_identity(path: str) -> SopIdentity:

@@ -50,6 +50,7 @@ from dicomgate.identity.claims import (
 from dicomgate.identity.models import STORED
 from dicomgate.identity.worker import stored_identity
 from dicomgate.orthanc import OrthancClient
+from dicomgate.orthanc_models import StoredInstance
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +126,11 @@ class IdentityGuard:
     async def store(
         self,
         identity: InstanceIdentity,
-        send: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[], Awaitable[StoredInstance]],
         *,
         scratch: Path,
         notes: AuditNotes,
-    ) -> dict[str, Any]:
+    ) -> StoredInstance:
         """Claim, check, ``send()`` to Orthanc, settle; Orthanc's answer. Identity conflicts
         raise (409) and nothing is stored. ``scratch``: where a stored copy may be downloaded.
         ``notes``: the request's audit notes (what was touched, and what it conflicted with).
@@ -153,8 +154,10 @@ class IdentityGuard:
             raise
         notes.touched(
             orthanc_ids=[
-                str(answer.get(key) or "")
-                for key in ("ParentPatient", "ParentStudy", "ParentSeries", "ID")
+                answer.parent_patient,
+                answer.parent_study,
+                answer.parent_series,
+                answer.id,
             ]
         )
         return answer
@@ -162,16 +165,16 @@ class IdentityGuard:
     async def _store(
         self,
         identity: InstanceIdentity,
-        send: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[], Awaitable[StoredInstance]],
         scratch: Path,
-    ) -> dict[str, Any]:
+    ) -> StoredInstance:
         admission = await self._admit(identity, scratch)
         try:
             answer = await send()
-            orthanc_id = str(answer["ID"])
+            orthanc_id = answer.id
             file_uuid = admission.verdict.file_uuid
             if admission.verdict.orthanc_id != orthanc_id:
-                if answer.get("Status") == ALREADY_STORED:
+                if answer.status == ALREADY_STORED:
                     # Stored without dicomgate since the check: Orthanc kept its own copy.
                     await self._require_same(identity, orthanc_id, scratch, known=None)
                 file_uuid = await self._file_uuid(orthanc_id)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 
 from dicomgate.audit.context import audit_notes
+from dicomgate.dependencies import RuntimeDep, SessionDep
 from dicomgate.errors import (
     ORTHANC_ERRORS,
     BadRequest,
@@ -34,8 +35,8 @@ from dicomgate.identity.service import IdentityGuard
 from dicomgate.ingest import service
 from dicomgate.ingest.idempotency import UPLOAD_ID_MAX, UPLOAD_ID_MIN, UPLOAD_ID_PATTERN
 from dicomgate.ingest.schemas import FolderUploadResult, MultiUploadResult, UploadResult
-from dicomgate.ingest.spool import spool_request
-from dicomgate.runtime import Runtime, RuntimeDep, SessionDep
+from dicomgate.kit.spool import spool_request
+from dicomgate.runtime import Runtime
 
 router = APIRouter(tags=["ingest"])
 
@@ -176,6 +177,7 @@ async def upload_dicom(
             notes=audit_notes(request),
             files=form.files_of("file", "files"),
             patient_id=patient_id,
+            sessions=runtime.sessions,
         )
     if isinstance(result, MultiUploadResult) and result.failed_files:
         response.status_code = status.HTTP_202_ACCEPTED
@@ -210,6 +212,7 @@ async def upload_patient_folder(
             guard=_guard(runtime),
             notes=audit_notes(request),
             form=form,
+            sessions=runtime.sessions,
         )
     if result.failedFiles:
         response.status_code = status.HTTP_202_ACCEPTED

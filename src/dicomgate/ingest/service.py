@@ -9,22 +9,23 @@ stored once); a bad file only fails itself when several were sent.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
 
 import anyio
 from pydicom.uid import generate_uid
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomgate import metrics
 from dicomgate.audit.context import AuditNotes
 from dicomgate.codec.pool import WorkerPool
+from dicomgate.codec.reasons import reason_text
 from dicomgate.codec.transcode import TranscodeOptions
+from dicomgate.db import session_scope
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.unify import SeriesAssignment, series_label
 from dicomgate.errors import (
@@ -49,34 +50,25 @@ from dicomgate.ingest.schemas import (
     OrthancStoreAnswer,
     UploadResult,
 )
-from dicomgate.ingest.spool import SpooledFile, SpooledForm
 from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
 from dicomgate.ingest.zipfiles import UnsafeArchive, expand_zip, is_zip_upload
+from dicomgate.kit.clock import utcnow
+from dicomgate.kit.spool import SpooledFile, SpooledForm
+from dicomgate.kit.tasks import gather_or_cancel
 from dicomgate.orthanc import OrthancClient
+from dicomgate.orthanc_models import StoredInstance
 from dicomgate.patients.service import get_patient
 from dicomgate.phi import Phi
 from dicomgate.settings import Settings
+from dicomgate.statistics.ledger import StoredRecord, record_ingested
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 CONVERTED_MESSAGE = "Uploaded and converted successfully"
 ALREADY_STORED_MESSAGE = (
     "Already stored: identical to the instance stored before (same patient, study, series, "
     "pixels and attributes); nothing changed"
 )
-PASS_THROUGH_TEXT = {
-    "no_pixel_data": "no pixel data to transcode",
-    "already_htj2k": "already HTJ2K",
-    "lossy_source": "lossy-compressed source kept as it is",
-    "float_pixels": "float pixel data is not transcoded",
-    "bits_allocated_1": "1-bit pixel data is not transcoded",
-    "subsampled_ybr": "chroma-subsampled pixel data is kept as it is",
-    "unsupported_transfer_syntax": "its transfer syntax cannot be decoded here",
-    "codec_refused": "the encoder refused this image",
-    "verification_failed": "the re-encoded pixels did not match, original kept",
-}
 ZIP_TOTAL_FACTOR = 4  # a zip may expand to this many times the per-file upload cap
 STREAM_ABOVE_BYTES = 16 * 1024 * 1024  # larger outputs are streamed to Orthanc from disk
 STREAM_CHUNK_BYTES = 1024 * 1024
@@ -97,24 +89,14 @@ class UploadItem:
     series_path: str = ""
 
 
-def transcode_options(settings: Settings) -> TranscodeOptions:
-    """The codec options the settings ask for."""
-    return TranscodeOptions(
-        target=settings.target_syntax,
-        lossy_quality=settings.lossy_quality,
-        max_pixels=settings.max_pixels,
-    )
-
-
-def result_message(outcome: IngestOutcome, *, status: str = "Success") -> str:
+def result_message(outcome: IngestOutcome, *, status: str | None = "Success") -> str:
     """'Uploaded and converted successfully', 'Uploaded unchanged: <why>' or 'Already stored…'."""
     if status == ALREADY_STORED:
         return ALREADY_STORED_MESSAGE
     result = outcome.result
     if result.converted:
         return CONVERTED_MESSAGE
-    reason = result.reason or "unknown"
-    return f"Uploaded unchanged: {PASS_THROUGH_TEXT.get(reason, reason)}"
+    return f"Uploaded unchanged: {reason_text(result.reason)}"
 
 
 async def lookup_demographics(session: AsyncSession, *, patient_id: str) -> Demographics:
@@ -127,24 +109,12 @@ async def lookup_demographics(session: AsyncSession, *, patient_id: str) -> Demo
     return patient.demographics()
 
 
-async def gather_or_cancel(aws: Sequence[Awaitable[T]]) -> list[T]:
-    """Run all; on the first exception cancel the rest and re-raise it."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
 @dataclass(frozen=True)
 class StoredFile:
     """One ingested file: what the worker made of it and Orthanc's answer to storing it."""
 
     outcome: IngestOutcome
-    answer: dict[str, Any]
+    answer: StoredInstance
 
 
 class Ingestor:
@@ -162,11 +132,13 @@ class Ingestor:
         settings: Settings,
         guard: IdentityGuard,
         notes: AuditNotes,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self.orthanc = orthanc
         self.pool = pool
         self.guard = guard
         self.notes = notes
+        self.sessions = sessions  # where stored instances are recorded (storage statistics)
         # Enough queued work to keep every worker busy, without holding many results at once.
         self._processing = asyncio.Semaphore(max(2, pool.workers * 2))
         self._storing = asyncio.Semaphore(settings.orthanc_concurrency)
@@ -188,11 +160,13 @@ class Ingestor:
             async with self._storing:
                 answer = await self._store_checked(outcome, output)
             metrics.record_ingested(outcome.result)
+            if answer.status == "Success":  # new in Orthanc (not AlreadyStored)
+                await self._record(outcome, answer)
         finally:
             await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
         return StoredFile(outcome=outcome, answer=answer)
 
-    async def _store_checked(self, outcome: IngestOutcome, output: Path) -> dict[str, Any]:
+    async def _store_checked(self, outcome: IngestOutcome, output: Path) -> StoredInstance:
         """Store through the identity guard (which notes what was touched, conflicts too)."""
         return await self.guard.store(
             outcome.identity,
@@ -201,7 +175,35 @@ class Ingestor:
             notes=self.notes,
         )
 
-    async def _store(self, path: Path, *, size: int) -> dict[str, Any]:
+    async def _record(self, outcome: IngestOutcome, answer: StoredInstance) -> None:
+        """Record the new instance for the storage statistics, in its own transaction.
+
+        The instance is stored whatever happens here: a failed write costs a statistic, and
+        is logged, never the upload.
+        """
+        if self.sessions is None:
+            return
+        record = StoredRecord(
+            orthanc_id=answer.id,
+            patient_orthanc_id=answer.parent_patient,
+            study_orthanc_id=answer.parent_study,
+            series_orthanc_id=answer.parent_series,
+            modality=outcome.modality or None,
+            transfer_syntax=outcome.result.transfer_syntax,
+            size_before=outcome.result.original_size,
+            size_after=outcome.result.size,
+        )
+        try:
+            async with session_scope(self.sessions) as session:
+                await record_ingested(session, record)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning(
+                "Storage statistics: instance %s not recorded (%s)",
+                record.orthanc_id,
+                type(exc).__name__,
+            )
+
+    async def _store(self, path: Path, *, size: int) -> StoredInstance:
         """Send the worker's output file to Orthanc: whole when small, streamed when large."""
         if size <= STREAM_ABOVE_BYTES:
             data = await anyio.to_thread.run_sync(path.read_bytes)
@@ -219,19 +221,19 @@ class Ingestor:
             return FailedFile(name=item.name, error=exc.message, type=exc.type)
 
 
-def _upload_result(name: str, outcome: IngestOutcome, answer: dict[str, Any]) -> UploadResult:
+def _upload_result(name: str, outcome: IngestOutcome, answer: StoredInstance) -> UploadResult:
     result = outcome.result
     return UploadResult(
-        message=result_message(outcome, status=str(answer.get("Status", "Success"))),
+        message=result_message(outcome, status=answer.status),
         filename=name,
         patient_id=outcome.patient_id or None,
         orthanc_response=OrthancStoreAnswer(
-            ID=str(answer["ID"]),
-            ParentPatient=str(answer.get("ParentPatient", "")),
-            ParentStudy=str(answer.get("ParentStudy", "")),
-            ParentSeries=str(answer.get("ParentSeries", "")),
-            Path=str(answer.get("Path", f"/instances/{answer['ID']}")),
-            Status=str(answer.get("Status", "Success")),
+            ID=answer.id,
+            ParentPatient=answer.parent_patient,
+            ParentStudy=answer.parent_study,
+            ParentSeries=answer.parent_series,
+            Path=answer.path,
+            Status=answer.status or "Success",
         ),
         source_transfer_syntax=result.source_transfer_syntax,
         stored_transfer_syntax=result.transfer_syntax,
@@ -240,10 +242,6 @@ def _upload_result(name: str, outcome: IngestOutcome, answer: dict[str, Any]) ->
         converted=result.converted,
         pass_through_reason=result.reason,
     )
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def nothing_stored(failed: Sequence[FailedFile]) -> DicomgateError:
@@ -267,6 +265,7 @@ async def upload_files(
     notes: AuditNotes,
     files: Sequence[SpooledFile],
     patient_id: str | None,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> UploadResult | MultiUploadResult:
     """Single-upload route: one file → its result (errors raise); several → per-file results
     (``success`` false when some were not stored: the route answers 202)."""
@@ -277,9 +276,14 @@ async def upload_files(
         notes.touched(patient_ids=[patient_id])
         demographics = await lookup_demographics(session, patient_id=patient_id)
     plan = IngestPlan(
-        demographics=demographics, assignment=None, options=transcode_options(settings), now=_now()
+        demographics=demographics,
+        assignment=None,
+        options=TranscodeOptions.from_settings(settings, allow_lossy=True),
+        now=utcnow(),
     )
-    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes)
+    ingestor = Ingestor(
+        orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes, sessions=sessions
+    )
     items = [UploadItem(name=f.filename, path=f.path) for f in files]
     if len(items) == 1:
         return await ingestor.ingest(items[0], plan)
@@ -365,6 +369,7 @@ async def upload_folder(
     guard: IdentityGuard,
     notes: AuditNotes,
     form: SpooledForm,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> FolderUploadResult:
     """Folder upload: every file into one new study, one new series per distinct series_path.
 
@@ -396,7 +401,7 @@ async def upload_folder(
         raise UploadTooLarge(
             f"Too many files after expanding zips: {len(items)}; the limit is {settings.max_files}"
         )
-    now = _now()
+    now = utcnow()
     study_uid = (
         study_uid_for(upload_id=upload_id, patient_id=patient_id)
         if upload_id
@@ -424,8 +429,10 @@ async def upload_folder(
                 study_time=study_time,
             )
     notes.touched(study_instance_uids=[study_uid])
-    options = transcode_options(settings)
-    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes)
+    options = TranscodeOptions.from_settings(settings, allow_lossy=True)
+    ingestor = Ingestor(
+        orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes, sessions=sessions
+    )
     plans = {
         key: IngestPlan(demographics=demographics, assignment=a, options=options, now=now)
         for key, a in assignments.items()

@@ -14,10 +14,11 @@ from dicomgate.codec.transcode import (
     frame_crc32s,
     transcode_dataset,
 )
-from dicomgate.dicom.checks import read_part10, require_study
+from dicomgate.dicom.checks import require_study
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.fingerprint import InstanceIdentity, instance_identity
 from dicomgate.dicom.preamble import zero_preamble
+from dicomgate.dicom.reading import read_part10
 from dicomgate.dicom.stamp import coerce_attributes, patient_changes
 from dicomgate.dicom.unify import SeriesAssignment, study_changes
 from dicomgate.ingest.idempotency import instance_uid_for
@@ -48,6 +49,7 @@ class IngestOutcome:
     output: str
     identity: InstanceIdentity  # of the file to store (patient, UIDs, content fingerprint)
     source_sop_instance_uid: str = ""  # as sent (lossy mode and folder uploads mint new ones)
+    modality: str = ""  # Modality (0008,0060), for the storage statistics
 
     @property
     def patient_id(self) -> str:
@@ -84,6 +86,7 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
         coerce_attributes(ds, changes, now=plan.now)
     zero_preamble(ds)
     result = transcode_dataset(ds, plan.options, original_size=original_size)
+    modality = str(ds.get("Modality", "") or "")
     del ds
     Path(output).write_bytes(result.data)
     # Lossless output has the source's pixels (verified): their CRCs are the stored pixels'.
@@ -99,4 +102,5 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
         output=output,
         identity=instance_identity(stored, crcs),
         source_sop_instance_uid=source_sop_instance_uid,
+        modality=modality,
     )

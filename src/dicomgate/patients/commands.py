@@ -28,16 +28,14 @@ def register(subparsers: Any) -> None:
     imp.add_argument(
         "--format", choices=["csv", "json"], default=None, help="override the file extension"
     )
-    imp.set_defaults(func=import_command)
+    imp.set_defaults(func=import_command, needs_database=True)
 
 
 async def run_import(settings: Settings, *, path: Path, fmt: ImportFormat) -> ImportReport:
     """Import one file into the configured database, in its own transaction."""
     from dicomgate.db import create_engine, create_sessionmaker, session_scope
-    from dicomgate.migrations import ensure_database_current
     from dicomgate.patients.service import import_patients
 
-    await ensure_database_current(settings)
     content = await asyncio.to_thread(path.read_bytes)
     engine = create_engine(settings.database_url)
     try:
@@ -50,7 +48,8 @@ async def run_import(settings: Settings, *, path: Path, fmt: ImportFormat) -> Im
 def format_report(report: ImportReport) -> str:
     """The report as a person reads it on a terminal."""
     lines = [
-        f"{report.rows} rows read ({report.format}): {report.inserted} inserted, "
+        f"{report.rows} {'row' if report.rows == 1 else 'rows'} read ({report.format}): "
+        f"{report.inserted} inserted, "
         f"{report.updated} updated, {report.rejected} rejected"
     ]
     for row in report.rejected_rows:

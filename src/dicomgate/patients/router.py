@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 
 from dicomgate.audit.context import audit_notes, note_touched
+from dicomgate.dependencies import SessionDep
 from dicomgate.errors import (
     Conflict,
     InvalidImportFile,
@@ -26,7 +27,6 @@ from dicomgate.patients.schemas import (
     PatientSearchResponse,
     PatientUpsertResponse,
 )
-from dicomgate.runtime import SessionDep
 
 router = APIRouter(prefix="/api/ris/patients", tags=["patients"])
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
+from dicomgate.kit.clock import utcnow
 from dicomgate.patients.models import NAME_MAX, PATIENT_ID_MAX
 
 Gender = Literal["male", "female", "other", "unknown"]
@@ -66,7 +67,7 @@ def parse_birth_date(value: Any) -> Any:
 
 def check_birth_date(value: datetime.date | None) -> datetime.date | None:
     """A birth date cannot lie in the future (UTC date, with a day's slack for time zones)."""
-    today = datetime.datetime.now(datetime.UTC).date()
+    today = utcnow().date()
     if value is not None and value > today + datetime.timedelta(days=1):
         raise ValueError("birth_date must not be in the future")
     return value

@@ -1,7 +1,7 @@
 """Identity claims (one SOP Instance UID, one patient) and indexed audit subjects (issue 11).
 
-Revision ID: 0006_identity_audit
-Revises: 0005_conversion_estimates
+Revision ID: 0007_identity_audit
+Revises: 0006_storage_statistics
 
 ``instance_claims``: one row per SOP Instance UID dicomgate stores, taken before the instance
 is sent to Orthanc; its primary key is what makes two concurrent uploads of one instance to two
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_identity_audit"
-down_revision: str | None = "0005_conversion_estimates"
+revision: str = "0007_identity_audit"
+down_revision: str | None = "0006_storage_statistics"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

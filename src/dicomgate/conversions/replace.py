@@ -1,0 +1,160 @@
+"""Replacing one stored instance with its converted file, safely; and settling a crash.
+
+The replacement never trusts Orthanc's answer alone. With ``OverwriteInstances: false`` a
+re-posted instance (same UIDs, so the same Orthanc ID) is ``AlreadyStored`` and the old file kept;
+with ``true`` a post replaces it. So, whatever the setting, each instance is: journaled durably on
+disk (original bytes, fsync) → deleted → the converted file posted (only ``Success`` counts) →
+the served file's SHA-256 checked against the converted file → what Orthanc kept for the old
+file and its removed parents re-applied (:mod:`.carry`) → the outcome recorded by the run →
+journal entry dropped. Any failure re-posts the journaled original (and its metadata); a crash
+leaves the entry, which :func:`recover_journal` finishes (recording the outcome the crash
+prevented) or rolls back before new work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from dicomgate.conversions.carry import apply_carried, check_removed, removed_parents
+from dicomgate.conversions.journal import JournalEntry, ReplaceJournal
+from dicomgate.errors import NotFound, ReplaceFailed
+from dicomgate.kit.hashing import sha256_in_thread
+from dicomgate.orthanc import OrthancClient
+from dicomgate.orthanc_models import DeleteAnswer
+
+log = logging.getLogger(__name__)
+
+
+async def _served(orthanc: OrthancClient, orthanc_id: str) -> bytes | None:
+    try:
+        return await orthanc.instance_file(orthanc_id)
+    except NotFound:
+        return None
+
+
+async def _delete_instance(orthanc: OrthancClient, orthanc_id: str) -> DeleteAnswer | None:
+    """Delete an instance; Orthanc's answer (which ancestor remains), None if it was gone."""
+    try:
+        return await orthanc.delete("instances", orthanc_id)
+    except NotFound:
+        return None
+
+
+async def post_expecting(orthanc: OrthancClient, data: bytes, orthanc_id: str) -> None:
+    """Post a file that must be stored anew as ``orthanc_id`` (else ReplaceFailed)."""
+    answer = await orthanc.store_instance(data)
+    if answer.status != "Success" or answer.id != orthanc_id:
+        # AlreadyStored after a delete means something else wrote the instance meanwhile: the
+        # file Orthanc keeps is not the one posted, so this is never success.
+        raise ReplaceFailed(
+            f"Orthanc answered {answer.status!r} (ID {answer.id}) when instance {orthanc_id} "
+            "was posted; it does not hold the posted file"
+        )
+
+
+async def restore_original(
+    orthanc: OrthancClient, journal: ReplaceJournal, entry: JournalEntry
+) -> None:
+    """Make Orthanc serve the journaled original again (verified by hash), then drop the entry."""
+    original = await asyncio.to_thread(journal.original, entry)
+    served = await _served(orthanc, entry.orthanc_id)
+    if served is not None and await sha256_in_thread(served) != entry.original_sha256:
+        await _delete_instance(orthanc, entry.orthanc_id)
+        served = None
+    if served is None:
+        await post_expecting(orthanc, original, entry.orthanc_id)
+        served = await _served(orthanc, entry.orthanc_id)
+    if served is None or await sha256_in_thread(served) != entry.original_sha256:
+        raise ReplaceFailed(
+            f"Orthanc does not serve the original of instance {entry.orthanc_id} after it was "
+            f"re-posted; it stays in the journal at {journal.folder}"
+        )
+    await apply_carried(orthanc, entry)
+    await asyncio.to_thread(journal.drop, entry.orthanc_id)
+
+
+async def replace_instance(
+    orthanc: OrthancClient,
+    journal: ReplaceJournal,
+    *,
+    entry: JournalEntry,
+    original: bytes,
+    converted: bytes,
+) -> None:
+    """Journal the original, swap in the converted file, verify what Orthanc serves; or undo.
+
+    On success the journal entry stays: the caller drops it once the outcome is recorded, so a
+    crash in between is settled by recovery as "converted by this job", never miscounted.
+    """
+    await asyncio.to_thread(journal.record, entry, original)
+    try:
+        removed = removed_parents(await _delete_instance(orthanc, entry.orthanc_id))
+        check_removed(entry, removed)
+        await post_expecting(orthanc, converted, entry.orthanc_id)
+        served = await _served(orthanc, entry.orthanc_id)
+        if served is None or await sha256_in_thread(served) != entry.converted_sha256:
+            raise ReplaceFailed(
+                f"Orthanc does not serve the converted file of instance {entry.orthanc_id}"
+            )
+        await apply_carried(orthanc, entry, removed=removed)
+    except asyncio.CancelledError:
+        raise  # the journal entry stays; recovery finishes or rolls it back
+    except Exception as exc:
+        log.warning("Rolling back instance %s: %s", entry.orthanc_id, exc)
+        try:
+            await restore_original(orthanc, journal, entry)
+        except Exception as restore_exc:
+            log.error(
+                "Could not roll back instance %s yet (%s); the original is kept in the "
+                "journal and restored at the next start",
+                entry.orthanc_id,
+                restore_exc,
+            )
+        raise
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """An unfinished replacement found in the journal and settled."""
+
+    entry: JournalEntry
+    result: Literal["finished", "untouched", "rolled_back"]
+
+
+Settle = Callable[[JournalEntry], Awaitable[None]]
+
+
+async def recover_journal(
+    orthanc: OrthancClient, journal: ReplaceJournal, *, settle: Settle | None = None
+) -> list[Recovered]:
+    """Settle each journal entry: kept if Orthanc serves the converted file, else rolled back.
+
+    ``settle`` runs for a kept conversion before its entry is dropped (the run records the
+    outcome there). Carried metadata (the instance's and its journaled parents') is re-applied in
+    every case: a crash may have come after a re-post and before it.
+    """
+    settled: list[Recovered] = []
+    for entry in await asyncio.to_thread(journal.entries):
+        served = await _served(orthanc, entry.orthanc_id)
+        digest = await sha256_in_thread(served) if served is not None else None
+        if digest == entry.converted_sha256:
+            await apply_carried(orthanc, entry)
+            if settle is not None:
+                await settle(entry)
+            await asyncio.to_thread(journal.drop, entry.orthanc_id)
+            settled.append(Recovered(entry, "finished"))
+            log.info("Recovered instance %s: the converted file is in place", entry.orthanc_id)
+        elif digest == entry.original_sha256:
+            await apply_carried(orthanc, entry)
+            await asyncio.to_thread(journal.drop, entry.orthanc_id)
+            settled.append(Recovered(entry, "untouched"))
+            log.info("Recovered instance %s: the original is still in place", entry.orthanc_id)
+        else:
+            await restore_original(orthanc, journal, entry)
+            settled.append(Recovered(entry, "rolled_back"))
+            log.warning("Recovered instance %s: the original was re-posted", entry.orthanc_id)
+    return settled

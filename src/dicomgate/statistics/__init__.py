@@ -1,0 +1,1 @@
+"""Storage statistics: Orthanc's counts and size, and what dicomgate's transcoding saved."""

@@ -1,0 +1,101 @@
+"""Writes to ``stored_instances``: an upload stored a new instance, a conversion replaced one,
+dicomgate deleted one (or a parent). One upsert or delete, in the caller's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dicomgate.orthanc_models import Level
+from dicomgate.statistics.models import StoredInstance
+
+PARENT_COLUMNS: dict[Level, Any] = {
+    "patients": StoredInstance.patient_orthanc_id,
+    "studies": StoredInstance.study_orthanc_id,
+    "series": StoredInstance.series_orthanc_id,
+    "instances": StoredInstance.orthanc_id,
+}
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """What was written: where in Orthanc, which modality and syntax, bytes before and after."""
+
+    orthanc_id: str
+    patient_orthanc_id: str
+    study_orthanc_id: str
+    series_orthanc_id: str
+    modality: str | None
+    transfer_syntax: str
+    size_before: int
+    size_after: int
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "orthanc_id": self.orthanc_id,
+            "patient_orthanc_id": self.patient_orthanc_id,
+            "study_orthanc_id": self.study_orthanc_id,
+            "series_orthanc_id": self.series_orthanc_id,
+            "modality": (self.modality or None) and self.modality[:16],
+            "transfer_syntax": self.transfer_syntax[:64],
+            "original_size": self.size_before,
+            "stored_size": self.size_after,
+        }
+
+
+def _insert(session: AsyncSession) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (PostgreSQL and SQLite ≥ 3.24 alike)."""
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(StoredInstance)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(StoredInstance)
+
+
+async def record_ingested(session: AsyncSession, record: StoredRecord) -> None:
+    """An upload stored a new instance (Orthanc answered ``Success``): a fresh row."""
+    values = {**record.row(), "ingest_saved": record.size_before - record.size_after}
+    values["conversion_saved"] = None
+    statement = _insert(session).values(**values)
+    replace = {key: statement.excluded[key] for key in values if key != "orthanc_id"}
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["orthanc_id"], set_={**replace, "updated_at": func.now()}
+        )
+    )
+
+
+async def record_converted(session: AsyncSession, record: StoredRecord) -> None:
+    """A conversion replaced an instance: its new syntax and size; what it was first stays."""
+    values = {**record.row(), "conversion_saved": record.size_before - record.size_after}
+    statement = _insert(session).values(**values)
+    excluded = statement.excluded
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["orthanc_id"],
+            set_={
+                "patient_orthanc_id": excluded.patient_orthanc_id,
+                "study_orthanc_id": excluded.study_orthanc_id,
+                "series_orthanc_id": excluded.series_orthanc_id,
+                "modality": func.coalesce(StoredInstance.modality, excluded.modality),
+                "transfer_syntax": excluded.transfer_syntax,
+                "stored_size": excluded.stored_size,
+                "conversion_saved": excluded.conversion_saved,
+                "updated_at": func.now(),
+            },
+        )
+    )
+
+
+async def forget(session: AsyncSession, *, level: Level, orthanc_id: str) -> int:
+    """dicomgate deleted a resource: drop the rows of every instance it held; how many."""
+    result = await session.execute(
+        delete(StoredInstance).where(PARENT_COLUMNS[level] == orthanc_id)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
