@@ -175,7 +175,7 @@ class TestSingleUpload:
     async def test_large_output_is_streamed_to_orthanc(
         self, client: httpx.AsyncClient, stored: OrthancView, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from dicomgate.ingest import service
+        from dicomgate.ingest import ingestor as service
 
         monkeypatch.setattr(service, "STREAM_ABOVE_BYTES", 0)  # stream every file from disk
         source = make_dataset(rows=64, columns=64, frames=3)

@@ -41,7 +41,7 @@ from dicomgate.errors import (
     UnsupportedMediaType,
 )
 from dicomgate.identity.service import IdentityGuard
-from dicomgate.ingest.service import Ingestor, UploadItem
+from dicomgate.ingest.ingestor import Ingestor, UploadItem
 from dicomgate.ingest.worker import IngestPlan
 from dicomgate.kit.clock import utcnow
 from dicomgate.kit.spool import RELATED, SpooledFile

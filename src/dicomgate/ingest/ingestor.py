@@ -1,0 +1,206 @@
+"""One file through the pool and into Orthanc: transcode in a worker, store through the identity
+guard, record it for the statistics, and the upload routes' per-file answer.
+
+Each file costs one worker call (``ingest.worker.ingest_file``), the identity check (one
+``POST /tools/find``, see ``identity.service``) and one ``POST /instances``. Orthanc failures
+propagate (the request fails, the client retries: an identical file sent twice is stored once);
+a bad file fails only itself when several were sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import anyio
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dicomgate import metrics
+from dicomgate.audit.context import AuditNotes
+from dicomgate.codec.pool import WorkerPool
+from dicomgate.codec.reasons import reason_text
+from dicomgate.db import session_scope
+from dicomgate.errors import DicomgateError, OrthancFailure
+from dicomgate.identity.service import ALREADY_STORED, IdentityGuard
+from dicomgate.ingest.schemas import FailedFile, OrthancStoreAnswer, UploadResult
+from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
+from dicomgate.orthanc import OrthancClient
+from dicomgate.orthanc_models import StoredInstance
+from dicomgate.phi import Phi
+from dicomgate.settings import Settings
+from dicomgate.statistics.ledger import StoredRecord, record_ingested
+
+log = logging.getLogger(__name__)
+
+CONVERTED_MESSAGE = "Uploaded and converted successfully"
+ALREADY_STORED_MESSAGE = (
+    "Already stored: identical to the instance stored before (same patient, study, series, "
+    "pixels and attributes); nothing changed"
+)
+STREAM_ABOVE_BYTES = 16 * 1024 * 1024  # larger outputs are streamed to Orthanc from disk
+STREAM_CHUNK_BYTES = 1024 * 1024
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as fh:
+        while chunk := await fh.read(STREAM_CHUNK_BYTES):
+            yield chunk
+
+
+@dataclass(frozen=True)
+class UploadItem:
+    """One file to ingest: its label for the client, its spooled path, its folder."""
+
+    name: str
+    path: Path
+    series_path: str = ""
+
+
+def result_message(outcome: IngestOutcome, *, status: str | None = "Success") -> str:
+    """'Uploaded and converted successfully', 'Uploaded unchanged: <why>' or 'Already stored…'."""
+    if status == ALREADY_STORED:
+        return ALREADY_STORED_MESSAGE
+    result = outcome.result
+    if result.converted:
+        return CONVERTED_MESSAGE
+    return f"Uploaded unchanged: {reason_text(result.reason)}"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One ingested file: what the worker made of it and Orthanc's answer to storing it."""
+
+    outcome: IngestOutcome
+    answer: StoredInstance
+
+
+class Ingestor:
+    """Runs files through the pool and into Orthanc with bounded concurrency.
+
+    Every file is stored through the identity guard (one SOP Instance UID, one patient: see
+    ``identity.service``), and what it touched is noted for the request's audit row.
+    """
+
+    def __init__(
+        self,
+        *,
+        orthanc: OrthancClient,
+        pool: WorkerPool,
+        settings: Settings,
+        guard: IdentityGuard,
+        notes: AuditNotes,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
+        self.orthanc = orthanc
+        self.pool = pool
+        self.guard = guard
+        self.notes = notes
+        self.sessions = sessions  # where stored instances are recorded (storage statistics)
+        # Enough queued work to keep every worker busy, without holding many results at once.
+        self._processing = asyncio.Semaphore(max(2, pool.workers * 2))
+        self._storing = asyncio.Semaphore(settings.orthanc_concurrency)
+
+    async def ingest(self, item: UploadItem, plan: IngestPlan) -> UploadResult:
+        """One file: transcode in a worker, store in Orthanc; domain errors propagate."""
+        stored = await self.store_file(item, plan)
+        return _upload_result(item.name, stored.outcome, stored.answer)
+
+    async def store_file(self, item: UploadItem, plan: IngestPlan) -> StoredFile:
+        """``ingest`` without the upload routes' answer shape (DICOMweb builds its own)."""
+        output = item.path.with_name(item.path.name + ".out")
+        try:
+            async with self._processing:
+                outcome: IngestOutcome = await self.pool.run(
+                    ingest_file, str(item.path), str(output), plan
+                )
+            metrics.record_transcode("ingest", outcome.result)
+            async with self._storing:
+                answer = await self._store_checked(outcome, output)
+            metrics.record_ingested(outcome.result)
+            if answer.status == "Success":  # new in Orthanc (not AlreadyStored)
+                await self._record(outcome, answer)
+        finally:
+            await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
+        return StoredFile(outcome=outcome, answer=answer)
+
+    async def _store_checked(self, outcome: IngestOutcome, output: Path) -> StoredInstance:
+        """Store through the identity guard (which notes what was touched, conflicts too)."""
+        return await self.guard.store(
+            outcome.identity,
+            partial(self._store, output, size=outcome.result.size),
+            scratch=output.with_name(output.name + ".stored"),
+            notes=self.notes,
+        )
+
+    async def _record(self, outcome: IngestOutcome, answer: StoredInstance) -> None:
+        """Record the new instance for the storage statistics, in its own transaction.
+
+        The instance is stored whatever happens here: a failed write costs a statistic, and
+        is logged, never the upload.
+        """
+        if self.sessions is None:
+            return
+        record = StoredRecord(
+            orthanc_id=answer.id,
+            patient_orthanc_id=answer.parent_patient,
+            study_orthanc_id=answer.parent_study,
+            series_orthanc_id=answer.parent_series,
+            modality=outcome.modality or None,
+            transfer_syntax=outcome.result.transfer_syntax,
+            size_before=outcome.result.original_size,
+            size_after=outcome.result.size,
+        )
+        try:
+            async with session_scope(self.sessions) as session:
+                await record_ingested(session, record)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning(
+                "Storage statistics: instance %s not recorded (%s)",
+                record.orthanc_id,
+                type(exc).__name__,
+            )
+
+    async def _store(self, path: Path, *, size: int) -> StoredInstance:
+        """Send the worker's output file to Orthanc: whole when small, streamed when large."""
+        if size <= STREAM_ABOVE_BYTES:
+            data = await anyio.to_thread.run_sync(path.read_bytes)
+            return await self.orthanc.store_instance(data)
+        return await self.orthanc.store_instance_stream(_file_chunks(path), size=size)
+
+    async def ingest_or_fail(self, item: UploadItem, plan: IngestPlan) -> UploadResult | FailedFile:
+        """Like ``ingest``, but a bad file becomes a FailedFile; Orthanc failures still raise."""
+        try:
+            return await self.ingest(item, plan)
+        except OrthancFailure:
+            raise
+        except DicomgateError as exc:
+            log.info("Upload of %s refused: %s", Phi(repr(item.name)), exc.type)
+            return FailedFile(name=item.name, error=exc.message, type=exc.type)
+
+
+def _upload_result(name: str, outcome: IngestOutcome, answer: StoredInstance) -> UploadResult:
+    result = outcome.result
+    return UploadResult(
+        message=result_message(outcome, status=answer.status),
+        filename=name,
+        patient_id=outcome.patient_id or None,
+        orthanc_response=OrthancStoreAnswer(
+            ID=answer.id,
+            ParentPatient=answer.parent_patient,
+            ParentStudy=answer.parent_study,
+            ParentSeries=answer.parent_series,
+            Path=answer.path,
+            Status=answer.status or "Success",
+        ),
+        source_transfer_syntax=result.source_transfer_syntax,
+        stored_transfer_syntax=result.transfer_syntax,
+        original_size=result.original_size,
+        stored_size=result.size,
+        converted=result.converted,
+        pass_through_reason=result.reason,
+    )
