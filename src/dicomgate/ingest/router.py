@@ -126,10 +126,11 @@ def _guard(runtime: Runtime) -> IdentityGuard:
     return IdentityGuard(orthanc=runtime.orthanc, pool=runtime.pool, sessions=runtime.sessions)
 
 
-def upload_responses(created: type, partial: type, summary: str) -> dict[int | str, Any]:
-    """201 / 202 / errors, as STOW-RS answers (PS3.18 §10.5.3): all, some, none stored."""
+def upload_responses(partial: type, summary: str) -> dict[int | str, Any]:
+    """201 / 202 / errors, as STOW-RS answers (PS3.18 §10.5.3): all, some, none stored. (The
+    201 body is the route's response_model.)"""
     return {
-        201: {"model": created, "description": f"Every file was stored. {summary}"},
+        201: {"description": f"Every file was stored. {summary}"},
         202: {
             "model": partial,
             "description": "Some files were stored, others not: the answer lists each stored "
@@ -158,7 +159,9 @@ IDENTITY_RULES = (
     "202 with the per-file list when some were, 409 when every file was refused for its "
     "identity and 422 otherwise when none was.\n\n" + IDENTITY_RULES,
     operation_id="uploadDicom",
-    responses=upload_responses(UploadResult, MultiUploadResult, "One result per file."),
+    responses=upload_responses(
+        MultiUploadResult, "One file: its result; several: one result per file."
+    ),
     openapi_extra=SINGLE_UPLOAD_BODY,
 )
 async def upload_dicom(
@@ -195,7 +198,7 @@ async def upload_dicom(
     "given), the replaced ones kept in its Original Attributes Sequence (PS3.3 "
     "C.12.1.1.9).\n\n" + IDENTITY_RULES,
     operation_id="uploadPatientFolder",
-    responses=upload_responses(FolderUploadResult, FolderUploadResult, "failedFiles is empty."),
+    responses=upload_responses(FolderUploadResult, "failedFiles is empty."),
     openapi_extra=FOLDER_UPLOAD_BODY,
 )
 async def upload_patient_folder(
