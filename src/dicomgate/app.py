@@ -23,6 +23,9 @@ from dicomgate.auth.service import JwtVerifier
 from dicomgate.browse.router import router as browse_router
 from dicomgate.conversions.background import BackgroundJobs
 from dicomgate.conversions.router import router as conversions_router
+from dicomgate.dicomweb.query_router import router as dicomweb_query_router
+from dicomgate.dicomweb.rendered_router import router as dicomweb_rendered_router
+from dicomgate.dicomweb.retrieve_router import router as dicomweb_retrieve_router
 from dicomgate.dicomweb.router import router as dicomweb_router
 from dicomgate.errors import ConfigurationError, install_error_handlers
 from dicomgate.health import router as health_router
@@ -43,7 +46,13 @@ TAGS = [
     {"name": "browse", "description": "The Orthanc Patient → Study → Series → Instance hierarchy."},
     {"name": "patients", "description": "The patient cache that uploads stamp demographics from."},
     {"name": "ingest", "description": "Uploads: validate, stamp the patient, transcode, store."},
-    {"name": "dicomweb", "description": "DICOMweb STOW-RS: store instances, transcoded to HTJ2K."},
+    {
+        "name": "dicomweb",
+        "description": (
+            "DICOMweb (PS3.18): QIDO-RS search, WADO-RS retrieve (stored HTJ2K served as is or "
+            "decoded, negotiated per instance) and STOW-RS store (transcoded to HTJ2K)."
+        ),
+    },
     {"name": "conversions", "description": "Admin: convert stored studies to HTJ2K in place."},
     {"name": "audit", "description": "Admin: who did what to which resource, and the outcome."},
     {"name": "statistics", "description": "Orthanc's size and what dicomgate's HTJ2K saved."},
@@ -69,6 +78,16 @@ def check_auth_configuration(settings: Settings) -> None:
         raise ConfigurationError("DICOMGATE_JWT_SECRET is too short: use at least 32 bytes")
 
 
+# What a viewer on another origin may read of an answer (besides the CORS-safelisted ones).
+CORS_EXPOSED_HEADERS = [
+    "Content-Range",
+    "Content-Length",
+    "Accept-Ranges",
+    "Content-Location",
+    "Warning",
+    "WWW-Authenticate",
+    "X-Request-ID",
+]
 AUTH_RESPONSES = (
     ("401", "Unauthorized: no credential, or one that does not verify"),
     ("403", "Forbidden: the caller lacks the route's scope"),
@@ -181,7 +200,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            # Range: progressive HTJ2K viewers fetch a codestream prefix first.
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID", "Range"],
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
         )
     install_error_handlers(app)
     for router in (
@@ -190,6 +212,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         patients_router,
         ingest_router,
         dicomweb_router,
+        dicomweb_query_router,
+        dicomweb_retrieve_router,
+        dicomweb_rendered_router,
         conversions_router,
         audit_router,
         statistics_router,

@@ -58,6 +58,17 @@ class NotAcceptable(DicomgateError):
     default_message = "Not acceptable"
 
 
+class RangeNotSatisfiable(DicomgateError):
+    """No byte of the Range asked for is in the body (RFC 9110 §15.5.17); names the size."""
+
+    status_code = 416
+    default_message = "Range not satisfiable"
+
+    def __init__(self, message: str | None = None, *, size: int = 0) -> None:
+        super().__init__(message)
+        self.headers = {"Content-Range": f"bytes */{size}"}
+
+
 class UnsupportedMediaType(DicomgateError):
     """The request body's media type is not one the route accepts (RFC 9110 §15.5.16)."""
 

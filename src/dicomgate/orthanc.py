@@ -8,7 +8,7 @@ above it sees httpx. No business logic lives here.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -36,6 +36,12 @@ from dicomgate.requestid import propagate_to_orthanc
 from dicomgate.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+# Orthanc gzips answers when asked (httpx asks by default): near Orthanc it only costs CPU.
+IDENTITY = {"Accept-Encoding": "identity"}
+FindLevel = Literal["Patient", "Study", "Series", "Instance"]
+TagLevel = Literal["series", "instances"]
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -212,20 +218,63 @@ class OrthancClient:
 
     async def find(
         self,
-        level: Literal["Patient", "Study", "Series", "Instance"],
+        level: FindLevel,
         query: dict[str, str],
         *,
         expand: bool = True,
         limit: int | None = None,
+        since: int | None = None,
+        case_sensitive: bool | None = None,
     ) -> list[Any]:
-        """``POST /tools/find``."""
+        """``POST /tools/find`` (``case_sensitive`` applies to every key of the query)."""
         body: dict[str, Any] = {"Level": level, "Query": query, "Expand": expand}
-        if limit is not None:
-            body["Limit"] = limit
+        options = {"Limit": limit, "Since": since, "CaseSensitive": case_sensitive}
+        body.update({k: v for k, v in options.items() if v is not None})
         result: list[Any] = await self._json(
-            "POST", "/tools/find", json=body, what="POST /tools/find"
+            "POST", "/tools/find", json=body, what="POST /tools/find", headers=IDENTITY
         )
         return result
+
+    async def bulk_content(
+        self, level: FindLevel, orthanc_ids: list[str], *, metadata: bool = False
+    ) -> list[dict[str, Any]]:
+        """``POST /tools/bulk-content``: many resources' content (and metadata) in one call."""
+        body = {"Resources": orthanc_ids, "Level": level, "Metadata": metadata}
+        what = "POST /tools/bulk-content"
+        result: list[dict[str, Any]] = (
+            await self._json("POST", what[5:], json=body, what=what, headers=IDENTITY)
+            if orthanc_ids
+            else []
+        )
+        return result
+
+    async def tags_json(
+        self, level: TagLevel, orthanc_id: str, *, ignore_length: Sequence[str] = ()
+    ) -> bytes:
+        """``/series/{id}/instances-tags`` or ``/instances/{id}/tags`` (full format), raw JSON;
+        ``ignore_length``: tags (``0018-1020``) sent whole instead of as ``TooLong``."""
+        path = f"/{level}/{orthanc_id}/" + ("instances-tags" if level == "series" else "tags")
+        response = await self._request(
+            "GET",
+            path,
+            params=[("ignore-length", t) for t in ignore_length],
+            what=f"GET /{level}/{{id}}/{path.rsplit('/', 1)[1]}",
+            not_found=not_found_message(level, orthanc_id),
+            headers=IDENTITY,
+        )
+        return response.content
+
+    async def frame_raw(self, orthanc_id: str, index: int) -> bytes | None:
+        """A stored frame's bytes as stored (HTJ2K included); ``None`` when Orthanc 1.10 cannot
+        cut it out (it answers 400: several fragments per frame without offset table)."""
+        what = "GET /instances/{id}/frames/{n}/raw"
+        with map_exceptions(what):
+            path = f"/instances/{orthanc_id}/frames/{index}/raw"
+            response = await self._http.get(path, headers=IDENTITY)
+        if response.status_code == 400:
+            return None
+        _raise_for_status(response, what, not_found_message("instances", orthanc_id))
+        return response.content
 
     async def delete(self, level: Level, orthanc_id: str) -> DeleteAnswer:
         """``DELETE /{level}/{id}``; Orthanc answers with the remaining ancestor, if any."""
@@ -340,6 +389,7 @@ class OrthancClient:
             f"/instances/{orthanc_id}/file",
             what="GET /instances/{id}/file",
             not_found=not_found_message("instances", orthanc_id),
+            headers=IDENTITY,
         )
         return response.content
 

@@ -197,6 +197,14 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)."
     )
+    dicomweb_public_url: str | None = Field(
+        default=None,
+        description=(
+            "Base URL of the DICOMweb service as clients reach it (e.g. "
+            "https://pacs.example.org/dicomweb), used in Retrieve URLs and BulkDataURIs; "
+            "default: the scheme and Host of each request + /dicomweb."
+        ),
+    )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(default="text", description="text or json.")
     log_phi: bool = Field(

@@ -80,6 +80,34 @@ class TestDicomJson:
             },
         }
 
+    def test_retrieve_urls_name_the_study_and_each_instance(self) -> None:
+        part = PartStatus(
+            sop_class_uid=CT,
+            sop_instance_uid="1.2.3.1",
+            study_instance_uid="1.2",
+            series_instance_uid="1.2.3",
+        )
+        other_study = PartStatus(
+            sop_class_uid=CT,
+            sop_instance_uid="1.9.3.1",
+            study_instance_uid="1.9",
+            series_instance_uid="1.9.3",
+        )
+        base = "https://pacs.test/dicomweb"
+
+        one = Dataset.from_json(StoreReport([part, FAILED], service_url=base).to_dicom_json())
+        two = Dataset.from_json(StoreReport([part, other_study], service_url=base).to_dicom_json())
+
+        assert one.RetrieveURL == f"{base}/studies/1.2"
+        assert one.ReferencedSOPSequence[0].RetrieveURL == (
+            f"{base}/studies/1.2/series/1.2.3/instances/1.2.3.1"
+        )
+        assert two.RetrieveURL == ""  # Type 2: two studies, no one study to name
+        assert [i.RetrieveURL for i in two.ReferencedSOPSequence] == [
+            f"{base}/studies/1.2/series/1.2.3/instances/1.2.3.1",
+            f"{base}/studies/1.9/series/1.9.3/instances/1.9.3.1",
+        ]
+
     def test_sequences_are_left_out_when_empty(self) -> None:
         assert set(StoreReport([STORED]).to_dicom_json()) == {"00081190", "00081199"}
         assert set(StoreReport([FAILED]).to_dicom_json()) == {"00081190", "00081198"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -74,9 +75,14 @@ class TestStore:
             ds.SOPClassUID for ds in originals
         ]
         assert "FailedSOPSequence" not in result
-        # No WADO-RS here: Retrieve URL (Type 2) is present and empty, top level and per item.
+        # Each item's Retrieve URL is its WADO-RS instance URL; three studies: no study URL.
+        # (dicomweb-client sends "Host: 127.0.0.1" without the port: compare the paths.)
         assert result.RetrieveURL == ""
-        assert all(i.RetrieveURL == "" for i in result.ReferencedSOPSequence)
+        assert [urlsplit(i.RetrieveURL).path for i in result.ReferencedSOPSequence] == [
+            f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}"
+            for ds in originals
+        ]
         assert all("WarningReason" not in i for i in result.ReferencedSOPSequence)
         assert orthanc_view.instance_count() == len(originals)
         for original in originals:

@@ -58,6 +58,7 @@ URI = Code("12", "RFC-3881", "URI")
 EVENTS: dict[str, tuple[Code, str]] = {
     "upload": (INSTANCES_TRANSFERRED, "C"),
     "download": (INSTANCES_TRANSFERRED, "R"),
+    "retrieve": (INSTANCES_TRANSFERRED, "R"),  # WADO-RS
     "preview": (INSTANCES_ACCESSED, "R"),
     "query": (QUERY, "E"),
     "delete": (INSTANCES_ACCESSED, "D"),

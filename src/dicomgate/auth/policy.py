@@ -19,6 +19,35 @@ ALL_SCOPES: Final = frozenset({READ, WRITE, DELETE, PATIENTS_READ, PATIENTS_WRIT
 
 PUBLIC: Final = None
 
+# DICOMweb QIDO-RS and WADO-RS (PS3.18 §10.6, §10.4): reads
+_STUDY = "/dicomweb/studies/{study_instance_uid}"
+_SERIES = _STUDY + "/series/{series_instance_uid}"
+_INSTANCE = _SERIES + "/instances/{sop_instance_uid}"
+_FRAMES = _INSTANCE + "/frames/{frame_list}"
+DICOMWEB_SEARCHES: Final = (
+    "/dicomweb/studies",
+    "/dicomweb/series",
+    "/dicomweb/instances",
+    _STUDY + "/series",
+    _STUDY + "/instances",
+    _SERIES + "/instances",
+)
+DICOMWEB_RETRIEVALS: Final = (
+    _STUDY,
+    _SERIES,
+    _INSTANCE,
+    _STUDY + "/metadata",
+    _SERIES + "/metadata",
+    _INSTANCE + "/metadata",
+    _FRAMES,
+    _INSTANCE + "/bulk/{bulk_path}",
+    *(
+        f"{base}/{kind}"
+        for kind in ("rendered", "thumbnail")
+        for base in (_STUDY, _SERIES, _INSTANCE, _FRAMES)
+    ),
+)
+
 ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     # health and docs
     ("GET", "/api/ris/health/"): PUBLIC,
@@ -59,6 +88,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/ris/audit/"): ADMIN,
     # storage statistics: counts and bytes, no patient data
     ("GET", "/api/ris/statistics/"): READ,
+    **{("GET", path): READ for path in DICOMWEB_SEARCHES + DICOMWEB_RETRIEVALS},
 }
 
 # Actions written to the audit trail (with refused and failed attempts): every read and write
@@ -87,6 +117,8 @@ AUDITED_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/ris/conversions/"): "convert",
     ("POST", "/api/ris/conversions/{job_id}/cancel/"): "convert",
     ("GET", "/api/ris/audit/"): "audit_read",
+    **{("GET", path): "query" for path in DICOMWEB_SEARCHES},
+    **{("GET", path): "retrieve" for path in DICOMWEB_RETRIEVALS},
 }
 
 UNCLASSIFIED: Final = object()

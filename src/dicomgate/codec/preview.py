@@ -9,6 +9,7 @@ frame's own min–max when the file gives no window; MONOCHROME1 is inverted. Co
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import imagecodecs
@@ -50,9 +51,32 @@ def _min_max_to_uint8(arr: np.ndarray) -> np.ndarray:
     return (arr.astype(np.float64) - lo) * (255.0 / (hi - lo))
 
 
-def _grey(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+@dataclass(frozen=True)
+class Window:
+    """A VOI window given by the caller (PS3.18 §8.3.5.1.2): center, width and VOI LUT
+    function (PS3.3 C.11.2.1.2: LINEAR, LINEAR_EXACT or SIGMOID)."""
+
+    center: float
+    width: float
+    function: str = "LINEAR"
+
+
+def _apply_window(values: np.ndarray, window: Window) -> np.ndarray:
+    """PS3.3 §C.11.2.1.2.1 (LINEAR), §C.11.2.1.3.2 (LINEAR_EXACT), §C.11.2.1.3.1 (SIGMOID)."""
+    if window.function == "SIGMOID":
+        width = max(window.width, 1e-6)
+        return 255.0 / (1.0 + np.exp(-4.0 * (values - window.center) / width))
+    if window.function == "LINEAR_EXACT":
+        width = max(window.width, 1e-6)
+        return np.clip(((values - window.center) / width + 0.5) * 255.0, 0, 255)
+    return _window_to_uint8(values, window.center, window.width)
+
+
+def _grey(arr: np.ndarray, ds: Dataset, window: Window | None = None) -> np.ndarray:
     values = apply_rescale(arr, ds).astype(np.float64)
-    if "VOILUTSequence" in ds:
+    if window is not None:
+        out = _apply_window(values, window)
+    elif "VOILUTSequence" in ds:
         out = _min_max_to_uint8(apply_voi_lut(values, ds, index=0, prefer_lut=True))
     elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
         out = _window_to_uint8(values, _first(ds.WindowCenter), _first(ds.WindowWidth))
@@ -74,8 +98,11 @@ def _colour(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     return values if bits_stored == 8 else values * (255.0 / (2**bits_stored - 1))
 
 
-def render_preview(data: bytes, *, frame: int = 0, max_pixels: int) -> bytes:
-    """Render one frame of a DICOM file as an 8-bit PNG (greyscale or RGB)."""
+def render_frame(
+    data: bytes, *, frame: int = 0, max_pixels: int, window: Window | None = None
+) -> np.ndarray:
+    """One frame of a DICOM file as 8-bit pixels (rows × columns, × 3 for colour); ``window``
+    replaces the file's own VOI for greyscale images."""
     ds = read_dataset(data)
     if not any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
         raise UnprocessableInput("The instance has no pixel data to preview")
@@ -95,6 +122,11 @@ def render_preview(data: bytes, *, frame: int = 0, max_pixels: int) -> bytes:
         log.info("Preview decoding failed: %s", exc)
         raise undecodable(ds) from None
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    out = _colour(arr, ds) if samples > 1 or palette else _grey(arr, ds)
-    image = np.ascontiguousarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+    out = _colour(arr, ds) if samples > 1 or palette else _grey(arr, ds, window)
+    return np.ascontiguousarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+
+
+def render_preview(data: bytes, *, frame: int = 0, max_pixels: int) -> bytes:
+    """Render one frame of a DICOM file as an 8-bit PNG (greyscale or RGB)."""
+    image = render_frame(data, frame=frame, max_pixels=max_pixels)
     return bytes(imagecodecs.png_encode(image))

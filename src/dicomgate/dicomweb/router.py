@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from dicomgate.audit.context import audit_notes
 from dicomgate.dependencies import RuntimeDep
 from dicomgate.dicomweb import service
+from dicomgate.dicomweb.reader import service_url
 from dicomgate.dicomweb.schemas import STORE_RESPONSES, DicomJsonResponse
 from dicomgate.errors import (
     ORTHANC_ERRORS,
@@ -79,9 +80,8 @@ stamping: the instances keep their own identity.
   where the stored instance has a new SOP Instance UID (the item references it; its Original
   Attributes Sequence holds the UID sent). Lossless transcoding changes only the transfer
   syntax, which is no coercion of data elements, so it warrants no warning.
-- Retrieve URL (0008,1190) is sent empty (Type 2): dicomgate has no WADO-RS routes. Find a
-  stored instance through the browse routes (`/api/orthanc/…`) and download it with
-  `GET /api/orthanc/instances/{id}/file/`.
+- Retrieve URL (0008,1190): each stored item names its instance's WADO-RS URL; the top level
+  names the study when every stored instance is of one study (else it is empty).
 - 406 when the Accept header allows neither application/dicom+json nor application/json
   (the answer is never XML).
 - 415 for any other media type (application/dicom+json / +xml metadata-and-bulk-data STOW is
@@ -126,6 +126,7 @@ async def _store(request: Request, runtime: Runtime, study_instance_uid: str | N
             notes=audit_notes(request),
             parts=form.files,
             study_instance_uid=study_instance_uid,
+            service_url=service_url(request, settings),
             sessions=runtime.sessions,
         )
     return DicomJsonResponse(report.to_dicom_json(), status_code=report.status_code)

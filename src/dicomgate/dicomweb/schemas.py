@@ -58,6 +58,8 @@ class PartStatus:
     warning: WarningReason | None = None
     original_sop_instance_uid: str | None = None
     modified_at: datetime.datetime | None = None
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
 
     @property
     def stored(self) -> bool:
@@ -90,6 +92,19 @@ class StoreReport:
     """The outcome of one Store Transaction, part by part in the order sent."""
 
     parts: list[PartStatus] = field(default_factory=list)
+    service_url: str = ""  # the DICOMweb base URL the Retrieve URLs start with
+
+    def study_url(self, study_instance_uid: str) -> str:
+        return f"{self.service_url}/studies/{study_instance_uid}" if self.service_url else ""
+
+    def instance_url(self, part: PartStatus) -> str:
+        """WADO-RS URL of a stored instance (PS3.18 §10.4.1.1.1)."""
+        if not (self.service_url and part.study_instance_uid and part.series_instance_uid):
+            return ""
+        return (
+            f"{self.study_url(part.study_instance_uid)}/series/{part.series_instance_uid}"
+            f"/instances/{part.sop_instance_uid}"
+        )
 
     @property
     def status_code(self) -> int:
@@ -105,11 +120,13 @@ class StoreReport:
         """The Store Instances Response Module (PS3.18 Table I.1-1) as a DICOM JSON object
         (pydicom's encoder: VRs from the data dictionary, empty attributes without ``Value``).
 
-        Retrieve URL (Type 2) is present and empty, at the top and in every item: dicomgate has
-        no Studies Retrieve Transaction (WADO-RS) to point at.
+        Retrieve URL (Type 2): every stored item names its instance's WADO-RS URL; the top
+        level names the study when the stored instances are all of one study, else is empty.
         """
         body = Dataset()
-        body.RetrieveURL = None
+        studies = {p.study_instance_uid for p in self.parts if p.stored}
+        study_url = self.study_url(next(iter(studies))) if len(studies) == 1 else ""
+        body.RetrieveURL = study_url or None
         failed = []
         stored = []
         for part in self.parts:
@@ -118,7 +135,7 @@ class StoreReport:
                 item.FailureReason = int(part.failure)
                 failed.append(item)
                 continue
-            item.RetrieveURL = None
+            item.RetrieveURL = self.instance_url(part) or None
             if part.warning is not None:
                 item.WarningReason = int(part.warning)
             if part.original_sop_instance_uid:
@@ -138,6 +155,23 @@ class DicomJsonResponse(JSONResponse):
 
 
 # --- OpenAPI ---------------------------------------------------------------------------------
+DICOM_JSON_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "A DICOM JSON object (PS3.18 Annex F): keys are tags as 8 hex digits, values "
+        "{vr, Value} or {vr, BulkDataURI} or {vr, InlineBinary}."
+    ),
+    "additionalProperties": {
+        "type": "object",
+        "properties": {
+            "vr": {"type": "string"},
+            "Value": {"type": "array", "items": {}},
+            "BulkDataURI": {"type": "string"},
+            "InlineBinary": {"type": "string"},
+        },
+        "required": ["vr"],
+    },
+}
 _EXAMPLE_CT = "1.2.840.10008.5.1.4.1.1.2"
 DICOM_JSON_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -154,10 +188,16 @@ DICOM_JSON_SCHEMA: dict[str, Any] = {
 
 
 def _example(*parts: PartStatus) -> dict[str, Any]:
-    return StoreReport(list(parts)).to_dicom_json()
+    report = StoreReport(list(parts), service_url="https://dicomgate.example.org/dicomweb")
+    return report.to_dicom_json()
 
 
-_STORED = PartStatus(sop_class_uid=_EXAMPLE_CT, sop_instance_uid="1.2.3.4.5.6.1")
+_STORED = PartStatus(
+    sop_class_uid=_EXAMPLE_CT,
+    sop_instance_uid="1.2.3.4.5.6.1",
+    study_instance_uid="1.2.3.4",
+    series_instance_uid="1.2.3.4.5",
+)
 _MISMATCH = PartStatus(
     sop_class_uid=_EXAMPLE_CT,
     sop_instance_uid="1.2.3.4.5.6.2",

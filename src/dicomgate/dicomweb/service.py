@@ -217,8 +217,15 @@ async def _store_part(
             warning=WarningReason.COERCION,
             original_sop_instance_uid=sent_uid,
             modified_at=plan.now,
+            study_instance_uid=outcome.study_instance_uid,
+            series_instance_uid=outcome.series_instance_uid,
         )
-    return PartStatus(sop_class_uid=outcome.sop_class_uid, sop_instance_uid=stored_uid)
+    return PartStatus(
+        sop_class_uid=outcome.sop_class_uid,
+        sop_instance_uid=stored_uid,
+        study_instance_uid=outcome.study_instance_uid,
+        series_instance_uid=outcome.series_instance_uid,
+    )
 
 
 async def store_instances(
@@ -230,6 +237,7 @@ async def store_instances(
     notes: AuditNotes,
     parts: Sequence[SpooledFile],
     study_instance_uid: str | None,
+    service_url: str = "",
     sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> StoreReport:
     """Store every part (in parallel, bounded like the upload routes); report each one."""
@@ -249,4 +257,4 @@ async def store_instances(
         orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes, sessions=sessions
     )
     statuses = await gather_or_cancel([_store_part(ingestor, pool, p, plan) for p in parts])
-    return StoreReport(parts=statuses)
+    return StoreReport(parts=statuses, service_url=service_url)

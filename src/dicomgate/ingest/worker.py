@@ -59,6 +59,14 @@ class IngestOutcome:
     def sop_class_uid(self) -> str:
         return self.identity.sop_class_uid
 
+    @property
+    def study_instance_uid(self) -> str:
+        return self.identity.study_instance_uid
+
+    @property
+    def series_instance_uid(self) -> str:
+        return self.identity.series_instance_uid
+
 
 def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
     """Parse and validate a spooled upload, coerce its identity, transcode it, write ``output``.
