@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -96,3 +97,12 @@ def test_no_server_error_and_no_schema_violation(
         if mode is GenerationMode.POSITIVE:
             raise
         pytest.skip(f"{operation.label} takes nothing a client could send wrong")
+
+
+async def test_what_it_found_stays_fixed_a_non_ascii_accept_is_406(
+    client: httpx.AsyncClient,
+) -> None:
+    """Found by the run above: a non-Latin-1 character in ``?accept=`` was a 500."""
+    response = await client.get("/dicomweb/studies", params={"accept": "image/\U00082e04"})
+    assert response.status_code == 406, response.text
+    assert response.json()["type"] == "NotAcceptable"

@@ -136,6 +136,8 @@ def parse_accept(value: str | None, *, from_query: bool = False) -> list[MediaRa
         return [MediaRange("*/*", None, None, 1.0, 0)]
     ranges: list[MediaRange] = []
     for order, item in enumerate(_split_items(value)):
+        if not item.isascii():  # media types and their parameters are ASCII (RFC 9110 §5.6.2)
+            continue
         head, _, rest = item.partition(";")
         if from_query:
             head = head.strip().replace(" ", "+")
