@@ -2,10 +2,10 @@
 paused rules; conversion jobs gain an origin, a series selection and a target.
 
 Revision ID: 0009_compression_rules
-Revises: 0006_storage_statistics
+Revises: 0007_identity_audit
 
-Numbered 0009 to follow the distributed conversions' 0007 and 0008 once both have landed (then
-``down_revision`` becomes the latest of them). Plain ADD/DROP COLUMN on ``conversion_jobs`` (see
+Numbered 0009 to leave room for the distributed conversions' migrations (issue 16 items 1-2):
+whichever lands last takes the other as its ``down_revision``. Plain ADD/DROP COLUMN on ``conversion_jobs`` (see
 0005: a batch rebuild would cascade into its outcomes on SQLite).
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_compression_rules"
-down_revision: str | None = "0006_storage_statistics"
+down_revision: str | None = "0007_identity_audit"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

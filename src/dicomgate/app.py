@@ -10,10 +10,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dicomgate import __version__
 from dicomgate.audit.middleware import AuditMiddleware
 from dicomgate.audit.router import router as audit_router
+from dicomgate.audit.syslog import atna_exporter
+from dicomgate.audit.trail import AuditTrail
 from dicomgate.auth.dependencies import AuthorizeDep
 from dicomgate.auth.policy import required_scope
 from dicomgate.auth.service import JwtVerifier
@@ -134,6 +137,19 @@ def _document_validation_error(operation: dict[str, Any]) -> None:
         body["schema"] = ERROR_BODY_REF
 
 
+def _document_unparsable_body(operation: dict[str, Any]) -> None:
+    """A JSON body that is not JSON is answered 400 (before validation): say so."""
+    content = operation.get("requestBody", {}).get("content", {})
+    if "application/json" in content:
+        operation.setdefault("responses", {}).setdefault(
+            "400",
+            {
+                "description": "The body is not valid JSON",
+                "content": {"application/json": {"schema": ERROR_BODY_REF}},
+            },
+        )
+
+
 def _document_security(app: FastAPI) -> None:
     """Per-operation OpenAPI security from the one policy table (public routes have none)."""
     build = app.openapi
@@ -146,6 +162,7 @@ def _document_security(app: FastAPI) -> None:
             for method, operation in operations.items():
                 _document_validation_error(operation)
                 operation.setdefault("responses", {}).setdefault("431", HEAD_TOO_LARGE)
+                _document_unparsable_body(operation)
                 scope = required_scope(method, path)
                 if scope is None:
                     operation.pop("security", None)
@@ -173,12 +190,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     check_auth_configuration(settings)
     rules = load_rules(settings.rules_file)  # a bad rules file stops the start, clearly
+    atna = atna_exporter(settings)  # a wrong ATNA setting stops the start, not a request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_database_current(settings)  # refuse to serve on an unmigrated database
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            app.state.audit_trail = AuditTrail(runtime.sessions, atna)
+            if atna is not None:
+                atna.start()
             jobs = app.state.conversion_jobs = BackgroundJobs(runtime)
             log.info(
                 "dicomgate %s: Orthanc at %s, %d workers",
@@ -202,6 +223,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if follower is not None:
                     await follower.stop()  # first: it creates jobs
                 await jobs.stop()  # before the runtime closes under the running jobs
+                if atna is not None:
+                    await atna.stop()
 
     app = FastAPIOffline(
         title="dicomgate",
@@ -244,6 +267,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuditMiddleware)
     app.add_middleware(MetricsMiddleware)  # inside the request id: its access line carries it
     app.add_middleware(RelativeRedirects)  # the slash redirect names no client-chosen host
-    app.add_middleware(RequestIdMiddleware)  # outermost: ids on audit writes and errors too
+    app.add_middleware(RequestIdMiddleware)  # ids on audit writes and errors too
+    if settings.trusted_proxies:
+        # Outermost, so every layer sees the client the trusted proxy forwarded; without it
+        # the client is the socket peer, whatever X-Forwarded-For says.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     _document_security(app)
     return app

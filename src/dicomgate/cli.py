@@ -73,7 +73,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         log_level=settings.log_level.lower(),
-        proxy_headers=True,
+        # The client address is decided in one place, create_app (DICOMGATE_TRUSTED_PROXIES):
+        # uvicorn's own handling would trust X-Forwarded-For from any loopback peer.
+        proxy_headers=False,
         # httptools with a cap on the request line + headers (431 beyond it): always, so no
         # deployment (scripts/run, the Dockerfile, compose) serves without it.
         http=bounded_head_protocol(settings.max_header_bytes),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import MetaData, event, make_url, text
+from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator, event, make_url, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -28,6 +30,37 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class UtcDateTime(TypeDecorator[datetime.datetime]):
+    """A timestamp that is always timezone-aware UTC, in and out, on SQLite and PostgreSQL alike.
+
+    PostgreSQL's ``timestamptz`` keeps the instant; SQLite has no time zone type and stores the
+    naive text (``CURRENT_TIMESTAMP`` is UTC). Values are converted to UTC before they are
+    written (naive ones are taken as UTC) and come back aware, so every answer carries its
+    offset whatever the database.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        value = as_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime.datetime | None:
+        return None if value is None else as_utc(value)
+
+
+def as_utc(value: datetime.datetime) -> datetime.datetime:
+    """``value`` in UTC; a naive value is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=datetime.UTC)
+    return value.astimezone(datetime.UTC)
 
 
 class Base(DeclarativeBase):

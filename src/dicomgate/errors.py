@@ -202,6 +202,48 @@ class StudyMismatch(DicomgateError):
     default_message = "The instance does not belong to the study of the request URL"
 
 
+class IdentityConflict(DicomgateError):
+    """An upload would break "one SOP Instance UID, one instance, one patient" (SPEC: Identity).
+
+    Carries what it conflicted with, for the audit trail (never for the answer: the uploader
+    is not told which patient holds the instance).
+    """
+
+    status_code = 409
+    default_message = "The instance conflicts with one already stored; nothing was stored"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        sop_instance_uid: str = "",
+        existing_patient_id: str = "",
+        existing_orthanc_id: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.sop_instance_uid = sop_instance_uid
+        self.existing_patient_id = existing_patient_id
+        self.existing_orthanc_id = existing_orthanc_id
+
+
+class PatientConflict(IdentityConflict):
+    """The SOP Instance UID is already stored under another Patient ID."""
+
+    default_message = "The instance is already stored under another patient; nothing was stored"
+
+
+class ContentConflict(IdentityConflict):
+    """The SOP Instance UID is already stored with other pixels, attributes, study or series."""
+
+    default_message = "The instance is already stored with different content; nothing was stored"
+
+
+class InstanceBusy(IdentityConflict):
+    """Another upload is storing this SOP Instance UID right now, for another patient or content."""
+
+    default_message = "Another upload is storing this instance right now; nothing was stored"
+
+
 class ConfigurationError(DicomgateError):
     """The settings cannot run safely; raised at start, before anything is served."""
 

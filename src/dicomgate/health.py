@@ -51,6 +51,10 @@ class HealthReport(BaseModel):
     database: Check
     codec: CodecCheck
     workers: Check
+    audit: Check = Field(
+        default_factory=lambda: Check(ok=True, detail="writing"),
+        description="False when the last audit row could not be written (until one is).",
+    )
     warnings: list[str] = Field(
         default_factory=list, description="Unsafe settings in force (e.g. authentication off)."
     )
@@ -71,6 +75,7 @@ class HealthReport(BaseModel):
                         "fallback": False,
                     },
                     "workers": {"ok": True, "detail": "2 workers answering"},
+                    "audit": {"ok": True, "detail": "writing"},
                 }
             ]
         }
@@ -118,7 +123,8 @@ async def _check_workers(runtime: RuntimeDep) -> Check:
     },
 )
 async def health(runtime: RuntimeDep, request: Request) -> JSONResponse:
-    """200 when Orthanc, the database, the HTJ2K codec and the worker pool all work; else 503.
+    """200 when Orthanc, the database, the HTJ2K codec, the worker pool and the audit trail all
+    work; else 503.
 
     Public, for probes and status badges: anonymous callers get the verdicts only. Versions
     (of dicomgate, Orthanc and the codec) and what a failure was (a refused Orthanc password,
@@ -135,7 +141,15 @@ async def health(runtime: RuntimeDep, request: Request) -> JSONResponse:
         target_transfer_syntax=status.transfer_syntax,
         fallback=status.fallback,
     )
-    healthy = all(c.ok for c in (orthanc, database, workers)) and codec.ok and not codec.fallback
+    trail = getattr(request.app.state, "audit_trail", None)
+    audit = (
+        Check(ok=True, detail="writing")
+        if trail is None or trail.healthy
+        else Check(ok=False, detail=trail.failure_detail)
+    )
+    healthy = (
+        all(c.ok for c in (orthanc, database, workers, audit)) and codec.ok and not codec.fallback
+    )
     report = HealthReport(
         status="ok" if healthy else "degraded",
         version=__version__,
@@ -143,6 +157,7 @@ async def health(runtime: RuntimeDep, request: Request) -> JSONResponse:
         database=database,
         codec=codec,
         workers=workers,
+        audit=audit,
         warnings=[] if runtime.settings.auth_enabled else [AUTH_DISABLED_WARNING],
     )
     if await optional_caller(request) is None:

@@ -92,6 +92,16 @@ ORTHANC_ERRORS = Counter(
     "OrthancRejectedFile, ...).",
     ["kind"],
 )
+AUDIT_WRITE_FAILURES = Counter(
+    "dicomgate_audit_write_failures_total",
+    "Audit rows that could not be written (each also logged at ERROR; health turns 503).",
+)
+ATNA_MESSAGES = Counter(
+    "dicomgate_atna_messages_total",
+    "DICOM Audit Messages for the ATNA audit repository: sent, retried (a send failed and is "
+    "tried again), dropped (the queue was full: logged at ERROR).",
+    ["outcome"],
+)
 POOL_WORKERS = Gauge("dicomgate_pool_workers", "Worker processes in the codec pool.")
 POOL_PENDING = Gauge(
     "dicomgate_pool_tasks_pending", "Codec tasks submitted and not finished (running + queued)."

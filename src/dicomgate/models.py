@@ -9,6 +9,7 @@ MODEL_MODULES: list[str] = [
     "dicomgate.conversions.models",
     "dicomgate.auth.models",
     "dicomgate.audit.models",
+    "dicomgate.identity.models",
     "dicomgate.statistics.models",
     "dicomgate.rules.models",
 ]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TargetSyntax = Literal["htj2k", "htj2k-rpcl", "jpeg2000"]
 
@@ -192,6 +193,41 @@ class Settings(BaseSettings):
         "several replicas, turn it on for one of them only.",
     )
 
+    # --- Audit trail -----------------------------------------------------------------------------
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks of the reverse proxies whose X-Forwarded-For names "
+        "the client (a JSON list or comma-separated, e.g. 10.0.0.5,10.1.0.0/16). None (the "
+        "default): the client address is the socket peer and X-Forwarded-For is ignored.",
+    )
+    atna_syslog_url: str | None = Field(
+        default=None,
+        description="IHE ATNA audit repository: tcp://host[:port] (601) or tls://host[:port] "
+        "(6514). Every audit event is also sent there as a DICOM Audit Message (PS3.15 A.5) "
+        "over syslog (RFC 5424, octet counting). Off by default.",
+    )
+    atna_tls_ca_file: Path | None = Field(
+        default=None, description="CA certificates the repository's TLS certificate must chain to."
+    )
+    atna_tls_cert_file: Path | None = Field(
+        default=None, description="dicomgate's client certificate (PEM) for mutual TLS."
+    )
+    atna_tls_key_file: Path | None = Field(
+        default=None, description="The private key of atna_tls_cert_file (PEM)."
+    )
+    atna_source_id: str = Field(
+        default="dicomgate", description="AuditSourceID of the messages (this installation)."
+    )
+    atna_enterprise_site_id: str | None = Field(
+        default=None, description="AuditEnterpriseSiteID of the messages (the hospital)."
+    )
+    atna_queue_size: int = Field(
+        default=10_000,
+        ge=1,
+        description="Messages kept while the repository is unreachable; beyond, new ones are "
+        "dropped (logged at ERROR, counted in /metrics).",
+    )
+
     # --- HTTP ----------------------------------------------------------------------------------
     max_header_bytes: int = Field(
         default=64 * 1024,
@@ -224,12 +260,24 @@ class Settings(BaseSettings):
         "jwt_roles_claim",
         "orthanc_username",
         "jwt_secret",
+        "atna_syslog_url",
+        "atna_enterprise_site_id",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # docker-compose's `${VAR:-}` passes "" for "not set".
         return None if value == "" else value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _list_or_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
 
     @field_validator("data_dir")
     @classmethod

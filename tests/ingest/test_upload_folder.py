@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from dicomgate.codec.capabilities import HTJ2K_LOSSLESS
 from dicomgate.ingest import service
-from dicomgate.ingest.idempotency import series_uid_for, study_uid_for
+from dicomgate.ingest.idempotency import instance_uid_for, series_uid_for, study_uid_for
 from dicomgate.patients.service import get_patient
 from tests.builders import make_dataset, to_bytes
 from tests.ingest.helpers import BOTH_DATABASES, MakePatient, OrthancView
@@ -88,17 +88,21 @@ class TestFolderUpload:
         ]
         assert [len(s["Instances"]) for s in series] == [2, 1, 1]
 
-        # The stored CT: same SOP Instance UID and pixels, new study identity, demographics.
+        # The stored CT: same pixels; new study, series and SOP Instance UIDs (the SOP one
+        # derived from the new series and the sent UID); demographics stamped.
         original = pydicom.dcmread(io.BytesIO(sources["CT"]))
+        series_uid = series[0]["MainDicomTags"]["SeriesInstanceUID"]
+        new_uid = instance_uid_for(series_uid=series_uid, source_uid=original.SOPInstanceUID)
         [ct_id] = [
             i
             for i in series[0]["Instances"]
-            if stored.get(f"/instances/{i}/simplified-tags")["SOPInstanceUID"]
-            == original.SOPInstanceUID
+            if stored.get(f"/instances/{i}/simplified-tags")["SOPInstanceUID"] == new_uid
         ]
         assert stored.transfer_syntax(ct_id) == HTJ2K_LOSSLESS
         ds = stored.dataset(ct_id)
         assert ds.StudyInstanceUID == body["studyUid"] != original.StudyInstanceUID
+        assert ds.SOPInstanceUID == new_uid != original.SOPInstanceUID
+        assert ds.file_meta.MediaStorageSOPInstanceUID == new_uid
         assert (ds.PatientID, str(ds.PatientName), ds.PatientSex) == (
             patient.patient_id,
             "Kim^Min",
@@ -109,6 +113,7 @@ class TestFolderUpload:
         [old] = item.ModifiedAttributesSequence
         assert old.StudyInstanceUID == original.StudyInstanceUID
         assert old.SeriesInstanceUID == original.SeriesInstanceUID
+        assert old.SOPInstanceUID == original.SOPInstanceUID
         assert old.PatientID == original.PatientID
         assert item.ReasonForTheAttributeModification == "COERCE"
 
@@ -144,12 +149,20 @@ class TestFolderUpload:
             files=[files_part("upload.zip", archive)],
             data={"patient_id": patient.patient_id, "study_description": "Zipped"},
         )
-        assert response.status_code == 201, response.text
+        assert response.status_code == 202, response.text  # some stored, some not
         body = response.json()
         assert body["uploaded"] == 3
         assert body["failedFiles"] == [
-            {"name": "upload.zip/../../evil.dcm", "error": "Refused: '..' in the archive path"},
-            {"name": "upload.zip//abs.dcm", "error": "Refused: absolute path in the archive"},
+            {
+                "name": "upload.zip/../../evil.dcm",
+                "error": "Refused: '..' in the archive path",
+                "type": None,
+            },
+            {
+                "name": "upload.zip//abs.dcm",
+                "error": "Refused: absolute path in the archive",
+                "type": None,
+            },
         ]
         descriptions = [
             stored.get(f"/series/{s}")["MainDicomTags"]["SeriesDescription"]
@@ -169,13 +182,14 @@ class TestFolderUpload:
             files=[files_part("bomb.zip", bomb), files_part("good.dcm", to_bytes(make_dataset()))],
             data={"patient_id": patient.patient_id},
         )
-        assert response.status_code == 201, response.text
+        assert response.status_code == 202, response.text
         body = response.json()
         assert body["uploaded"] == 1
         assert body["failedFiles"] == [
             {
                 "name": "bomb.zip",
                 "error": "Zip entry 'bomb.dcm' expands more than 200× (refused as a zip bomb)",
+                "type": None,
             }
         ]
         assert stored.instance_count() == 1
@@ -193,10 +207,11 @@ class TestFolderUpload:
             ],
             data={"patient_id": patient.patient_id},
         )
-        assert response.status_code == 201, response.text
+        assert response.status_code == 202, response.text
         body = response.json()
         assert body["uploaded"] == 1
         assert [f["name"] for f in body["failedFiles"]] == ["readme.txt", "cut.dcm"]
+        assert [f["type"] for f in body["failedFiles"]] == ["NotDicom", "InvalidDicom"]
         assert "not DICOM" in body["failedFiles"][0]["error"]
         assert "truncated" in body["failedFiles"][1]["error"]
         assert stored.instance_count() == 1

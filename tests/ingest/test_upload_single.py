@@ -175,7 +175,7 @@ class TestSingleUpload:
             part(b"not dicom at all", "notes.txt"),
         ]
         response = await client.post(URL, files=files)
-        assert response.status_code == 201, response.text
+        assert response.status_code == 202, response.text  # some stored (STOW-RS's convention)
         body = response.json()
         assert body["success"] is False
         assert body["uploaded"] == 2
@@ -184,6 +184,7 @@ class TestSingleUpload:
             {
                 "name": "notes.txt",
                 "error": "The file is not DICOM (no 'DICM' prefix after the 128-byte preamble)",
+                "type": "NotDicom",
             }
         ]
         assert stored.instance_count() == 2
@@ -329,7 +330,8 @@ class TestRefusals:
         assert response.status_code == 503
         body = response.json()
         assert body["type"] == "OrthancUnavailable"
-        assert body["error"] == "Orthanc is unreachable (POST /instances)"
+        # The identity check asks Orthanc first (POST /tools/find): nothing was sent.
+        assert body["error"] == "Orthanc is unreachable (POST /tools/find)"
         retry = await client.post(URL, files=[part(upload)])
         assert retry.status_code == 201
         assert retry.json()["orthanc_response"]["Status"] == "Success"

@@ -41,7 +41,15 @@ class TestDemographics:
 
     def test_unknown_birth_date_is_empty(self) -> None:
         demo = Demographics("P1", "Doe", "", None, "unknown")
-        assert (demo.dicom_name, demo.dicom_birth_date) == ("Doe^", "")
+        assert (demo.dicom_name, demo.dicom_birth_date) == ("Doe", "")
+
+    @pytest.mark.parametrize(
+        ("family", "given", "name"),
+        [("Doe", "", "Doe"), ("", "Jane", "^Jane"), ("", "", ""), ("Doe", "Jane", "Doe^Jane")],
+    )
+    def test_no_trailing_component_delimiter(self, family: str, given: str, name: str) -> None:
+        """PS3.5 §6.2.1.1: a family name alone is ``Doe``, not ``Doe^``."""
+        assert Demographics("P1", family, given, None, "unknown").dicom_name == name
 
 
 class TestGetPatient:

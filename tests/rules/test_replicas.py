@@ -18,7 +18,6 @@ import pytest
 
 from dicomgate.conversions import service
 from dicomgate.db import session_scope
-from dicomgate.kit.clock import aware
 from dicomgate.rules import repository
 from dicomgate.rules.follower import follower_state
 from dicomgate.runtime import open_runtime
@@ -153,7 +152,7 @@ async def test_a_follower_killed_while_following_loses_no_change_and_converts_no
             for job in jobs:
                 await service.run_job(runtime, job.id)
             finished = {
-                series: aware(job.finished_at).replace(microsecond=0)
+                series: job.finished_at.replace(microsecond=0)
                 for job in await rule_jobs(settings.database_url)
                 if job.finished_at is not None
                 for series in job.series_ids or ()

@@ -145,7 +145,7 @@ class TestPauseAndResume:
         }
         audit = (await rules_api.get("/api/ris/audit/", params={"action": "rules"})).json()
         assert [(e["status_code"], e["resource"]) for e in audit["events"]] == [
-            (404, '{"name": "no-such-rule"}')
+            (404, {"name": "no-such-rule"})
         ]
 
     async def test_without_a_rules_file_there_is_nothing_to_pause(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import uuid
 
 import httpx
 import pydicom
@@ -18,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from dicomgate.dicom.codestream import check_codestreams
+from dicomgate.dicom.uids import derived_uid
 from tests.builders import make_dataset, to_bytes
 from tests.orthanc_process import OrthancProcess
 from tests.security.codestreams import SEEDS, compressed, first_frame, resize_header, with_frames
@@ -132,7 +134,11 @@ class TestFuzzUpload:
         self, client: httpx.AsyncClient, orthanc: OrthancProcess, data: bytes
     ) -> None:
         r = await upload(client, data)
-        assert r.status_code in (201, 400, 413, 415, 422), (r.status_code, r.text)
+        # 409: a mutation that keeps a stored SOP Instance UID with other content (the
+        # identity rules refuse it, nothing is stored).
+        assert r.status_code in (201, 400, 409, 413, 415, 422), (r.status_code, r.text)
+        if r.status_code == 409:
+            assert r.json()["type"] in {"ContentConflict", "PatientConflict"}, r.text
         body = r.json()
         if r.status_code == 201:
             # Whatever was stored must itself be readable DICOM with a zeroed preamble.
@@ -145,6 +151,9 @@ class TestFuzzUpload:
 
 
 CODESTREAM_SEEDS = {name: compressed(name) for name in sorted(SEEDS)}
+
+
+FUZZ_UIDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:dicomgate:tests:codestream-fuzz")
 
 
 @st.composite
@@ -165,7 +174,11 @@ def mutated_codestream(draw: st.DrawFn) -> tuple[str, bytes]:
         # (the flips above may have broken the markers resize_header looks for)
         with contextlib.suppress(IndexError, ValueError):
             frame = bytearray(resize_header(bytes(frame), SEEDS[name].syntax, size, size))
-    return name, to_bytes(with_frames(ds, SEEDS[name].syntax, [bytes(frame)]))
+    out = with_frames(ds, SEEDS[name].syntax, [bytes(frame)])
+    # Its own SOP Instance UID per content (the identity rules would refuse other pixels under
+    # a stored UID with a 409; this test is about the codestream headers).
+    out.SOPInstanceUID = derived_uid(FUZZ_UIDS, name, bytes(frame).hex())
+    return name, to_bytes(out)
 
 
 class TestFuzzCodestreamHeaders:

@@ -1,25 +1,38 @@
 """Pure-ASGI middleware that writes an audit row after every audited route answers.
 
 It sits outside the router, so it sees the final status code (also of refused and failed calls)
-and, after routing, the matched route, its path parameters and the caller found by ``authorize``.
+and, after routing, the matched route, its path parameters, the caller found by ``authorize``
+and what the route and its services noted as touched (``audit.context``). The client address is
+the socket peer, or, when ``DICOMGATE_TRUSTED_PROXIES`` names the proxy, the address it
+forwarded (uvicorn's ``ProxyHeadersMiddleware``, installed by ``create_app``: the one place).
 """
 
 from __future__ import annotations
 
-import json
+import datetime
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dicomgate.audit.service import record_event
+from dicomgate.audit.context import STATE_KEY
+from dicomgate.audit.service import AuditEntry
 from dicomgate.auth.policy import AUDITED_ACTIONS
-from dicomgate.db import session_scope
 
 log = logging.getLogger(__name__)
 
-AUDITED_QUERY = ("patient_id", "study_id", "series_id", "search")
+# Query parameters worth keeping (what was asked for): never tokens or free text beyond these.
+AUDITED_QUERY = (
+    "patient_id",
+    "study_id",
+    "series_id",
+    "search",
+    "frame",
+    "study_instance_uid",
+    "actor",
+    "action",
+)
 
 
 class AuditMiddleware:
@@ -46,30 +59,30 @@ class AuditMiddleware:
         route = scope.get("route")
         path = getattr(route, "path_format", None)
         action = AUDITED_ACTIONS.get((scope["method"], path)) if path else None
-        if action is None:
+        if action is None or path is None:
             return
-        app = scope["app"]
-        runtime = getattr(app.state, "runtime", None)
-        if runtime is None:
+        trail = getattr(scope["app"].state, "audit_trail", None)
+        if trail is None:
             return
-        principal = scope.get("state", {}).get("principal")
-        resource: dict[str, Any] = dict(scope.get("path_params", {}))
+        state = scope.get("state", {})
+        principal = state.get("principal")
+        resource: dict[str, Any] = {k: str(v) for k, v in scope.get("path_params", {}).items()}
         for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
             if key in AUDITED_QUERY:
-                resource[key] = value
-        extra = scope.get("state", {}).get("audit_resource")
-        if isinstance(extra, dict):
-            resource.update(extra)
+                resource[key] = value[:200]
+        noted = state.get(STATE_KEY)
+        if isinstance(noted, dict):
+            resource.update(noted)
         client = scope.get("client")
-        try:
-            async with session_scope(runtime.sessions) as session:
-                await record_event(
-                    session,
-                    actor=principal.subject if principal is not None else "anonymous",
-                    action=action,
-                    resource=json.dumps(resource, sort_keys=True),
-                    client=client[0] if client else "",
-                    status_code=status_code,
-                )
-        except Exception:  # an audit failure must be loud but must not change the answer
-            log.exception("Could not write the audit event for %s %s", scope["method"], path)
+        await trail.record(
+            AuditEntry(
+                at=datetime.datetime.now(datetime.UTC),
+                actor=principal.subject if principal is not None else "anonymous",
+                action=action,
+                method=scope["method"],
+                route=path,
+                client=client[0] if client else "",
+                status_code=status_code,
+                resource=resource,
+            )
+        )

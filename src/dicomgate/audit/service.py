@@ -1,13 +1,22 @@
-"""Write and query audit events."""
+"""Write and query audit events (and the indexed subjects of each)."""
 
 from __future__ import annotations
 
 import datetime
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dicomgate.audit.models import AuditEvent
+from dicomgate.audit.models import (
+    SUBJECT_KINDS,
+    SUBJECT_VALUE_MAX,
+    AuditEvent,
+    AuditEventSubject,
+)
 
 
 def outcome_of(status_code: int) -> str:
@@ -16,25 +25,51 @@ def outcome_of(status_code: int) -> str:
     return "success" if status_code < 400 else "failure"
 
 
-async def record_event(
-    session: AsyncSession,
-    *,
-    actor: str,
-    action: str,
-    resource: str,
-    client: str,
-    status_code: int,
-) -> AuditEvent:
-    """Add one audit row (flushed; the caller's scope commits)."""
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audited request, as the middleware saw it (written as a row, sent as ATNA)."""
+
+    at: datetime.datetime
+    actor: str
+    action: str
+    method: str
+    route: str
+    client: str
+    status_code: int
+    resource: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def outcome(self) -> str:
+        return outcome_of(self.status_code)
+
+
+def subjects_of(resource: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The (kind, value) pairs of a resource that the audit filters search by index."""
+    found: set[tuple[str, str]] = set()
+    for key, kind in SUBJECT_KINDS.items():
+        values = resource.get(key) or []
+        if isinstance(values, list):
+            found |= {(kind, str(v)[:SUBJECT_VALUE_MAX]) for v in values if v}
+    return found
+
+
+async def record_event(session: AsyncSession, entry: AuditEntry) -> AuditEvent:
+    """Add one audit row and its subjects (flushed; the caller's scope commits)."""
     event = AuditEvent(
-        actor=actor,
-        action=action,
-        resource=resource[:2000],
-        client=client,
-        status_code=status_code,
-        outcome=outcome_of(status_code),
+        at=entry.at,
+        actor=entry.actor[:200],
+        action=entry.action,
+        resource=json.dumps(entry.resource, sort_keys=True),
+        client=entry.client[:100],
+        status_code=entry.status_code,
+        outcome=entry.outcome,
     )
     session.add(event)
+    await session.flush()
+    session.add_all(
+        AuditEventSubject(event_id=event.id, kind=kind, value=value)
+        for kind, value in sorted(subjects_of(entry.resource))
+    )
     await session.flush()
     return event
 
@@ -45,9 +80,11 @@ async def find_events(
     since: datetime.datetime | None,
     actor: str | None,
     action: str | None,
+    patient_id: str | None = None,
+    study_instance_uid: str | None = None,
     limit: int,
 ) -> list[AuditEvent]:
-    """Newest first, filtered."""
+    """Newest first, filtered; the patient and study filters go through the subjects index."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
     if since is not None:
         query = query.where(AuditEvent.at >= since)
@@ -55,4 +92,13 @@ async def find_events(
         query = query.where(AuditEvent.actor == actor)
     if action:
         query = query.where(AuditEvent.action == action)
+    for kind, value in (("patient", patient_id), ("study", study_instance_uid)):
+        if value:
+            query = query.where(
+                AuditEvent.id.in_(
+                    select(AuditEventSubject.event_id).where(
+                        AuditEventSubject.kind == kind, AuditEventSubject.value == value
+                    )
+                )
+            )
     return list(await session.scalars(query))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import getpass
-import json
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dicomgate.audit.service import record_event
+from dicomgate.audit.service import AuditEntry, record_event
 from dicomgate.auth.models import ApiKey
 from dicomgate.auth.policy import ALL_SCOPES
 from dicomgate.auth.service import create_api_key, describe_key, list_api_keys, revoke_api_key
@@ -22,11 +22,16 @@ async def _audit(session: AsyncSession, action: str, row: ApiKey) -> None:
     """Key changes happen on the server's console: record them with the OS user as actor."""
     await record_event(
         session,
-        actor=f"cli:{getpass.getuser()}",
-        action=action,
-        resource=json.dumps({"api_key": row.name, "scopes": row.scopes.split()}),
-        client="cli",
-        status_code=200,
+        AuditEntry(
+            at=datetime.datetime.now(datetime.UTC),
+            actor=f"cli:{getpass.getuser()}",
+            action=action,
+            method="CLI",
+            route="dicomgate apikey",
+            client="cli",
+            status_code=200,
+            resource={"api_key": row.name, "scopes": row.scopes.split()},
+        ),
     )
 
 

@@ -96,8 +96,15 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     **{("GET", path): READ for path in DICOMWEB_SEARCHES + DICOMWEB_RETRIEVALS},
 }
 
-# Actions written to the audit trail (with refused and failed attempts).
+# Actions written to the audit trail (with refused and failed attempts): every read and write
+# of patient data. The action names map to DICOM audit events (audit/atna.py).
 AUDITED_ACTIONS: dict[tuple[str, str], str] = {
+    ("GET", "/api/orthanc/patients/"): "query",
+    ("GET", "/api/orthanc/studies/"): "query",
+    ("GET", "/api/orthanc/series/"): "query",
+    ("GET", "/api/orthanc/instances/"): "query",
+    ("GET", "/api/orthanc/patients/{patient_id}/images/"): "query",
+    ("GET", "/api/orthanc/instances/{instance_id}/preview/"): "preview",
     ("GET", "/api/orthanc/instances/{instance_id}/file/"): "download",
     ("DELETE", "/api/orthanc/patients/{orthanc_id}/"): "delete",
     ("DELETE", "/api/orthanc/studies/{orthanc_id}/"): "delete",
@@ -107,6 +114,8 @@ AUDITED_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/orthanc/upload-patient/"): "upload",
     ("POST", "/dicomweb/studies"): "upload",
     ("POST", "/dicomweb/studies/{study_instance_uid}"): "upload",
+    ("GET", "/api/ris/patients/"): "patient_read",
+    ("GET", "/api/ris/patients/{patient_id}/"): "patient_read",
     ("PUT", "/api/ris/patients/{patient_id}/"): "patient_change",
     ("DELETE", "/api/ris/patients/{patient_id}/"): "patient_change",
     ("POST", "/api/ris/patients/import/"): "patient_change",
@@ -114,6 +123,7 @@ AUDITED_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/ris/conversions/{job_id}/cancel/"): "convert",
     ("POST", "/api/ris/rules/{name}/pause/"): "rules",
     ("POST", "/api/ris/rules/{name}/resume/"): "rules",
+    ("GET", "/api/ris/audit/"): "audit_read",
     **{("GET", path): "query" for path in DICOMWEB_SEARCHES},
     **{("GET", path): "retrieve" for path in DICOMWEB_RETRIEVALS},
 }

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from dicomgate.browse import service
+from dicomgate.audit.context import audit_notes, note_touched
+from dicomgate.browse import service, touched
 from dicomgate.browse.schemas import (
     DeleteResult,
     InstanceSummary,
@@ -58,6 +59,7 @@ CHILD_LISTING_ERRORS = error_responses(NotFound, UnprocessableInput, *ORTHANC_ER
     responses=error_responses(*ORTHANC_ERRORS),
 )
 async def list_patients(
+    request: Request,
     orthanc: OrthancDep,
     patient_id: Annotated[
         PatientId | None,
@@ -68,7 +70,14 @@ async def list_patients(
     ] = None,
 ) -> list[PatientSummary]:
     """Every patient, with its number of studies (or those with one DICOM Patient ID)."""
-    return await service.list_patients(orthanc, patient_id=patient_id)
+    patients = await service.list_patients(orthanc, patient_id=patient_id)
+    if patient_id:  # a lookup of one patient names them; the whole list names nobody
+        note_touched(
+            request,
+            patient_ids=[p.patientId or "" for p in patients],
+            orthanc_ids=[p.orthancId for p in patients],
+        )
+    return patients
 
 
 @router.get(
@@ -79,6 +88,7 @@ async def list_patients(
     responses=CHILD_LISTING_ERRORS,
 )
 async def list_studies(
+    request: Request,
     orthanc: OrthancDep,
     patient_id: Annotated[
         str,
@@ -89,7 +99,14 @@ async def list_studies(
     ],
 ) -> list[StudySummary]:
     """The patient's studies, newest first, with their number of series."""
-    return await service.list_studies(orthanc, patient_id=patient_id)
+    audit_notes(request).add(await touched.subtree(orthanc, "patients", patient_id, below=()))
+    studies = await service.list_studies(orthanc, patient_id=patient_id)
+    note_touched(
+        request,
+        study_instance_uids=[s.studyInstanceUID or "" for s in studies],
+        orthanc_ids=[s.orthancId for s in studies],
+    )
+    return studies
 
 
 @router.get(
@@ -100,11 +117,19 @@ async def list_studies(
     responses=CHILD_LISTING_ERRORS,
 )
 async def list_series(
+    request: Request,
     orthanc: OrthancDep,
     study_id: Annotated[str, Query(description="Orthanc ID of the study.")],
 ) -> list[SeriesSummary]:
     """The study's series, by series number, with modality, description and instance count."""
-    return await service.list_series(orthanc, study_id=study_id)
+    audit_notes(request).add(await touched.subtree(orthanc, "studies", study_id, below=()))
+    series = await service.list_series(orthanc, study_id=study_id)
+    note_touched(
+        request,
+        series_instance_uids=[s.seriesInstanceUID or "" for s in series],
+        orthanc_ids=[s.orthancId for s in series],
+    )
+    return series
 
 
 @router.get(
@@ -115,14 +140,21 @@ async def list_series(
     responses=CHILD_LISTING_ERRORS,
 )
 async def list_instances(
+    request: Request,
     orthanc: OrthancDep,
     settings: SettingsDep,
     cache: TagCacheDep,
     series_id: Annotated[str, Query(description="Orthanc ID of the series.")],
 ) -> Response:
     """The series' instances sorted by instance number, then SOP Instance UID."""
+    audit_notes(request).add(await touched.subtree(orthanc, "series", series_id, below=()))
     instances = await service.list_instances(
         orthanc, series_id=series_id, cache=cache, concurrency=settings.orthanc_concurrency
+    )
+    note_touched(
+        request,
+        sop_instance_uids=[i.sopInstanceUID or "" for i in instances],
+        orthanc_ids=[i.orthancId for i in instances],
     )
     # Serialized once, straight to JSON: large series make FastAPI's re-validation visible.
     return Response(service.INSTANCE_LIST.dump_json(instances), media_type="application/json")
@@ -141,8 +173,11 @@ async def list_instances(
         **error_responses(NotFound, *ORTHANC_ERRORS),
     },
 )
-async def download_instance(orthanc: OrthancDep, instance_id: str) -> StreamingResponse:
+async def download_instance(
+    request: Request, orthanc: OrthancDep, instance_id: str
+) -> StreamingResponse:
     """Stream the file byte for byte from Orthanc (never buffered whole)."""
+    audit_notes(request).add(await touched.instance(orthanc, instance_id))
     download = await service.open_instance_file(orthanc, instance_id=instance_id)
     headers = {"Content-Disposition": f'attachment; filename="{download.filename}"'}
     if download.content_length is not None:
@@ -175,6 +210,7 @@ async def download_instance(orthanc: OrthancDep, instance_id: str) -> StreamingR
     },
 )
 async def preview_instance(
+    request: Request,
     orthanc: OrthancDep,
     pool: PoolDep,
     settings: SettingsDep,
@@ -182,6 +218,7 @@ async def preview_instance(
     frame: Annotated[int, Query(ge=0, description="Zero-based frame index.")] = 0,
 ) -> Response:
     """Decode one frame, apply Modality LUT, VOI (window or min–max) and render it as PNG."""
+    audit_notes(request).add(await touched.instance(orthanc, instance_id))
     png = await service.render_instance_preview(
         orthanc, pool, instance_id=instance_id, frame=frame, max_pixels=settings.max_pixels
     )
@@ -195,13 +232,27 @@ async def preview_instance(
     operation_id="listOrthancPatientImages",
     responses=error_responses(NotFound, *ORTHANC_ERRORS),
 )
-async def list_patient_images(orthanc: OrthancDep, patient_id: str) -> PatientImages:
+async def list_patient_images(
+    request: Request, orthanc: OrthancDep, patient_id: str
+) -> PatientImages:
     """The patient's instances by study, series and instance number."""
-    return await service.list_patient_images(orthanc, patient_id=patient_id)
+    audit_notes(request).add(
+        await touched.subtree(orthanc, "patients", patient_id, below=("studies",))
+    )
+    images = await service.list_patient_images(orthanc, patient_id=patient_id)
+    note_touched(
+        request,
+        orthanc_ids=[i for image in images.images for i in (image.series_id, image.instance_id)],
+    )
+    return images
 
 
 def _delete_route(level: Level, noun: str, operation_id: str) -> None:
-    async def delete(orthanc: OrthancDep, session: SessionDep, orthanc_id: str) -> DeleteResult:
+    async def delete(
+        request: Request, orthanc: OrthancDep, session: SessionDep, orthanc_id: str
+    ) -> DeleteResult:
+        # Read what is deleted before deleting it: afterwards Orthanc cannot say.
+        audit_notes(request).add(await touched.subtree(orthanc, level, orthanc_id))
         return await service.delete_resource(
             orthanc, level=level, orthanc_id=orthanc_id, session=session
         )

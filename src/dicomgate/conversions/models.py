@@ -9,7 +9,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     ForeignKey,
     Integer,
     String,
@@ -18,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dicomgate.db import Base
+from dicomgate.db import Base, UtcDateTime
 
 JOB_STATES: tuple[str, ...] = (
     "pending",
@@ -69,17 +68,11 @@ class ConversionJob(Base):
     instance_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # The syntax to convert to (a rule's target); None: DICOMGATE_TARGET_SYNTAX.
     target_syntax: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    created_at: Mapped[datetime.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
-    started_at: Mapped[datetime.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
-    finished_at: Mapped[datetime.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), server_default=func.now())
+    started_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     updated_at: Mapped[datetime.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+        UtcDateTime(), server_default=func.now(), onupdate=func.now()
     )
 
 
@@ -101,6 +94,4 @@ class ConversionOutcome(Base):
     bytes_before: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_after: Mapped[int] = mapped_column(BigInteger, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
-    created_at: Mapped[datetime.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), server_default=func.now())

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
 
+from dicomgate.audit.context import note_touched
 from dicomgate.conversions import repository, service
 from dicomgate.conversions.background import BackgroundJobs
 from dicomgate.conversions.plan import make_selection
@@ -32,6 +33,11 @@ JobId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The job's ID.")]
 async def start_conversion(
     body: ConversionRequest, session: SessionDep, settings: SettingsDep, request: Request
 ) -> ConversionJobOut:
+    note_touched(
+        request,
+        patient_ids=[body.patient_id or ""],
+        study_instance_uids=[body.study_instance_uid or ""],
+    )
     selection = make_selection(
         study=body.study_instance_uid,
         patient=body.patient_id,

@@ -21,8 +21,9 @@ class Demographics:
 
     @property
     def dicom_name(self) -> str:
-        """Patient's Name as a PN value, ``Family^Given`` (PS3.5 §6.2.1)."""
-        return f"{self.family_name}^{self.given_name}"
+        """Patient's Name as a PN value: ``Family^Given``, or ``Family`` alone when there is no
+        given name (PS3.5 §6.2.1.1: trailing empty components and their ``^`` are left out)."""
+        return f"{self.family_name}^{self.given_name}".rstrip("^")
 
     @property
     def dicom_birth_date(self) -> str:

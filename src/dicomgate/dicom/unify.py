@@ -1,8 +1,9 @@
 """Make uploaded files one study with one series per folder (a folder upload's identity).
 
 The Study and Series Instance UIDs are replaced (and recorded as Original Attributes by the
-caller); the SOP Instance UID is kept, so the same image uploaded twice into one study is still
-recognised by Orthanc. Pixel data is not touched by these edits.
+caller); the caller also gives each file a new SOP Instance UID derived from its new series
+(``ingest.idempotency.instance_uid_for``), so the same image placed in two studies is two
+instances, and the same image retried into one study is one. Pixel data is not touched.
 """
 
 from __future__ import annotations

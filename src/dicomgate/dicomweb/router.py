@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from dicomgate.audit.context import audit_notes
 from dicomgate.dependencies import RuntimeDep
 from dicomgate.dicomweb import service
 from dicomgate.dicomweb.reader import service_url
@@ -27,6 +28,7 @@ from dicomgate.errors import (
     UploadTooLarge,
     error_responses,
 )
+from dicomgate.identity.service import IdentityGuard
 from dicomgate.kit.spool import RELATED, spool_request
 from dicomgate.runtime import Runtime
 
@@ -64,7 +66,12 @@ stamping: the instances keep their own identity.
 
 - **200** every instance stored; **202** some failed (Failed SOP Sequence) or were stored with a
   warning; **409** none stored. The body is a Store Instances Response Module (PS3.18 Annex I)
-  in DICOM JSON. Sending the same instance again stores it once and reports it as stored.
+  in DICOM JSON. Sending the identical instance again stores it once and reports it as stored.
+- One SOP Instance UID, one patient: an instance whose SOP Instance UID Orthanc already holds
+  under another Patient ID fails with `0xA778` (42872, dcm4chee-arc's "conflicting Patient ID
+  not accepted"); one already stored with other pixels or attributes, in another study or
+  series, or being stored right now by another upload, fails with `0x0111` (273, "Duplicate
+  SOP Instance"). Moving images between patients is a separate administrative action.
 - Failure Reason (0008,1197): `0xC000` (49152) not DICOM Part 10, corrupt, or a part whose
   Content-Type is not application/dicom (such parts have empty Referenced SOP Class/Instance
   UIDs when they cannot be read); `0xA700` (42752) over the pixel cap; `0xC409` (50185) the
@@ -116,6 +123,10 @@ async def _store(request: Request, runtime: Runtime, study_instance_uid: str | N
             orthanc=runtime.orthanc,
             pool=runtime.pool,
             settings=settings,
+            guard=IdentityGuard(
+                orthanc=runtime.orthanc, pool=runtime.pool, sessions=runtime.sessions
+            ),
+            notes=audit_notes(request),
             parts=form.files,
             study_instance_uid=study_instance_uid,
             service_url=service_url(request, settings),

@@ -29,6 +29,12 @@ class FailureReason(IntEnum):
     # The standard has no code for "not of the target study" (its 409 text names the case);
     # 0xC409 is the implementation-specific Cxxx code dcm4chee-arc uses for it.
     STUDY_MISMATCH = 0xC409
+    # One SOP Instance UID, one patient (SPEC: Identity). Already stored under another Patient
+    # ID: dcm4chee-arc's "conflicting Patient ID not accepted" (0xA778).
+    PATIENT_CONFLICT = 0xA778
+    # Already stored with other content, in another study/series, or being stored right now by
+    # another upload: "Duplicate SOP Instance" (0x0111, PS3.7 Annex C).
+    DUPLICATE_INSTANCE = 0x0111
 
 
 class WarningReason(IntEnum):

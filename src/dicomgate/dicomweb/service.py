@@ -20,6 +20,7 @@ import anyio
 from python_multipart.multipart import parse_options_header
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dicomgate.audit.context import AuditNotes
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.codec.transcode import TranscodeOptions
 from dicomgate.dicom.preamble import PART10_PREFIX, ZERO_PREAMBLE, looks_like_part10
@@ -29,15 +30,18 @@ from dicomgate.dicomweb.worker import SopIdentity, read_sop_identity
 from dicomgate.errors import (
     BadRequest,
     DicomgateError,
+    IdentityConflict,
     ImageTooLarge,
     InvalidCodestream,
     InvalidDicom,
     NotAcceptable,
     NotDicom,
+    PatientConflict,
     StudyMismatch,
     UnsupportedMediaType,
     WorkerMemoryExceeded,
 )
+from dicomgate.identity.service import IdentityGuard
 from dicomgate.ingest.ingestor import REQUEST_FAILURES, Ingestor, UploadItem
 from dicomgate.ingest.worker import IngestPlan
 from dicomgate.kit.clock import utcnow
@@ -131,6 +135,10 @@ def failure_reason(error: DicomgateError) -> FailureReason:
     """The Failure Reason (PS3.18 Table I.2-2) for why ingest refused a part."""
     if isinstance(error, StudyMismatch):
         return FailureReason.STUDY_MISMATCH
+    if isinstance(error, PatientConflict):
+        return FailureReason.PATIENT_CONFLICT
+    if isinstance(error, IdentityConflict):
+        return FailureReason.DUPLICATE_INSTANCE
     if isinstance(error, NotDicom | InvalidDicom | InvalidCodestream):
         return FailureReason.CANNOT_UNDERSTAND
     if isinstance(error, ImageTooLarge | WorkerMemoryExceeded):
@@ -228,6 +236,8 @@ async def store_instances(
     orthanc: OrthancClient,
     pool: WorkerPool,
     settings: Settings,
+    guard: IdentityGuard,
+    notes: AuditNotes,
     parts: Sequence[SpooledFile],
     study_instance_uid: str | None,
     service_url: str = "",
@@ -245,6 +255,9 @@ async def store_instances(
         now=utcnow(),
         required_study_uid=study_instance_uid,
     )
-    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, sessions=sessions)
+    notes.touched(study_instance_uids=[study_instance_uid or ""])
+    ingestor = Ingestor(
+        orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes, sessions=sessions
+    )
     statuses = await gather_or_cancel([_store_part(ingestor, pool, p, plan) for p in parts])
     return StoreReport(parts=statuses, service_url=service_url)

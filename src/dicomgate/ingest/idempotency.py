@@ -4,8 +4,13 @@ A folder upload gives its files a new StudyInstanceUID and one new SeriesInstanc
 When those are random, a client that retries after losing the answer (a timeout while the files
 were in fact stored) gets a second, duplicate study. With an ``upload_id`` the UIDs are derived
 from it instead (UUID-derived ``2.25.`` UIDs, ``dicom/uids.py``), so a retry rebuilds the very
-same identity; SOP Instance UIDs are kept from the files, Orthanc derives its IDs from these
-UIDs, and the retried instances are answered ``AlreadyStored`` under the same Orthanc IDs.
+same identity; Orthanc derives its IDs from these UIDs, and the retried instances are answered
+``AlreadyStored`` under the same Orthanc IDs.
+
+Every file also gets a new SOP Instance UID derived from its series' new UID and the UID it was
+sent with (``instance_uid_for``): an instance placed in a new study is a new instance, so the
+same folder uploaded twice (without an ``upload_id``) makes two studies whose instances share
+no SOP Instance UID, while a retry (same ``upload_id``) derives the very same UIDs again.
 
 The patient is part of the derivation: one ``upload_id`` sent for two different patients gives
 two unrelated studies, never one study shared by two patients.
@@ -65,3 +70,8 @@ def study_uid_for(*, upload_id: str, patient_id: str) -> str:
 def series_uid_for(*, study_uid: str, series_key: str) -> str:
     """The SeriesInstanceUID of one folder (its normalised ``series_path``) in that study."""
     return derived_uid(UID_NAMESPACE, "series", study_uid, series_key)
+
+
+def instance_uid_for(*, series_uid: str, source_uid: str) -> str:
+    """The new SOP Instance UID of the file sent as ``source_uid`` into that series."""
+    return derived_uid(UID_NAMESPACE, "instance", series_uid, source_uid)

@@ -1,10 +1,11 @@
 """The Ingestor: uploaded files through the worker pool and into Orthanc, with bounded concurrency.
 
 Each file is *prepared* (one worker call, ``ingest.worker.ingest_file``: parse, check, stamp,
-transcode; the output waits on disk) and then *stored* (one ``POST /instances``). A request's
-files are all prepared before any is stored (:meth:`Ingestor.ingest_all`), so a request that
-fails as a whole while they are prepared stores nothing. Used by the upload routes
-(``ingest.service``) and DICOMweb STOW-RS.
+transcode; the output waits on disk) and then *stored* through the identity guard (one SOP
+Instance UID, one patient: the check is one ``POST /tools/find``, see ``identity.service``;
+then one ``POST /instances``). A request's files are all prepared before any is stored
+(:meth:`Ingestor.ingest_all`), so a request that fails as a whole while they are prepared
+stores nothing. Used by the upload routes (``ingest.service``) and DICOMweb STOW-RS.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomgate import metrics
+from dicomgate.audit.context import AuditNotes
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.codec.reasons import reason_text
 from dicomgate.db import session_scope
@@ -30,6 +32,7 @@ from dicomgate.errors import (
     InsufficientStorage,
     OrthancFailure,
 )
+from dicomgate.identity.service import ALREADY_STORED, IdentityGuard
 from dicomgate.ingest.schemas import FailedFile, OrthancStoreAnswer, UploadResult
 from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
 from dicomgate.kit.tasks import gather_or_cancel
@@ -42,6 +45,10 @@ from dicomgate.statistics.ledger import StoredRecord, record_ingested
 log = logging.getLogger(__name__)
 
 CONVERTED_MESSAGE = "Uploaded and converted successfully"
+ALREADY_STORED_MESSAGE = (
+    "Already stored: identical to the instance stored before (same patient, study, series, "
+    "pixels and attributes); nothing changed"
+)
 # What fails a whole upload request instead of one file: Orthanc down or failing (the client
 # retries) and no space left to work in (507).
 REQUEST_FAILURES: tuple[type[DicomgateError], ...] = (OrthancFailure, InsufficientStorage)
@@ -64,8 +71,10 @@ class UploadItem:
     series_path: str = ""
 
 
-def result_message(outcome: IngestOutcome) -> str:
-    """'Uploaded and converted successfully', or 'Uploaded unchanged: <why>'."""
+def result_message(outcome: IngestOutcome, *, status: str | None = "Success") -> str:
+    """'Uploaded and converted successfully', 'Uploaded unchanged: <why>' or 'Already stored…'."""
+    if status == ALREADY_STORED:
+        return ALREADY_STORED_MESSAGE
     result = outcome.result
     if result.converted:
         return CONVERTED_MESSAGE
@@ -90,7 +99,11 @@ class StoredFile:
 
 
 class Ingestor:
-    """Runs files through the pool and into Orthanc with bounded concurrency."""
+    """Runs files through the pool and into Orthanc with bounded concurrency.
+
+    Every file is stored through the identity guard, and what it touched is noted for the
+    request's audit row.
+    """
 
     def __init__(
         self,
@@ -98,10 +111,14 @@ class Ingestor:
         orthanc: OrthancClient,
         pool: WorkerPool,
         settings: Settings,
+        guard: IdentityGuard,
+        notes: AuditNotes,
         sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self.orthanc = orthanc
         self.pool = pool
+        self.guard = guard
+        self.notes = notes
         self.sessions = sessions  # where stored instances are recorded (storage statistics)
         # Enough queued work to keep every worker busy, without holding many results at once.
         self._processing = asyncio.Semaphore(max(2, pool.workers * 2))
@@ -135,7 +152,7 @@ class Ingestor:
         outcome, output = prepared.outcome, prepared.output
         try:
             async with self._storing:
-                answer = await self._store(output, size=outcome.result.size)
+                answer = await self._store_checked(outcome, output)
             metrics.record_ingested(outcome.result)
             if answer.status == "Success":  # new in Orthanc (not AlreadyStored)
                 await self._record(outcome, answer)
@@ -178,6 +195,15 @@ class Ingestor:
             return _refused(prepared.item, exc)
         return upload_result(prepared.item.name, stored.outcome, stored.answer)
 
+    async def _store_checked(self, outcome: IngestOutcome, output: Path) -> StoredInstance:
+        """Store through the identity guard (which notes what was touched, conflicts too)."""
+        return await self.guard.store(
+            outcome.identity,
+            partial(self._store, output, size=outcome.result.size),
+            scratch=output.with_name(output.name + ".stored"),
+            notes=self.notes,
+        )
+
     async def _record(self, outcome: IngestOutcome, answer: StoredInstance) -> None:
         """Record the new instance for the storage statistics, in its own transaction.
 
@@ -216,13 +242,13 @@ class Ingestor:
 
 def _refused(item: UploadItem, exc: DicomgateError) -> FailedFile:
     log.info("Upload of %s refused: %s", Phi(repr(item.name)), exc.type)
-    return FailedFile(name=item.name, error=exc.message)
+    return FailedFile(name=item.name, error=exc.message, type=exc.type)
 
 
 def upload_result(name: str, outcome: IngestOutcome, answer: StoredInstance) -> UploadResult:
     result = outcome.result
     return UploadResult(
-        message=result_message(outcome),
+        message=result_message(outcome, status=answer.status),
         filename=name,
         patient_id=outcome.patient_id or None,
         orthanc_response=OrthancStoreAnswer(

@@ -68,6 +68,11 @@ class FailedFile(BaseModel):
 
     name: str = Field(description="The client's file name (or zip name/entry).")
     error: str = Field(description="A clear, specific reason.")
+    type: str | None = Field(
+        default=None,
+        description="The error's class (e.g. PatientConflict, ContentConflict, NotDicom); "
+        "null for a zip entry refused before it was read.",
+    )
 
 
 class MultiUploadResult(BaseModel):

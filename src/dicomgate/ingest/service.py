@@ -1,7 +1,7 @@
-"""Ingest: check the patient, then per file parse → stamp → transcode (pool) → store (Orthanc).
+"""Ingest: check the patient, then every file through the ``Ingestor`` (parse → stamp →
+transcode in the pool → identity check → store in Orthanc), and the routes' answers.
 
 The patient is looked up before anything else, so an unknown ``patient_id`` stores nothing.
-Each file costs one worker call (``ingest.worker.ingest_file``) and one ``POST /instances``.
 Orthanc failures abort the request (503/502/504: the client retries; a file sent twice is
 stored once); a bad file only fails itself when several were sent.
 """
@@ -17,15 +17,19 @@ import anyio
 from pydicom.uid import generate_uid
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dicomgate.audit.context import AuditNotes
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.codec.transcode import TranscodeOptions
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.unify import SeriesAssignment, series_label
 from dicomgate.errors import (
+    DicomgateError,
+    IdentityConflict,
     PatientNotFound,
     UnprocessableInput,
     UploadTooLarge,
 )
+from dicomgate.identity.service import IdentityGuard, is_identity_conflict
 from dicomgate.ingest.idempotency import (
     UPLOAD_ID_FIELD,
     parse_upload_id,
@@ -62,21 +66,36 @@ async def lookup_demographics(session: AsyncSession, *, patient_id: str) -> Demo
     return patient.demographics()
 
 
+def nothing_stored(failed: Sequence[FailedFile]) -> DicomgateError:
+    """No file of an upload was stored: 409 when every one was refused for its identity (as
+    STOW-RS answers), else 422; the message names each file and why."""
+    message = "No file was stored: " + (
+        "; ".join(f"{f.name}: {f.error}" for f in failed) or "the upload held no files"
+    )
+    if failed and all(is_identity_conflict(f.type) for f in failed):
+        return IdentityConflict(message)
+    return UnprocessableInput(message)
+
+
 async def upload_files(
     *,
     session: AsyncSession,
     orthanc: OrthancClient,
     pool: WorkerPool,
     settings: Settings,
+    guard: IdentityGuard,
+    notes: AuditNotes,
     files: Sequence[SpooledFile],
     patient_id: str | None,
     sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> UploadResult | MultiUploadResult:
-    """Single-upload route: one file → its result (errors raise); several → per-file results."""
+    """Single-upload route: one file → its result (errors raise); several → per-file results
+    (``success`` false when some were not stored: the route answers 202)."""
     if not files:
         raise UnprocessableInput("No file was sent: use the multipart field 'file'")
     demographics = None
     if patient_id:
+        notes.touched(patient_ids=[patient_id])
         demographics = await lookup_demographics(session, patient_id=patient_id)
     plan = IngestPlan(
         demographics=demographics,
@@ -84,7 +103,9 @@ async def upload_files(
         options=TranscodeOptions.from_settings(settings, allow_lossy=True),
         now=utcnow(),
     )
-    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, sessions=sessions)
+    ingestor = Ingestor(
+        orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes, sessions=sessions
+    )
     items = [UploadItem(name=f.filename, path=f.path) for f in files]
     if len(items) == 1:
         return await ingestor.ingest(items[0], plan)
@@ -92,9 +113,7 @@ async def upload_files(
     stored = [o for o in outcomes if isinstance(o, UploadResult)]
     failed = [o for o in outcomes if isinstance(o, FailedFile)]
     if not stored:
-        raise UnprocessableInput(
-            "No file was stored: " + "; ".join(f"{f.name}: {f.error}" for f in failed)
-        )
+        raise nothing_stored(failed)
     message = (
         f"Uploaded {len(stored)} files"
         if not failed
@@ -169,17 +188,21 @@ async def upload_folder(
     orthanc: OrthancClient,
     pool: WorkerPool,
     settings: Settings,
+    guard: IdentityGuard,
+    notes: AuditNotes,
     form: SpooledForm,
     sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> FolderUploadResult:
     """Folder upload: every file into one new study, one new series per distinct series_path.
 
-    With an ``upload_id`` the Study/Series Instance UIDs are derived from it (and the patient),
-    so a retried request stores into the same study and series instead of a duplicate.
+    With an ``upload_id`` the Study/Series (and SOP) Instance UIDs are derived from it (and the
+    patient), so a retried request stores into the same study and series instead of a
+    duplicate. ``failedFiles`` not empty: some files were not stored (the route answers 202).
     """
     patient_id = (form.value("patient_id") or "").strip()
     if not patient_id:
         raise UnprocessableInput("patient_id is required for a folder upload")
+    notes.touched(patient_ids=[patient_id])
     upload_id = parse_upload_id(form.values(UPLOAD_ID_FIELD))
     study_description = form.value("study_description") or ""
     files = form.files_of("files", "file")
@@ -227,8 +250,11 @@ async def upload_folder(
                 study_date=study_date,
                 study_time=study_time,
             )
+    notes.touched(study_instance_uids=[study_uid])
     options = TranscodeOptions.from_settings(settings, allow_lossy=True)
-    ingestor = Ingestor(orthanc=orthanc, pool=pool, settings=settings, sessions=sessions)
+    ingestor = Ingestor(
+        orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes, sessions=sessions
+    )
     plans = {
         key: IngestPlan(demographics=demographics, assignment=a, options=options, now=now)
         for key, a in assignments.items()
@@ -237,11 +263,7 @@ async def upload_folder(
     stored = [o for o in outcomes if isinstance(o, UploadResult)]
     failed += [o for o in outcomes if isinstance(o, FailedFile)]
     if not stored:
-        raise UnprocessableInput(
-            "No file was stored: " + "; ".join(f"{f.name}: {f.error}" for f in failed)
-            if failed
-            else "No file was stored: the upload held no files"
-        )
+        raise nothing_stored(failed)
     # Orthanc series IDs in series-number order (dict order = first appearance = number).
     first_stored: dict[str, str] = {}
     for item, outcome in zip(items, outcomes, strict=True):

@@ -6,14 +6,25 @@ import datetime
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dicomgate.codec.transcode import TranscodeOptions, TranscodeResult, transcode_dataset
+import pydicom
+
+from dicomgate.codec.transcode import (
+    TranscodeOptions,
+    TranscodeResult,
+    frame_crc32s,
+    transcode_dataset,
+)
 from dicomgate.dicom.checks import require_study
 from dicomgate.dicom.demographics import Demographics
+from dicomgate.dicom.fingerprint import InstanceIdentity, instance_identity
 from dicomgate.dicom.preamble import zero_preamble
 from dicomgate.dicom.reading import read_part10
 from dicomgate.dicom.stamp import coerce_attributes, patient_changes
 from dicomgate.dicom.unify import SeriesAssignment, study_changes
+from dicomgate.ingest.idempotency import instance_uid_for
 from dicomgate.kit.disk import disk_full_is_507
+
+DEFER_ABOVE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -37,12 +48,25 @@ class IngestOutcome:
 
     result: TranscodeResult
     output: str
-    patient_id: str
-    sop_class_uid: str = ""
-    source_sop_instance_uid: str = ""  # as sent (lossy mode stores under a new one)
-    study_instance_uid: str = ""
-    series_instance_uid: str = ""
+    identity: InstanceIdentity  # of the file to store (patient, UIDs, content fingerprint)
+    source_sop_instance_uid: str = ""  # as sent (lossy mode and folder uploads mint new ones)
     modality: str = ""  # Modality (0008,0060), for the storage statistics
+
+    @property
+    def patient_id(self) -> str:
+        return self.identity.patient_id
+
+    @property
+    def sop_class_uid(self) -> str:
+        return self.identity.sop_class_uid
+
+    @property
+    def study_instance_uid(self) -> str:
+        return self.identity.study_instance_uid
+
+    @property
+    def series_instance_uid(self) -> str:
+        return self.identity.series_instance_uid
 
 
 def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
@@ -63,19 +87,30 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
         changes.update(patient_changes(plan.demographics))
     if plan.assignment is not None:
         changes.update(study_changes(ds, plan.assignment, now=plan.now))
+        # A new place is a new instance: a new SOP Instance UID, derived (retries repeat it).
+        changes["SOPInstanceUID"] = instance_uid_for(
+            series_uid=plan.assignment.series_instance_uid, source_uid=source_sop_instance_uid
+        )
     if changes:
         coerce_attributes(ds, changes, now=plan.now)
     zero_preamble(ds)
     result = transcode_dataset(ds, plan.options, original_size=original_size)
+    modality = str(ds.get("Modality", "") or "")
+    del ds
     with disk_full_is_507("writing the transcoded file"):
         Path(output).write_bytes(result.data)
+    # Lossless output has the source's pixels (verified): their CRCs are the stored pixels'.
+    # A lossy derivative's pixels are its own: decode them, as a stored copy would be.
+    lossy = result.converted and not result.verified
+    crcs = frame_crc32s(result.data) if lossy else result.frame_crc32
+    result = replace(result, data=b"")
+    # The identity of exactly what is stored, read back from the file (large values, Pixel
+    # Data among them, are only read from disk if the fingerprint needs them).
+    stored = pydicom.dcmread(output, defer_size=DEFER_ABOVE_BYTES)
     return IngestOutcome(
-        result=replace(result, data=b""),
+        result=result,
         output=output,
-        patient_id=str(ds.get("PatientID", "") or ""),
-        sop_class_uid=str(ds.SOPClassUID),
+        identity=instance_identity(stored, crcs),
         source_sop_instance_uid=source_sop_instance_uid,
-        study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
-        series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
-        modality=str(ds.get("Modality", "") or ""),
+        modality=modality,
     )

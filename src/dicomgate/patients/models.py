@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import CheckConstraint, Date, DateTime, Index, Integer, String, func
+from sqlalchemy import CheckConstraint, Date, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dicomgate.db import Base
+from dicomgate.db import Base, UtcDateTime
 from dicomgate.dicom.demographics import Demographics
 
 GENDERS: tuple[str, ...] = ("male", "female", "other", "unknown")
@@ -30,11 +30,9 @@ class Patient(Base):
     given_name: Mapped[str] = mapped_column(String(NAME_MAX), default="")
     birth_date: Mapped[datetime.date | None] = mapped_column(Date, nullable=True)
     gender: Mapped[str] = mapped_column(String(16), default="unknown")
-    created_at: Mapped[datetime.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), server_default=func.now())
     updated_at: Mapped[datetime.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+        UtcDateTime(), server_default=func.now(), onupdate=func.now()
     )
 
     def demographics(self) -> Demographics:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 
+from dicomgate.audit.context import audit_notes, note_touched
 from dicomgate.dependencies import SessionDep
 from dicomgate.errors import (
     Conflict,
@@ -38,6 +39,7 @@ router = APIRouter(prefix="/api/ris/patients", tags=["patients"])
     responses=error_responses(InvalidPatient),
 )
 async def search_patients(
+    request: Request,
     session: SessionDep,
     search: Annotated[
         str | None,
@@ -51,6 +53,7 @@ async def search_patients(
     ] = 50,
 ) -> PatientSearchResponse:
     patients, total = await service.search_patients(session, search=search, limit=limit)
+    note_touched(request, patient_ids=[p.patient_id for p in patients])
     return PatientSearchResponse(patients=[service.summary(p) for p in patients], total=total)
 
 
@@ -62,6 +65,7 @@ async def search_patients(
     responses=error_responses(InvalidImportFile, UploadTooLarge, UnsupportedImportFormat, Conflict),
 )
 async def import_patients(
+    request: Request,
     session: SessionDep,
     file: Annotated[
         UploadFile,
@@ -75,7 +79,9 @@ async def import_patients(
     content = await file.read(MAX_IMPORT_BYTES + 1)
     if len(content) > MAX_IMPORT_BYTES:
         raise UploadTooLarge(f"The import file is larger than {MAX_IMPORT_BYTES} bytes")
-    return await service.import_patients(session, content=content, fmt=fmt)
+    return await service.import_patients(
+        session, content=content, fmt=fmt, notes=audit_notes(request)
+    )
 
 
 @router.get(
@@ -85,7 +91,8 @@ async def import_patients(
     operation_id="getPatient",
     responses=error_responses(PatientRecordNotFound),
 )
-async def get_patient(session: SessionDep, patient_id: str) -> PatientResponse:
+async def get_patient(request: Request, session: SessionDep, patient_id: str) -> PatientResponse:
+    note_touched(request, patient_ids=[patient_id])
     patient = await service.require_patient(session, patient_id=patient_id)
     return PatientResponse(patient=service.detail(patient))
 
@@ -102,8 +109,13 @@ async def get_patient(session: SessionDep, patient_id: str) -> PatientResponse:
     },
 )
 async def upsert_patient(
-    session: SessionDep, patient_id: str, fields: PatientFields, response: Response
+    request: Request,
+    session: SessionDep,
+    patient_id: str,
+    fields: PatientFields,
+    response: Response,
 ) -> PatientUpsertResponse:
+    note_touched(request, patient_ids=[patient_id])
     patient, created = await service.upsert_patient(session, patient_id=patient_id, fields=fields)
     if created:
         response.status_code = status.HTTP_201_CREATED
@@ -117,6 +129,9 @@ async def upsert_patient(
     operation_id="deletePatient",
     responses=error_responses(PatientRecordNotFound),
 )
-async def delete_patient(session: SessionDep, patient_id: str) -> PatientDeleteResponse:
+async def delete_patient(
+    request: Request, session: SessionDep, patient_id: str
+) -> PatientDeleteResponse:
+    note_touched(request, patient_ids=[patient_id])
     await service.delete_patient(session, patient_id=patient_id)
     return PatientDeleteResponse(deleted=patient_id)

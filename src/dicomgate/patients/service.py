@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -12,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dicomgate.audit.context import AuditNotes
 from dicomgate.errors import Conflict, InvalidPatient, PatientRecordNotFound
 from dicomgate.patients import repository
 from dicomgate.patients.importer import ImportFormat, read_rows
@@ -165,12 +165,14 @@ def _validate_rows(
 
 
 async def import_patients(
-    session: AsyncSession, *, content: bytes, fmt: ImportFormat
+    session: AsyncSession, *, content: bytes, fmt: ImportFormat, notes: AuditNotes | None = None
 ) -> ImportReport:
     """Upsert every valid record of a CSV/JSON file; invalid rows are reported, not fatal."""
     # Parsing a big file is CPU and memory work: keep it off the event loop.
     rows = await to_thread.run_sync(functools.partial(read_rows, content, fmt=fmt))
     valid, rejected = _validate_rows(rows)
+    if notes is not None:
+        notes.touched(patient_ids=[record.patient_id for _, record in valid])
     existing = await repository.get_many(session, patient_ids=(r.patient_id for _, r in valid))
     inserted = updated = 0
     changed: list[Patient] = []
@@ -199,11 +201,6 @@ async def import_patients(
     )
 
 
-def _aware(value: datetime.datetime) -> datetime.datetime:
-    # SQLite keeps CURRENT_TIMESTAMP as naive UTC; PostgreSQL returns aware values.
-    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
-
-
 def summary(patient: Patient) -> PatientSummary:
     """The search-result shape of a patient."""
     return PatientSummary(
@@ -220,6 +217,6 @@ def detail(patient: Patient) -> PatientDetail:
         **summary(patient).model_dump(),
         family_name=patient.family_name,
         given_name=patient.given_name,
-        created_at=_aware(patient.created_at),
-        updated_at=_aware(patient.updated_at),
+        created_at=patient.created_at,
+        updated_at=patient.updated_at,
     )

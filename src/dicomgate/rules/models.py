@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, func
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dicomgate.db import Base
+from dicomgate.db import Base, UtcDateTime
 
 CURSOR_ID = 1  # the one row of rules_cursor
 SERIES_STATES: tuple[str, ...] = ("waiting", "queued")
@@ -25,9 +25,7 @@ class RulesCursor(Base):
     last_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Orthanc's latest change when last looked at, and when: the lag is the difference.
     orthanc_last_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    followed_at: Mapped[datetime.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
+    followed_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # The rules file the waiting series were last decided under: another one (a restart with
     # changed rules) makes every waiting series due again.
     rules_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -51,18 +49,16 @@ class RuleSeries(Base):
     rule: Mapped[str | None] = mapped_column(String(64), nullable=True)  # once decided
     state: Mapped[str] = mapped_column(String(16), default="waiting", index=True)
     stable_seq: Mapped[int] = mapped_column(BigInteger)
-    stable_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
-    due_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    stable_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    due_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     # A replica deciding on it holds it until then (others skip it); a dead one's claim lapses.
-    claimed_until: Mapped[datetime.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
+    claimed_until: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     job_id: Mapped[int | None] = mapped_column(
         ForeignKey("conversion_jobs.id", ondelete="SET NULL"), nullable=True
     )
     updated_at: Mapped[datetime.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+        UtcDateTime(), server_default=func.now(), onupdate=func.now()
     )
 
 
@@ -73,6 +69,4 @@ class RulePause(Base):
 
     rule: Mapped[str] = mapped_column(String(64), primary_key=True)
     paused_by: Mapped[str] = mapped_column(String(256), default="")
-    paused_at: Mapped[datetime.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    paused_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), server_default=func.now())

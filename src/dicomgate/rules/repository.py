@@ -17,7 +17,6 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomgate.conversions.models import UNFINISHED_STATES, ConversionJob, ConversionOutcome
-from dicomgate.kit.clock import aware
 from dicomgate.rules.models import CURSOR_ID, RulePause, RulesCursor, RuleSeries
 
 RULE_ORIGIN_PREFIX = "rule:"
@@ -165,7 +164,7 @@ async def take_due(
                 id=row.id,
                 version=row.version,
                 series_id=row.series_id,
-                stable_at=aware(row.stable_at),
+                stable_at=row.stable_at,
                 rule=row.rule,
                 job_running=row.job_id in running,
             )

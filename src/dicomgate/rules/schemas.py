@@ -7,7 +7,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dicomgate.kit.clock import aware
 from dicomgate.rules.config import RuleSet
 from dicomgate.rules.follower import FollowerState
 from dicomgate.rules.models import RuleSeries
@@ -96,7 +95,7 @@ class RuleOut(BaseModel):
             ),
             paused=status.pause is not None,
             paused_by=status.pause.paused_by if status.pause else None,
-            paused_at=aware(status.pause.paused_at) if status.pause else None,
+            paused_at=status.pause.paused_at if status.pause else None,
             waiting=status.waiting,
             queued=status.queued,
             instances=RuleCountsOut(**status.counts),
@@ -170,8 +169,8 @@ class BacklogItemOut(BaseModel):
             study_instance_uid=row.study_instance_uid,
             rule=row.rule,
             state=row.state,
-            stable_at=aware(row.stable_at),
-            due_at=aware(row.due_at),
+            stable_at=row.stable_at,
+            due_at=row.due_at,
             job_id=row.job_id,
         )
 

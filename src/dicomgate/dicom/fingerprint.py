@@ -1,0 +1,125 @@
+"""What "the same instance" means: a fingerprint of everything dicomgate does not write itself.
+
+Two files with one SOP Instance UID hold the same instance when they have
+
+- the same value for every data element except those dicomgate writes or re-encodes itself:
+  the file meta group (0002) and group lengths, the patient demographics it stamps (Patient's
+  Name, Birth Date, Sex; not the Patient ID, which the identity rule checks on its own), what a
+  folder upload assigns besides the UIDs (Study/Series Description, Series Number, Study
+  Date/Time), the Original Attributes Sequence (its record of those edits, dated), and how the
+  pixels are encoded (Pixel Data's bytes, Planar Configuration, the extended offset table;
+  Photometric Interpretation ``YBR_RCT``/``YBR_ICT``, which a JPEG 2000 colour transform
+  writes for ``RGB``, counts as ``RGB``; PS3.5 §8.2.4);
+- the same pixels: the CRC32 of every decoded frame in canonical little-endian layout (the
+  transcoder's own ``frame_crc32``, so a file stored as HTJ2K equals the uncompressed file it
+  came from), or, where the pixels cannot be decoded, the SHA-256 of the Pixel Data bytes.
+
+The fingerprint is two SHA-256 digests, ``<attributes>:<pixels>`` (so a conflict can say
+which differs), the attributes written as explicit VR little endian (PS3.5 §A.2), so the
+encoding of the file they came from does not matter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+
+# Attributes dicomgate writes itself on ingest (dicom/stamp.py, dicom/unify.py, codec/).
+NOT_COMPARED = (
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDescription",
+    "SeriesDescription",
+    "SeriesNumber",
+    "StudyDate",
+    "StudyTime",
+    "OriginalAttributesSequence",
+    "PixelData",
+    "PlanarConfiguration",
+    "ExtendedOffsetTable",
+    "ExtendedOffsetTableLengths",
+    "DataSetTrailingPadding",
+)
+_NOT_COMPARED_TAGS = frozenset(tag_for_keyword(k) for k in NOT_COMPARED)
+# Photometric Interpretations that only say how JPEG 2000 encoded RGB pixels (PS3.5 §8.2.4).
+_ENCODING_PHOTOMETRIC = {"YBR_RCT": "RGB", "YBR_ICT": "RGB"}
+
+
+def compared_attributes(ds: Dataset) -> bytes:
+    """The compared data elements of ``ds``, written as explicit VR little endian."""
+    kept = Dataset()
+    for tag in list(ds.keys()):
+        if tag in _NOT_COMPARED_TAGS or tag.element == 0 or tag.group == 0x0002:
+            continue
+        kept.add(ds[tag])
+    photometric = str(kept.get("PhotometricInterpretation", "")).strip()
+    if photometric in _ENCODING_PHOTOMETRIC:
+        kept.PhotometricInterpretation = _ENCODING_PHOTOMETRIC[photometric]
+    out = DicomBytesIO()
+    out.is_little_endian = True
+    out.is_implicit_VR = False
+    write_dataset(out, kept)
+    return out.getvalue()
+
+
+def pixel_signature(ds: Dataset, frame_crc32: Sequence[int]) -> str:
+    """The decoded frames' CRC32s, else the SHA-256 of the Pixel Data bytes, else "none"."""
+    if frame_crc32:
+        return "crc32:" + ",".join(f"{crc:08x}" for crc in frame_crc32)
+    if "PixelData" in ds:
+        return "sha256:" + hashlib.sha256(bytes(ds.PixelData)).hexdigest()
+    return "none"
+
+
+def content_fingerprint(ds: Dataset, frame_crc32: Sequence[int]) -> str:
+    """``<attributes>:<pixels>``: the SHA-256 (hex) of the compared attributes and of the pixel
+    signature of one instance."""
+    attributes = hashlib.sha256(compared_attributes(ds)).hexdigest()
+    pixels = hashlib.sha256(pixel_signature(ds, frame_crc32).encode("ascii")).hexdigest()
+    return f"{attributes}:{pixels}"
+
+
+def differences(fingerprint: str, other: str) -> list[str]:
+    """What differs between two fingerprints, in words ("attributes", "pixel data")."""
+    mine, theirs = fingerprint.partition(":"), other.partition(":")
+    found = []
+    if mine[0] != theirs[0]:
+        found.append("attributes")
+    if mine[2] != theirs[2]:
+        found.append("pixel data")
+    return found
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    return str(ds.get(keyword, "") or "").strip()
+
+
+@dataclass(frozen=True)
+class InstanceIdentity:
+    """Who and where an instance is, and its content fingerprint (picklable: worker → web)."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    patient_id: str
+    study_instance_uid: str
+    series_instance_uid: str
+    fingerprint: str
+
+
+def instance_identity(ds: Dataset, frame_crc32: Sequence[int]) -> InstanceIdentity:
+    """The identity of ``ds`` as it will be (or is) stored."""
+    return InstanceIdentity(
+        sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        sop_class_uid=_text(ds, "SOPClassUID"),
+        patient_id=_text(ds, "PatientID"),
+        study_instance_uid=_text(ds, "StudyInstanceUID"),
+        series_instance_uid=_text(ds, "SeriesInstanceUID"),
+        fingerprint=content_fingerprint(ds, frame_crc32),
+    )
