@@ -5,8 +5,8 @@ Revision ID: 0009_compression_rules
 Revises: 0007_identity_audit
 
 Numbered 0009 to leave room for the distributed conversions' migrations (issue 16 items 1-2):
-whichever lands last takes the other as its ``down_revision``. Plain ADD/DROP COLUMN on ``conversion_jobs`` (see
-0005: a batch rebuild would cascade into its outcomes on SQLite).
+whichever lands last takes the other as its ``down_revision``. Plain ADD/DROP COLUMN on
+``conversion_jobs`` (see 0005: a batch rebuild would cascade into its outcomes on SQLite).
 """
 
 from __future__ import annotations
