@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import httpx
 import pytest
 
-from dicomgate.orthanc import OrthancClient, build_http_client
+from dicomgate.orthanc import OrthancClient
 from dicomgate.requestid import REQUEST_ID
+from dicomgate.runtime import build_http_client
 from dicomgate.settings import Settings
 
 

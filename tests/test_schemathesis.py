@@ -35,6 +35,9 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
+# Negative cases add headers of any name; these belong to HTTP's framing, which uvicorn checks
+# (a bad Content-Length is its 400) before the app sees the request: not the API's answer.
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "host", "connection"})
 BOUNDARY = "schemathesis-related-7f3a"
 RELATED = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
 
@@ -95,6 +98,8 @@ def test_no_server_error_and_no_schema_violation(
     @given(case=operation.as_strategy(generation_mode=mode))
     def exchange(case: schemathesis.Case) -> None:
         headers = {"Content-Type": RELATED} if case.media_type == "multipart/related" else None
+        for name in [n for n in case.headers or {} if n.lower() in FRAMING_HEADERS]:
+            del case.headers[name]
         case.call_and_validate(base_url=live_url, checks=CHECKS, headers=headers, timeout=60)
 
     exchange()

@@ -37,6 +37,9 @@ from dicomgate.patients.router import router as patients_router
 from dicomgate.redaction import redact_url
 from dicomgate.redirects import RelativeRedirects
 from dicomgate.requestid import RequestIdMiddleware
+from dicomgate.rules.config import load_rules
+from dicomgate.rules.router import router as rules_router
+from dicomgate.rules.service import RulesLoop
 from dicomgate.runtime import open_runtime
 from dicomgate.settings import Settings
 from dicomgate.statistics.router import router as statistics_router
@@ -56,6 +59,7 @@ TAGS = [
         ),
     },
     {"name": "conversions", "description": "Admin: convert stored studies to HTJ2K in place."},
+    {"name": "rules", "description": "Admin: compression rules for what arrives in Orthanc."},
     {"name": "audit", "description": "Admin: who did what to which resource, and the outcome."},
     {"name": "statistics", "description": "Orthanc's size and what dicomgate's HTJ2K saved."},
 ]
@@ -185,6 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; nothing is opened until the lifespan starts."""
     settings = settings or Settings()
     check_auth_configuration(settings)
+    rules = load_rules(settings.rules_file)  # a bad rules file stops the start, clearly
     atna = atna_exporter(settings)  # a wrong ATNA setting stops the start, not a request
 
     @asynccontextmanager
@@ -204,9 +209,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             if settings.resume_conversions_on_start:
                 await jobs.resume_unfinished()
+
+            async def start_job(job_id: int) -> None:
+                jobs.start(job_id, concurrency=2)
+
+            follower = None
+            if rules is not None and settings.rules_follower:
+                follower = RulesLoop(runtime, rules, start_job)
+                follower.start()
             try:
                 yield
             finally:
+                if follower is not None:
+                    await follower.stop()  # first: it creates jobs
                 await jobs.stop()  # before the runtime closes under the running jobs
                 if atna is not None:
                     await atna.stop()
@@ -220,6 +235,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[AuthorizeDep],
     )
     app.state.settings = settings
+    app.state.rules = rules
     app.state.jwt_verifier = JwtVerifier(settings)
     if settings.cors_origins:
         app.add_middleware(
@@ -242,6 +258,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dicomweb_retrieve_router,
         dicomweb_rendered_router,
         conversions_router,
+        rules_router,
         audit_router,
         statistics_router,
         metrics_router,

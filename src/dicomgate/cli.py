@@ -19,6 +19,7 @@ from dicomgate.settings import Settings
 COMMAND_MODULES: list[str] = [
     "dicomgate.patients.commands",
     "dicomgate.conversions.commands",
+    "dicomgate.rules.commands",
     "dicomgate.codec.commands",
     "dicomgate.auth.commands",
     "dicomgate.demo",

@@ -177,6 +177,12 @@ class ConversionJobNotFound(NotFound):
     default_message = "No such conversion job"
 
 
+class RuleNotFound(NotFound):
+    """No compression rule with that name in the rules file."""
+
+    default_message = "No such compression rule"
+
+
 class PatientRecordNotFound(NotFound):
     """No such patient in the patient cache (a lookup by its own route, not an upload)."""
 

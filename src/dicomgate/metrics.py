@@ -110,6 +110,27 @@ POOL_QUEUE_DEPTH = Gauge(
     "dicomgate_pool_queue_depth", "Codec tasks waiting for a free worker (pending − workers)."
 )
 
+RULES_BACKLOG = Gauge(
+    "dicomgate_rules_backlog",
+    "Series waiting for a compression rule (state=waiting) or converted by its job "
+    '(state=queued), all replicas; rule="" while not decided yet.',
+    ["rule", "state"],
+)
+RULES_LAG_CHANGES = Gauge(
+    "dicomgate_rules_lag_changes",
+    "Orthanc changes not yet taken by the compression rules' follower (/changes).",
+)
+RULES_LAG_SECONDS = Gauge(
+    "dicomgate_rules_lag_seconds",
+    "Age of the oldest change in the follower's last batch when it took it (0: none).",
+)
+RULES_INSTANCES = Gauge(
+    "dicomgate_rules_instances",
+    "Instances converted, skipped and failed by each compression rule's jobs (all replicas, "
+    "from the database).",
+    ["rule", "outcome"],
+)
+
 
 # --- Recording helpers (one call per event, from the domain code) ----------------------------
 def record_transcode(path: str, result: TranscodeResult) -> None:
@@ -134,6 +155,22 @@ def record_conversion(outcome: str, *, reason: str | None, before: int, after: i
     elif outcome == "converted":
         CONVERSION_BYTES.labels("before").inc(before)
         CONVERSION_BYTES.labels("after").inc(after)
+
+
+def record_rules_state(
+    *,
+    backlog: dict[tuple[str, str], int],
+    lag_changes: int,
+    by_rule: dict[str, dict[str, int]],
+) -> None:
+    """The rules' backlog, lag and per-rule counts as the database has them now."""
+    RULES_BACKLOG.clear()
+    for (rule, state), count in backlog.items():
+        RULES_BACKLOG.labels(rule, state).set(count)
+    RULES_LAG_CHANGES.set(lag_changes)
+    for rule, counts in by_rule.items():
+        for outcome, count in counts.items():
+            RULES_INSTANCES.labels(rule, outcome).set(count)
 
 
 def record_orthanc_error(kind: str) -> None:

@@ -11,6 +11,7 @@ MODEL_MODULES: list[str] = [
     "dicomgate.audit.models",
     "dicomgate.identity.models",
     "dicomgate.statistics.models",
+    "dicomgate.rules.models",
 ]
 
 

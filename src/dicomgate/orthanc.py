@@ -8,7 +8,7 @@ above it sees httpx. No business logic lives here.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -26,14 +26,13 @@ from dicomgate.errors import (
 from dicomgate.metrics import record_orthanc_error
 from dicomgate.orthanc_models import (
     LEVEL_WORDS,
+    ChangesPage,
     DeleteAnswer,
     InstanceHeader,
     Level,
     StoredInstance,
     not_found_message,
 )
-from dicomgate.requestid import propagate_to_orthanc
-from dicomgate.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +43,8 @@ FindLevel = Literal["Patient", "Study", "Series", "Instance"]
 TagLevel = Literal["series", "instances"]
 
 
-def build_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The process's one pooled client to Orthanc (keep-alive, bounded pool, timeouts)."""
-    return httpx.AsyncClient(
-        base_url=settings.orthanc_url,
-        auth=settings.orthanc_auth,
-        timeout=httpx.Timeout(settings.orthanc_timeout, connect=settings.orthanc_connect_timeout),
-        limits=httpx.Limits(
-            max_connections=settings.orthanc_max_connections,
-            max_keepalive_connections=settings.orthanc_max_connections,
-            keepalive_expiry=30.0,
-        ),
-        headers={"User-Agent": "dicomgate"},
-        event_hooks={"request": [propagate_to_orthanc]},
-    )
-
-
 E = TypeVar("E", bound=DicomgateError)
+P = TypeVar("P")
 
 
 def _counted(exc: E) -> E:
@@ -107,19 +91,16 @@ def _raise_for_status(
     elif storing and response.status_code in (400, 404, 415):
         # Orthanc parsed the file and refused it (e.g. "Inexistent tag" for a missing Study
         # Instance UID): the file is at fault, not Orthanc.
-        raise _counted(
-            OrthancRejectedFile(
-                f"Orthanc refused the file: {detail}" if detail else "Orthanc refused the file"
-            )
-        )
+        refused = f"Orthanc refused the file: {detail}" if detail else "Orthanc refused the file"
+        raise _counted(OrthancRejectedFile(refused))
     message = f"Orthanc answered {response.status_code} to {what}"
     raise _counted(OrthancError(f"{message}: {detail}" if detail else message))
 
 
-def _stored_answer(result: Any) -> StoredInstance:
-    """Orthanc's answer to ``POST /instances``, which must name the stored instance."""
+def _parsed(parse: Callable[[Any], P], result: Any) -> P:
+    """An answer parsed into its typed value; one that does not parse is a counted error."""
     try:
-        return StoredInstance.from_json(result)
+        return parse(result)
     except OrthancError as exc:
         raise _counted(exc) from None
 
@@ -164,6 +145,12 @@ class OrthancClient:
         """``GET /statistics``: counts and disk usage."""
         result: dict[str, Any] = await self._json("GET", "/statistics", what="GET /statistics")
         return result
+
+    async def changes(self, *, since: int | None, limit: int = 1) -> ChangesPage:
+        """``GET /changes?since=&limit=``; ``since`` None: ``?last`` (Orthanc's latest change)."""
+        params = {"last": ""} if since is None else {"since": since, "limit": limit}
+        result = await self._json("GET", "/changes", params=params, what="GET /changes")
+        return _parsed(ChangesPage.from_json, result)
 
     # --- Resources -------------------------------------------------------------------------
     async def resource(self, level: Level, orthanc_id: str) -> dict[str, Any]:
@@ -292,10 +279,7 @@ class OrthancClient:
             body = response.json()
         except ValueError:
             body = None
-        try:
-            return DeleteAnswer.from_json(body)
-        except OrthancError as exc:
-            raise _counted(exc) from None
+        return _parsed(DeleteAnswer.from_json, body)
 
     # --- What Orthanc keeps on a resource besides its files --------------------------------
     async def metadata(self, level: Level, orthanc_id: str) -> dict[str, str]:
@@ -433,7 +417,7 @@ class OrthancClient:
             what="POST /instances",
             storing=True,
         )
-        return _stored_answer(result)
+        return _parsed(StoredInstance.from_json, result)
 
     async def store_instance_stream(
         self, chunks: AsyncIterator[bytes], *, size: int
@@ -447,4 +431,4 @@ class OrthancClient:
             what="POST /instances",
             storing=True,
         )
-        return _stored_answer(result)
+        return _parsed(StoredInstance.from_json, result)

@@ -2,11 +2,13 @@
 
 Parsed once here, at the boundary, so the services never read Orthanc's JSON by key: the store
 answer (``POST /instances``), the delete answer (``DELETE /{level}/{id}``: which ancestor is
-left, hence which levels went with the resource) and an instance's file meta header.
+left, hence which levels went with the resource), an instance's file meta header and a page of
+the change log (``GET /changes``).
 """
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -125,3 +127,52 @@ class InstanceHeader:
         """Parse the simplified header (keyed by keyword)."""
         found = body.get("TransferSyntaxUID", "") if isinstance(body, dict) else ""
         return cls(transfer_syntax=str(found or ""))
+
+
+def _orthanc_time(text: str) -> datetime.datetime | None:
+    """Orthanc's ``YYYYMMDDTHHMMSS`` (its change log writes UTC) as an aware datetime."""
+    try:
+        return datetime.datetime.strptime(text, "%Y%m%dT%H%M%S").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of Orthanc's change log (``GET /changes``)."""
+
+    seq: int
+    change_type: str  # "NewInstance", "StableSeries", …
+    resource_type: str  # "Instance", "Series", …
+    orthanc_id: str
+    date: datetime.datetime | None  # when Orthanc logged it (UTC); None if unreadable
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """``GET /changes?since=&limit=``: the changes after ``since``, in order.
+
+    ``last``: the sequence number to ask from next time; ``done``: nothing after it (yet).
+    """
+
+    changes: tuple[Change, ...]
+    last: int
+    done: bool
+
+    @classmethod
+    def from_json(cls, body: Any) -> ChangesPage:
+        """Parse the answer (an answer without ``Last`` is an OrthancError)."""
+        if not isinstance(body, dict) or not isinstance(body.get("Last"), int):
+            raise OrthancError("Orthanc's /changes answer has no Last sequence number")
+        changes = tuple(
+            Change(
+                seq=int(item.get("Seq", 0)),
+                change_type=str(item.get("ChangeType", "")),
+                resource_type=str(item.get("ResourceType", "")),
+                orthanc_id=str(item.get("ID", "")),
+                date=_orthanc_time(str(item.get("Date", ""))),
+            )
+            for item in body.get("Changes") or ()
+            if isinstance(item, dict)
+        )
+        return cls(changes=changes, last=int(body["Last"]), done=bool(body.get("Done", True)))

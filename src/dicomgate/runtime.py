@@ -11,8 +11,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.db import create_engine, create_sessionmaker
-from dicomgate.orthanc import OrthancClient, build_http_client
+from dicomgate.orthanc import OrthancClient
+from dicomgate.requestid import propagate_to_orthanc
 from dicomgate.settings import Settings
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The process's one pooled client to Orthanc (keep-alive, bounded pool, timeouts)."""
+    return httpx.AsyncClient(
+        base_url=settings.orthanc_url,
+        auth=settings.orthanc_auth,
+        timeout=httpx.Timeout(settings.orthanc_timeout, connect=settings.orthanc_connect_timeout),
+        limits=httpx.Limits(
+            max_connections=settings.orthanc_max_connections,
+            max_keepalive_connections=settings.orthanc_max_connections,
+            keepalive_expiry=30.0,
+        ),
+        headers={"User-Agent": "dicomgate"},
+        event_hooks={"request": [propagate_to_orthanc]},
+    )
 
 
 @dataclass

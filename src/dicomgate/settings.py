@@ -151,6 +151,24 @@ class Settings(BaseSettings):
         "groups) to estimate the projected bytes and time; `--exact` transcodes all.",
     )
 
+    # --- Compression rules (what arrives in Orthanc by any way) ---------------------------------
+    rules_file: Path | None = Field(
+        default=None,
+        description="TOML file of compression rules (see the README); none: no rules. A bad "
+        "file stops the service at start.",
+    )
+    rules_follower: bool = Field(
+        default=True,
+        description="With a rules file: this process follows Orthanc's /changes and queues "
+        "conversions (every replica may: each change is taken once).",
+    )
+    rules_poll_interval: float = Field(
+        default=5.0, gt=0, le=3600, description="Seconds between two looks at /changes."
+    )
+    rules_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Changes taken from /changes at a time."
+    )
+
     # --- Authentication ------------------------------------------------------------------------
     auth_enabled: bool = Field(
         default=True,

@@ -84,6 +84,11 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/ris/conversions/"): ADMIN,
     ("GET", "/api/ris/conversions/{job_id}/"): ADMIN,
     ("POST", "/api/ris/conversions/{job_id}/cancel/"): ADMIN,
+    # compression rules (admin)
+    ("GET", "/api/ris/rules/"): ADMIN,
+    ("GET", "/api/ris/rules/backlog/"): ADMIN,
+    ("POST", "/api/ris/rules/{name}/pause/"): ADMIN,
+    ("POST", "/api/ris/rules/{name}/resume/"): ADMIN,
     # audit
     ("GET", "/api/ris/audit/"): ADMIN,
     # storage statistics: counts and bytes, no patient data
@@ -116,6 +121,8 @@ AUDITED_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/ris/patients/import/"): "patient_change",
     ("POST", "/api/ris/conversions/"): "convert",
     ("POST", "/api/ris/conversions/{job_id}/cancel/"): "convert",
+    ("POST", "/api/ris/rules/{name}/pause/"): "rules",
+    ("POST", "/api/ris/rules/{name}/resume/"): "rules",
     ("GET", "/api/ris/audit/"): "audit_read",
     **{("GET", path): "query" for path in DICOMWEB_SEARCHES},
     **{("GET", path): "retrieve" for path in DICOMWEB_RETRIEVALS},

@@ -23,6 +23,9 @@ class BackgroundJobs:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        # Jobs of this process take turns: a real run holds the journal's lock for its whole
+        # run, and a second one started meanwhile would stop at once as interrupted.
+        self._turn = asyncio.Lock()
 
     def start(self, job_id: int, *, concurrency: int) -> None:
         """Run a job in the background unless this process already runs it."""
@@ -34,7 +37,8 @@ class BackgroundJobs:
 
     async def _run(self, job_id: int, concurrency: int) -> None:
         try:
-            await service.run_job(self._runtime, job_id, concurrency=concurrency)
+            async with self._turn:
+                await service.run_job(self._runtime, job_id, concurrency=concurrency)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -79,7 +79,8 @@ async def run_dry_job(
         studies = await select_studies(runtime.orthanc, begun.selection)
         listed: list[tuple[StudyRef, list[InstanceRef]]] = []
         for study in studies:
-            listed.append((study, await study_instances(runtime.orthanc, study)))
+            instances = await study_instances(runtime.orthanc, study)
+            listed.append((study, [ref for ref in instances if begun.selection.covers(ref)]))
         total = sum(len(instances) for _, instances in listed)
         await set_job_state(runtime, job_id, instances_total=total)
         if progress is not None:

@@ -92,6 +92,7 @@ class BegunRun:
     sample_size: int | None
     summary: RunSummary
     started: float  # time.perf_counter() at the start
+    target_syntax: str | None = None  # the job's target (None: the settings')
 
 
 async def begin_run(runtime: Runtime, job_id: int, *, dry_run: bool) -> BegunRun:
@@ -103,12 +104,13 @@ async def begin_run(runtime: Runtime, job_id: int, *, dry_run: bool) -> BegunRun
             raise ConversionJobNotFound(f"Conversion job {job_id} is already {job.state}")
         selection = repository.selection_of(job)
         sample_size = job.sample_size
+        target_syntax = job.target_syntax
         job.state = "running"
         job.started_at = job.started_at or utcnow()
     summary = RunSummary(
         job_id=job_id, state="running", dry_run=dry_run, selection=selection.describe()
     )
-    return BegunRun(selection, sample_size, summary, started)
+    return BegunRun(selection, sample_size, summary, started, target_syntax)
 
 
 async def set_job_state(runtime: Runtime, job_id: int, **values: object) -> None:

@@ -37,7 +37,7 @@ class ConversionJob(Base):
     __tablename__ = "conversion_jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    selector: Mapped[str] = mapped_column(String(16))  # study | patient | all
+    selector: Mapped[str] = mapped_column(String(16))  # study | patient | all | series
     selector_value: Mapped[str | None] = mapped_column(String(128), nullable=True)
     shard: Mapped[str | None] = mapped_column(String(32), nullable=True)  # "K/N"
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -59,6 +59,15 @@ class ConversionJob(Base):
     sample_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Dry run: how the projected bytes and time were estimated (see conversions.estimate).
     estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # What started the job: None for an administrator (API, CLI); "rule:<name>" for a
+    # compression rule (see dicomgate.rules).
+    origin: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    # Selector "series": the Orthanc IDs of its series (of the one study in selector_value) and,
+    # when not every instance of them, of its instances.
+    series_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    instance_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # The syntax to convert to (a rule's target); None: DICOMGATE_TARGET_SYNTAX.
+    target_syntax: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), server_default=func.now())
     started_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     finished_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,16 +13,20 @@ from dicomgate.errors import BadRequest, NotFound
 from dicomgate.orthanc import OrthancClient
 from dicomgate.phi import Phi
 
-SelectorKind = Literal["study", "patient", "all"]
+SelectorKind = Literal["study", "patient", "all", "series"]
 
 
 @dataclass(frozen=True)
 class Selection:
-    """Which studies a job converts: one study, one patient's, or all (optionally one shard)."""
+    """Which studies a job converts: one study, one patient's, or all (optionally one shard);
+    or given series of one study (``value``: its StudyInstanceUID), optionally only some of
+    their instances (a compression rule's job: see :func:`series_selection`)."""
 
     selector: SelectorKind
     value: str | None = None
     shard: tuple[int, int] | None = None  # (K, N), 1 ≤ K ≤ N
+    series: tuple[str, ...] = ()  # selector "series": Orthanc IDs of the series
+    instances: tuple[str, ...] = ()  # and of their instances to convert (empty: all of them)
 
     @property
     def shard_text(self) -> str | None:
@@ -37,7 +42,19 @@ class Selection:
         """A human phrase for logs and summaries."""
         if self.selector == "all":
             return "all studies" + (f" (shard {self.shard_text})" if self.shard else "")
+        if self.selector == "series":
+            count = f"{len(self.instances)} instances of " if self.instances else ""
+            plural = "series" if len(self.series) == 1 else f"{len(self.series)} series"
+            return f"{count}{plural} of study {self.value}"
         return f"{self.selector} {self.value}"
+
+    def covers(self, ref: InstanceRef) -> bool:
+        """True when an instance of a selected study is one this selection converts."""
+        if self.selector != "series":
+            return True
+        if ref.series_id not in self.series:
+            return False
+        return not self.instances or ref.orthanc_id in self.instances
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -73,6 +90,20 @@ def make_selection(
     if patient is not None:
         return Selection("patient", patient.strip())
     return Selection("all", None, parsed)
+
+
+def series_selection(
+    study_instance_uid: str, series_ids: Sequence[str], instance_ids: Sequence[str] = ()
+) -> Selection:
+    """Given series of one study (Orthanc IDs), optionally only some of their instances."""
+    if not series_ids:
+        raise BadRequest("A series selection needs at least one series")
+    return Selection(
+        "series",
+        study_instance_uid,
+        series=tuple(sorted(set(series_ids))),
+        instances=tuple(sorted(set(instance_ids))),
+    )
 
 
 def shard_of(study_instance_uid: str, count: int) -> int:
@@ -122,7 +153,7 @@ class InstanceResult:
 
 async def select_studies(orthanc: OrthancClient, selection: Selection) -> list[StudyRef]:
     """The studies a selection covers, in a stable order (by StudyInstanceUID)."""
-    if selection.selector == "study":
+    if selection.selector in ("study", "series"):
         found = await orthanc.find("Study", {"StudyInstanceUID": selection.value or ""})
         studies = [s for s in found if isinstance(s, dict)]
         if not studies:

@@ -24,7 +24,13 @@ def selection_of(job: ConversionJob) -> Selection:
     if job.shard:
         k, n = job.shard.split("/")
         shard = (int(k), int(n))
-    return Selection(job.selector, job.selector_value, shard)  # type: ignore[arg-type]
+    return Selection(
+        job.selector,  # type: ignore[arg-type]
+        job.selector_value,
+        shard,
+        series=tuple(job.series_ids or ()),
+        instances=tuple(job.instance_ids or ()),
+    )
 
 
 def add_error(job: ConversionJob, message: str) -> None:
@@ -38,12 +44,22 @@ async def create_job(
     selection: Selection,
     dry_run: bool,
     sample_size: int | None = None,
+    origin: str | None = None,
+    target_syntax: str | None = None,
 ) -> ConversionJob:
-    """A new pending job for a selection (a dry run samples ``sample_size``; None = all)."""
+    """A new pending job for a selection (a dry run samples ``sample_size``; None = all).
+
+    ``origin``: what asked for it ("rule:<name>"; None: an administrator); ``target_syntax``:
+    what to convert to (None: DICOMGATE_TARGET_SYNTAX).
+    """
     job = ConversionJob(
         selector=selection.selector,
         selector_value=selection.value,
         shard=selection.shard_text,
+        series_ids=list(selection.series) if selection.selector == "series" else None,
+        instance_ids=list(selection.instances) if selection.instances else None,
+        origin=origin,
+        target_syntax=target_syntax,
         dry_run=dry_run,
         state="pending",
         cancel_requested=False,

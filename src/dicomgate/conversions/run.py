@@ -149,7 +149,8 @@ async def _run(
         todo: list[InstanceRef] = []
         total = 0
         for study in studies:
-            instances = await study_instances(runtime.orthanc, study)
+            listed = await study_instances(runtime.orthanc, study)
+            instances = [ref for ref in listed if begun.selection.covers(ref)]
             total += len(instances)
             todo.extend(i for i in instances if i.orthanc_id not in already)
     except STOPPING_ERRORS as exc:
@@ -164,7 +165,9 @@ async def _run(
         runtime=runtime,
         journal=journal,
         job_id=job_id,
-        options=TranscodeOptions.from_settings(runtime.settings, allow_lossy=False),
+        options=TranscodeOptions.from_settings(
+            runtime.settings, allow_lossy=False, target=begun.target_syntax
+        ),
         carry=carry,
         concurrency=concurrency,
         progress=progress,

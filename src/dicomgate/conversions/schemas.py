@@ -153,9 +153,20 @@ class ConversionJobOut(BaseModel):
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [JOB_EXAMPLE]})
 
     id: int
-    selector: Literal["study", "patient", "all"]
-    selector_value: str | None
+    selector: Literal["study", "patient", "all", "series"]
+    selector_value: str | None = Field(
+        description="The study's UID, the patient's ID (selector series: the study's UID)."
+    )
     shard: str | None
+    origin: str | None = Field(
+        default=None, description="Who asked: null for an administrator, rule:<name> for a rule."
+    )
+    series_ids: list[str] | None = Field(
+        default=None, description="Selector series: the Orthanc IDs of its series."
+    )
+    target_syntax: str | None = Field(
+        default=None, description="What it converts to (null: DICOMGATE_TARGET_SYNTAX)."
+    )
     dry_run: bool
     state: Literal["pending", "running", "interrupted", "completed", "cancelled", "failed"]
     cancel_requested: bool

@@ -89,6 +89,18 @@ async def start_or_resume(
         return job.id
 
 
+async def create_job(
+    session: AsyncSession, *, selection: Selection, origin: str, target_syntax: str | None = None
+) -> int:
+    """A pending real job that something other than an administrator asked for (``origin``,
+    e.g. "rule:<name>"); it runs once handed to whatever runs jobs. Its ID."""
+    job = await repository.create_job(
+        session, selection=selection, dry_run=False, origin=origin, target_syntax=target_syntax
+    )
+    log.info("Created conversion job %d for %s (%s)", job.id, origin, selection.for_log())
+    return job.id
+
+
 async def request_cancel(session: AsyncSession, job_id: int) -> ConversionJob:
     """Ask a job to stop after the instances in flight (a pending job is cancelled at once)."""
     job = await repository.get_job(session, job_id)
