@@ -95,6 +95,19 @@ def sent_through_dicomgate(pydicom_data: Path) -> dict[str, Dataset]:
     patient's CT."""
     study_a1, study_a2, study_b1 = generate_uid(), generate_uid(), generate_uid()
     ct_series = generate_uid()
+    # Every instance of A1 carries the same study attributes, as a modality's would: Orthanc
+    # keeps a study's main tags from whichever instance it stores first, and ingest stores a
+    # request's files in no promised order.
+    study_a1_attributes = {
+        "StudyDate": "20240110",
+        "StudyTime": "101500",
+        "AccessionNumber": "ACC-A1",
+        "StudyDescription": "CT CHEST",
+        "ReferringPhysicianName": "House^Greg",
+        "InstitutionName": "General Hospital",
+        "PatientBirthDate": "19700101",
+        "PatientSex": "F",
+    }
     out: dict[str, Dataset] = {}
     for number in (1, 2, 3):
         out[f"ct{number}"] = make_dataset(
@@ -108,14 +121,7 @@ def sent_through_dicomgate(pydicom_data: Path) -> dict[str, Dataset]:
             series_uid=ct_series,
             instance_number=number,
             pixels=_noise((32, 40), number, -2048, 2047),
-            StudyDate="20240110",
-            StudyTime="101500",
-            AccessionNumber="ACC-A1",
-            StudyDescription="CT CHEST",
-            ReferringPhysicianName="House^Greg",
-            InstitutionName="General Hospital",
-            PatientBirthDate="19700101",
-            PatientSex="F",
+            **study_a1_attributes,
             RescaleIntercept=-1024,
             RescaleSlope=1,
             WindowCenter=40,
@@ -123,7 +129,8 @@ def sent_through_dicomgate(pydicom_data: Path) -> dict[str, Dataset]:
         )
     rgb = pydicom.dcmread(pydicom_data / "SC_rgb.dcm")
     out["rgb"] = _identify(rgb, patient=PATIENT_A, study=study_a1, series=generate_uid())
-    out["rgb"].StudyDate, out["rgb"].AccessionNumber = "20240110", "ACC-A1"
+    for keyword, value in study_a1_attributes.items():
+        setattr(out["rgb"], keyword, value)
     mr = pydicom.dcmread(pydicom_data / "emri_small.dcm")
     out["mr"] = _identify(mr, patient=PATIENT_A, study=study_a2, series=generate_uid())
     out["mr"].StudyDate, out["mr"].AccessionNumber = "20230505", "acc-a2"
