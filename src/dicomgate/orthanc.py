@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # Orthanc gzips answers when asked (httpx asks by default): near Orthanc it only costs CPU.
 IDENTITY = {"Accept-Encoding": "identity"}
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD"})
+"""Requests sent once more when the connection drops before Orthanc answers."""
 FindLevel = Literal["Patient", "Study", "Series", "Instance"]
 TagLevel = Literal["series", "instances"]
 
@@ -122,7 +124,15 @@ class OrthancClient:
         **kwargs: Any,
     ) -> httpx.Response:
         with map_exceptions(what):
-            response = await self._http.request(method, path, **kwargs)
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                if method not in IDEMPOTENT_METHODS:
+                    raise
+                # The connection dropped before an answer (a kept-alive one Orthanc closed as
+                # it was reused, say): an idempotent request is sent once more on a fresh one
+                # (RFC 9110 §9.2.2). A second failure is reported.
+                response = await self._http.request(method, path, **kwargs)
         _raise_for_status(response, what, not_found, storing=storing)
         return response
 

@@ -15,6 +15,9 @@ from dicomgate.orthanc import OrthancClient
 from dicomgate.requestid import propagate_to_orthanc
 from dicomgate.settings import Settings
 
+ORTHANC_KEEPALIVE_EXPIRY = 0.5
+"""Seconds an idle connection to Orthanc is kept: half of Orthanc's own idle timeout."""
+
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
     """The process's one pooled client to Orthanc (keep-alive, bounded pool, timeouts)."""
@@ -25,7 +28,9 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
         limits=httpx.Limits(
             max_connections=settings.orthanc_max_connections,
             max_keepalive_connections=settings.orthanc_max_connections,
-            keepalive_expiry=30.0,
+            # Orthanc (CivetWeb) closes a connection idle for 1 s: one kept longer can be
+            # closed by Orthanc just as it is reused ("Orthanc is unreachable" at random).
+            keepalive_expiry=ORTHANC_KEEPALIVE_EXPIRY,
         ),
         headers={"User-Agent": "dicomgate"},
         event_hooks={"request": [propagate_to_orthanc]},

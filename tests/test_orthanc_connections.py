@@ -1,0 +1,91 @@
+"""Connections to Orthanc: kept alive no longer than Orthanc keeps them, and an idempotent
+request whose connection drops before the answer is sent once more.
+
+A dropped kept-alive connection cannot be provoked on demand (it is a race with Orthanc's idle
+close), so the retry is checked with a transport that drops the first attempt; the idle limit is
+checked against a real Orthanc.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+
+from dicomgate.errors import OrthancUnavailable
+from dicomgate.orthanc import OrthancClient
+from dicomgate.runtime import ORTHANC_KEEPALIVE_EXPIRY
+from tests.orthanc_process import OrthancProcess
+
+SYSTEM = {"Name": "dicomgate-test", "Version": "1.10.1"}
+
+
+def _kept_alive_after(orthanc: OrthancProcess, idle: float) -> bool:
+    """Whether Orthanc still answers on a connection left idle for ``idle`` seconds."""
+    request = b"GET /system HTTP/1.1\r\nHost: orthanc\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", orthanc.port), timeout=5) as sock:
+        sock.sendall(request)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(idle)
+        try:
+            sock.sendall(request)
+            return sock.recv(65536).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+
+def test_orthanc_keeps_a_connection_longer_than_the_pool_does(orthanc: OrthancProcess) -> None:
+    # The pool drops a connection idle for ORTHANC_KEEPALIVE_EXPIRY; Orthanc must still hold
+    # it well beyond that, or a reused connection could be one Orthanc is closing.
+    assert _kept_alive_after(orthanc, ORTHANC_KEEPALIVE_EXPIRY + 0.3)
+    # ... and Orthanc does close idle connections (what makes the limit necessary).
+    assert not _kept_alive_after(orthanc, 2.5)
+
+
+class _DropsFirst:
+    """A transport whose first request loses its connection before any answer."""
+
+    def __init__(self, error: type[httpx.TransportError]) -> None:
+        self.error = error
+        self.calls: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(request.method)
+        if len(self.calls) == 1:
+            raise self.error("Server disconnected without sending a response.")
+        return httpx.Response(200, json=SYSTEM)
+
+
+def _client(transport: _DropsFirst) -> OrthancClient:
+    http = httpx.AsyncClient(base_url="http://orthanc", transport=httpx.MockTransport(transport))
+    return OrthancClient(http)
+
+
+@pytest.mark.parametrize("error", [httpx.RemoteProtocolError, httpx.ReadError])
+async def test_a_read_is_sent_once_more_when_its_connection_drops(
+    error: type[httpx.TransportError],
+) -> None:
+    transport = _DropsFirst(error)
+
+    assert await _client(transport).system() == SYSTEM
+    assert transport.calls == ["GET", "GET"]
+
+
+async def test_a_read_that_drops_twice_is_reported_unreachable() -> None:
+    def always_drops(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+    http = httpx.AsyncClient(base_url="http://orthanc", transport=httpx.MockTransport(always_drops))
+
+    with pytest.raises(OrthancUnavailable, match=r"^Orthanc is unreachable \(GET /system\)$"):
+        await OrthancClient(http).system()
+
+
+async def test_a_write_is_never_sent_twice() -> None:
+    transport = _DropsFirst(httpx.RemoteProtocolError)
+
+    with pytest.raises(OrthancUnavailable, match="DELETE"):
+        await _client(transport).delete("instances", "0" * 8)
+    assert transport.calls == ["DELETE"]
