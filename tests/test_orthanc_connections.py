@@ -1,9 +1,9 @@
-"""Connections to Orthanc: kept alive no longer than Orthanc keeps them, and an idempotent
+"""Connections to Orthanc: kept alive briefly (Orthanc closes idle ones), and an idempotent
 request whose connection drops before the answer is sent once more.
 
 A dropped kept-alive connection cannot be provoked on demand (it is a race with Orthanc's idle
-close), so the retry is checked with a transport that drops the first attempt; the idle limit is
-checked against a real Orthanc.
+close), so the retry is checked with a transport that drops the first attempt; Orthanc's idle close is
+checked on a real Orthanc.
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ def _kept_alive_after(orthanc: OrthancProcess, idle: float) -> bool:
             return False
 
 
-def test_orthanc_keeps_a_connection_longer_than_the_pool_does(orthanc: OrthancProcess) -> None:
-    # The pool drops a connection idle for ORTHANC_KEEPALIVE_EXPIRY; Orthanc must still hold
-    # it well beyond that, or a reused connection could be one Orthanc is closing.
-    assert _kept_alive_after(orthanc, ORTHANC_KEEPALIVE_EXPIRY + 0.3)
-    # ... and Orthanc does close idle connections (what makes the limit necessary).
+def test_orthanc_closes_idle_connections(orthanc: OrthancProcess) -> None:
+    # Why a pooled connection can be dead when it is reused: Orthanc closes one idle for about
+    # a second (under load sooner after the previous request ended), which no keep-alive
+    # expiry on the client can fully stay under; hence the one retry of a read below.
+    assert _kept_alive_after(orthanc, 0.0)
     assert not _kept_alive_after(orthanc, 2.5)
+    assert ORTHANC_KEEPALIVE_EXPIRY < 1.0
 
 
 class _DropsFirst:

@@ -16,7 +16,7 @@ from dicomgate.requestid import propagate_to_orthanc
 from dicomgate.settings import Settings
 
 ORTHANC_KEEPALIVE_EXPIRY = 0.5
-"""Seconds an idle connection to Orthanc is kept: half of Orthanc's own idle timeout."""
+"""Seconds an idle connection to Orthanc is kept: half of Orthanc's own idle close (1 s)."""
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -28,8 +28,9 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
         limits=httpx.Limits(
             max_connections=settings.orthanc_max_connections,
             max_keepalive_connections=settings.orthanc_max_connections,
-            # Orthanc (CivetWeb) closes a connection idle for 1 s: one kept longer can be
-            # closed by Orthanc just as it is reused ("Orthanc is unreachable" at random).
+            # Orthanc (CivetWeb) closes a connection idle for about 1 s (sooner under load): one
+            # kept longer can be closed just as it is reused. OrthancClient sends a read once
+            # more when that happens; the short expiry makes it rare.
             keepalive_expiry=ORTHANC_KEEPALIVE_EXPIRY,
         ),
         headers={"User-Agent": "dicomgate"},
