@@ -1,8 +1,8 @@
 """Connections to Orthanc: kept alive briefly (Orthanc closes idle ones), and an idempotent
 request whose connection drops before the answer is sent once more.
 
-A dropped kept-alive connection cannot be provoked on demand (it is a race with Orthanc's idle
-close), so the retry is checked with a transport that drops the first attempt; Orthanc's idle close is
+A dropped kept-alive connection cannot be provoked on demand (a race with Orthanc's idle close),
+so the retry is checked with a transport that drops the first attempt; Orthanc's idle close is
 checked on a real Orthanc.
 """
 
