@@ -12,6 +12,7 @@ import logging
 
 from dicomgate.conversions import repository, service
 from dicomgate.db import session_scope
+from dicomgate.errors import JobRunningElsewhere
 from dicomgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class BackgroundJobs:
                 await service.run_job(self._runtime, job_id, concurrency=concurrency)
         except asyncio.CancelledError:
             raise
+        except JobRunningElsewhere as exc:
+            log.info("%s: this process leaves it alone", exc.message)
         except Exception:
             log.exception("Conversion job %d failed", job_id)
 

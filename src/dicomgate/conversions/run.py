@@ -33,10 +33,11 @@ from dicomgate.conversions.lifecycle import (
     set_job_state,
     stop_run,
 )
+from dicomgate.conversions.locks import run_locks
 from dicomgate.conversions.plan import InstanceRef, InstanceResult, select_studies, study_instances
 from dicomgate.conversions.replace import recover_journal, replace_instance
 from dicomgate.db import session_scope
-from dicomgate.errors import ConversionJobNotFound, DicomgateError
+from dicomgate.errors import ConversionJobNotFound, DicomgateError, JobRunningElsewhere
 from dicomgate.kit.hashing import sha256_in_thread
 from dicomgate.orthanc import OrthancClient
 from dicomgate.runtime import Runtime
@@ -111,18 +112,26 @@ async def convert_instance(
 async def run_real_job(
     runtime: Runtime, job_id: int, *, concurrency: int, progress: ProgressSink | None
 ) -> RunSummary:
-    """Run (or resume) a real job under the journal's lock (one run per journal at a time)."""
-    journal = ReplaceJournal(runtime.settings.journal_dir)
-    with journal.exclusive() as owned:
-        if not owned:
-            summary = RunSummary(job_id=job_id, state="interrupted", dry_run=False, selection="")
-            return await stop_run(
-                runtime,
-                summary,
-                time.perf_counter(),
-                f"another conversion is running with the journal {journal.folder}",
-            )
-        return await _run(runtime, journal, job_id, concurrency=concurrency, progress=progress)
+    """Run (or resume) a real job: one runner per job (its lock, else JobRunningElsewhere),
+    and under the journal's lock (one run per journal folder at a time)."""
+    async with run_locks(runtime.engine) as locks:
+        # Before the job is read: a runner that just finished it released the lock after
+        # marking it completed, so begin_run sees that and refuses to run it again.
+        if not await locks.try_job(job_id):
+            raise JobRunningElsewhere(f"Conversion job {job_id} is being run by another process")
+        journal = ReplaceJournal(runtime.settings.journal_dir)
+        with journal.exclusive() as owned:
+            if not owned:
+                summary = RunSummary(
+                    job_id=job_id, state="interrupted", dry_run=False, selection=""
+                )
+                return await stop_run(
+                    runtime,
+                    summary,
+                    time.perf_counter(),
+                    f"another conversion is running with the journal {journal.folder}",
+                )
+            return await _run(runtime, journal, job_id, concurrency=concurrency, progress=progress)
 
 
 async def _run(

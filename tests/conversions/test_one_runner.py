@@ -1,0 +1,100 @@
+"""One job, one runner: two replicas on one PostgreSQL that start at once with an unfinished job
+never both run it (each with its own journal folder, as on two machines)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dicomgate.conversions.locks import run_locks
+from dicomgate.conversions.plan import make_selection
+from dicomgate.conversions.repository import create_job
+from dicomgate.db import create_engine, create_sessionmaker, session_scope
+from dicomgate.migrations import upgrade_database
+from dicomgate.settings import Settings
+from tests.conversions.test_background import STUDY, assert_converted, store_study
+from tests.databases import fresh_database
+from tests.dicomgate_process import start_dicomgate, stop_dicomgate
+from tests.orthanc_process import OrthancProcess
+
+INSTANCES = 60
+
+
+async def test_a_job_lock_is_held_by_one_connection_until_it_closes(tmp_path: Path) -> None:
+    async with fresh_database("postgresql", tmp_path, prefix="locks") as url:
+        engine = create_engine(url)
+        try:
+            async with run_locks(engine) as first, run_locks(engine) as second:
+                assert await first.try_job(7)
+                assert not await second.try_job(7)
+                assert await second.try_job(8)  # another job is free
+                assert await first.try_study("1.2.3")
+                assert not await second.try_study("1.2.3")
+                await first.release_study("1.2.3")
+                assert await second.try_study("1.2.3")
+            async with run_locks(engine) as third:  # both runs ended: everything is free
+                assert await third.try_job(7)
+                assert await third.try_study("1.2.3")
+        finally:
+            await engine.dispose()
+
+
+def _wait_done(url: str, job_id: int) -> dict[str, object]:
+    body: dict[str, object] = {}
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{url}/api/ris/conversions/{job_id}/", timeout=30).json()
+        if body["state"] not in ("pending", "running", "interrupted"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not end: {body}")
+
+
+@pytest.mark.postgres
+async def test_two_replicas_starting_at_once_run_an_unfinished_job_once(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    crcs = await asyncio.to_thread(store_study, clean_orthanc, INSTANCES)
+    async with fresh_database("postgresql", tmp_path, prefix="onerunner") as url:
+        settings = Settings(orthanc_url=clean_orthanc.url, database_url=url)
+        await asyncio.to_thread(upgrade_database, settings)
+        engine = create_engine(url)
+        async with session_scope(create_sessionmaker(engine)) as session:
+            job = await create_job(session, selection=make_selection(study=STUDY), dry_run=False)
+            job.state = "running"  # as a replica killed mid-run leaves it
+            job_id = job.id
+        await engine.dispose()
+
+        logs = [tmp_path / "a.log", tmp_path / "b.log"]
+
+        def replica(n: int) -> tuple[object, str]:
+            folder = tmp_path / f"replica-{n}"
+            folder.mkdir()
+            env = {
+                "DICOMGATE_DATABASE_URL": url,
+                "DICOMGATE_JOURNAL_DIR": str(folder / "journal"),  # one per machine
+                "DICOMGATE_LOG_LEVEL": "INFO",
+                "DICOMGATE_WORKERS": "2",
+            }
+            with logs[n].open("wb") as log:
+                return start_dicomgate(clean_orthanc.url, folder, env=env, stderr=log)
+
+        with ThreadPoolExecutor(2) as starting:  # both start at once
+            started = list(starting.map(replica, range(2)))
+        try:
+            body = await asyncio.to_thread(_wait_done, started[0][1], job_id)
+        finally:
+            for proc, _ in started:
+                stop_dicomgate(proc)  # type: ignore[arg-type]
+
+    replaced = [log.read_text().count("Replaced instance") for log in logs]
+    assert sum(replaced) == INSTANCES, f"replacements per replica: {replaced}"
+    assert 0 in replaced, f"both replicas ran the job: {replaced}"
+    assert body["state"] == "completed", body
+    assert (body["converted"], body["skipped"], body["failed"]) == (INSTANCES, 0, 0), body
+    await asyncio.to_thread(assert_converted, clean_orthanc, crcs)
