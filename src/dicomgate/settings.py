@@ -142,7 +142,8 @@ class Settings(BaseSettings):
     journal_dir: Path = Field(
         default_factory=lambda data: data["data_dir"] / "journal",
         description="Durable copies of originals while they are being replaced in Orthanc "
-        "(default: journal/ in the data folder).",
+        "(default: journal/ in the data folder). SQLite only: on PostgreSQL the journal is a "
+        "table every replica reaches.",
     )
     conversion_sample_size: int = Field(
         default=20,

@@ -24,7 +24,8 @@ def register(subparsers: Any) -> None:
         "convert-to-htj2k",
         help="convert studies stored in Orthanc to lossless HTJ2K, in place and resumable",
         description="Convert stored instances to lossless HTJ2K. Each original is kept in the "
-        "journal (DICOMGATE_JOURNAL_DIR) until Orthanc verifiably serves the converted file; "
+        "journal (DICOMGATE_JOURNAL_DIR on SQLite; a table on PostgreSQL) until Orthanc "
+        "verifiably serves the converted file; "
         "running the same command again after a crash is always safe.",
     )
     which = parser.add_mutually_exclusive_group(required=True)
