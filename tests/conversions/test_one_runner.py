@@ -1,17 +1,23 @@
 """One job, one runner: two replicas on one PostgreSQL that start at once with an unfinished job
-never both run it (each with its own journal folder, as on two machines)."""
+never both run it (each with its own journal folder, as on two machines). One study, one
+worker: two jobs over one study take turns."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from subprocess import PIPE, Popen
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from dicomgate.conversions.locks import run_locks
+from dicomgate.conversions.models import ConversionJob
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.repository import create_job
 from dicomgate.db import create_engine, create_sessionmaker, session_scope
@@ -97,4 +103,50 @@ async def test_two_replicas_starting_at_once_run_an_unfinished_job_once(
     assert 0 in replaced, f"both replicas ran the job: {replaced}"
     assert body["state"] == "completed", body
     assert (body["converted"], body["skipped"], body["failed"]) == (INSTANCES, 0, 0), body
+    await asyncio.to_thread(assert_converted, clean_orthanc, crcs)
+
+
+def _convert(orthanc_url: str, database_url: str, folder: Path, *selector: str) -> Popen[str]:
+    folder.mkdir()
+    env = {
+        **os.environ,
+        "DICOMGATE_ORTHANC_URL": orthanc_url,
+        "DICOMGATE_DATABASE_URL": database_url,
+        "DICOMGATE_JOURNAL_DIR": str(folder / "journal"),  # one per machine
+        "DICOMGATE_WORKERS": "2",
+    }
+    command = [sys.executable, "-m", "dicomgate.cli", "convert-to-htj2k", *selector]
+    return Popen(
+        [*command, "--concurrency", "2"], cwd=folder, env=env, stdout=PIPE, stderr=PIPE, text=True
+    )
+
+
+@pytest.mark.postgres
+async def test_two_jobs_over_one_study_never_convert_it_at_once(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    """Two machines, two jobs that both cover one study: the study's lock makes them take
+    turns, so each instance is replaced once (the second job finds it HTJ2K)."""
+    crcs = await asyncio.to_thread(store_study, clean_orthanc, INSTANCES)
+    async with fresh_database("postgresql", tmp_path, prefix="onestudy") as url:
+        settings = Settings(orthanc_url=clean_orthanc.url, database_url=url)
+        await asyncio.to_thread(upgrade_database, settings)
+        runs = [
+            _convert(clean_orthanc.url, url, tmp_path / "a", "--all"),
+            _convert(clean_orthanc.url, url, tmp_path / "b", "--study", STUDY),
+        ]
+        outputs = [await asyncio.to_thread(run.communicate, timeout=300) for run in runs]
+        async with session_scope(create_sessionmaker(engine := create_engine(url))) as session:
+            jobs = (await session.scalars(select(ConversionJob).order_by(ConversionJob.id))).all()
+            counts = [(j.state, j.converted, j.skipped_by_reason, j.failed) for j in jobs]
+        await engine.dispose()
+
+    for run, (out, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, f"{out}\n{err[-3000:]}"
+    replaced = [err.count("Replaced instance") for _, err in outputs]
+    assert sum(replaced) == INSTANCES, f"replacements per job: {replaced}"
+    assert sorted(c[1] for c in counts) == sorted(replaced)
+    for state, converted, skipped, failed in counts:
+        assert state == "completed" and failed == 0
+        assert converted + skipped.get("already_htj2k", 0) == INSTANCES, counts
     await asyncio.to_thread(assert_converted, clean_orthanc, crcs)

@@ -35,7 +35,7 @@ from dicomgate.conversions.lifecycle import (
     set_job_state,
     stop_run,
 )
-from dicomgate.conversions.locks import RunLocks, run_locks, wait_for_study
+from dicomgate.conversions.locks import RunLocks, wait_for_study
 from dicomgate.conversions.plan import InstanceRef, InstanceResult, select_studies, study_instances
 from dicomgate.conversions.replace import (
     Recovered,
@@ -44,7 +44,7 @@ from dicomgate.conversions.replace import (
     replace_instance,
 )
 from dicomgate.db import session_scope
-from dicomgate.errors import ConversionJobNotFound, DicomgateError, JobRunningElsewhere
+from dicomgate.errors import ConversionJobNotFound, DicomgateError
 from dicomgate.kit.hashing import sha256_in_thread
 from dicomgate.orthanc import OrthancClient
 from dicomgate.runtime import Runtime
@@ -117,30 +117,28 @@ async def convert_instance(
 
 
 async def run_real_job(
-    runtime: Runtime, job_id: int, *, concurrency: int, progress: ProgressSink | None
+    runtime: Runtime,
+    job_id: int,
+    *,
+    locks: RunLocks,
+    concurrency: int,
+    progress: ProgressSink | None,
 ) -> RunSummary:
-    """Run (or resume) a real job: one runner per job (its lock, else JobRunningElsewhere),
-    each study under its lock; with a folder journal, one run per folder at a time."""
-    async with run_locks(runtime.engine) as locks:
-        # Before the job is read: a runner that just finished it released the lock after
-        # marking it completed, so begin_run sees that and refuses to run it again.
-        if not await locks.try_job(job_id):
-            raise JobRunningElsewhere(f"Conversion job {job_id} is being run by another process")
-        journal = open_journal(runtime.engine, runtime.settings.journal_dir)
-        async with journal.exclusive() as owned:
-            if not owned:
-                summary = RunSummary(
-                    job_id=job_id, state="interrupted", dry_run=False, selection=""
-                )
-                return await stop_run(
-                    runtime,
-                    summary,
-                    time.perf_counter(),
-                    f"another conversion is running with the journal {journal.where}",
-                )
-            return await _run(
-                runtime, journal, locks, job_id, concurrency=concurrency, progress=progress
+    """Run (or resume) a real job whose lock the caller holds (:func:`.service.run_job`): each
+    study under its lock; with a folder journal, one run per folder at a time."""
+    journal = open_journal(runtime.engine, runtime.settings.journal_dir)
+    async with journal.exclusive() as owned:
+        if not owned:
+            summary = RunSummary(job_id=job_id, state="interrupted", dry_run=False, selection="")
+            return await stop_run(
+                runtime,
+                summary,
+                time.perf_counter(),
+                f"another conversion is running with the journal {journal.where}",
             )
+        return await _run(
+            runtime, journal, locks, job_id, concurrency=concurrency, progress=progress
+        )
 
 
 async def _run(
