@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from dicomgate.conversions.journals import DatabaseJournal
 from dicomgate.conversions.locks import run_locks
 from dicomgate.conversions.models import ConversionJob
 from dicomgate.conversions.plan import make_selection
@@ -149,4 +150,42 @@ async def test_two_jobs_over_one_study_never_convert_it_at_once(
     for state, converted, skipped, failed in counts:
         assert state == "completed" and failed == 0
         assert converted + skipped.get("already_htj2k", 0) == INSTANCES, counts
+    await asyncio.to_thread(assert_converted, clean_orthanc, crcs)
+
+
+@pytest.mark.postgres
+async def test_a_killed_runners_job_goes_on_in_a_live_replica(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    """A CLI run on one machine is killed (kill -9) mid-job; a replica already serving on
+    another notices within DICOMGATE_RESUME_CONVERSIONS_EVERY, settles what the dead run left
+    half-done in the study and finishes the job, with exact counters."""
+    crcs = await asyncio.to_thread(store_study, clean_orthanc, INSTANCES)
+    async with fresh_database("postgresql", tmp_path, prefix="takeover") as url:
+        settings = Settings(orthanc_url=clean_orthanc.url, database_url=url)
+        await asyncio.to_thread(upgrade_database, settings)
+        (tmp_path / "replica").mkdir()
+        replica, replica_url = await asyncio.to_thread(
+            start_dicomgate,
+            clean_orthanc.url,
+            tmp_path / "replica",
+            env={"DICOMGATE_DATABASE_URL": url, "DICOMGATE_RESUME_CONVERSIONS_EVERY": "1"},
+        )
+        try:
+            cli = _convert(clean_orthanc.url, url, tmp_path / "cli", "--study", STUDY)
+            assert cli.stderr is not None
+            for line in cli.stderr:  # the run is replacing: kill it now
+                if "Replaced instance" in line:
+                    break
+            cli.kill()
+            cli.wait()
+            body = await asyncio.to_thread(_wait_done, replica_url, 1)
+            journal_left = await DatabaseJournal(engine := create_engine(url)).count_pending()
+            await engine.dispose()
+        finally:
+            stop_dicomgate(replica)
+
+    assert body["state"] == "completed", body
+    assert (body["converted"], body["skipped"], body["failed"]) == (INSTANCES, 0, 0), body
+    assert journal_left == 0
     await asyncio.to_thread(assert_converted, clean_orthanc, crcs)
