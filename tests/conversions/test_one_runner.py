@@ -11,20 +11,29 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from subprocess import PIPE, Popen
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
+from dicomgate.conversions import run as run_module
 from dicomgate.conversions.journals import DatabaseJournal
 from dicomgate.conversions.locks import run_locks
 from dicomgate.conversions.models import ConversionJob
-from dicomgate.conversions.plan import make_selection
+from dicomgate.conversions.plan import InstanceResult, make_selection
 from dicomgate.conversions.repository import create_job
 from dicomgate.db import create_engine, create_sessionmaker, session_scope
 from dicomgate.migrations import upgrade_database
 from dicomgate.settings import Settings
-from tests.conversions.test_background import STUDY, assert_converted, store_study
+from tests.conversions.helpers import make_settings
+from tests.conversions.test_background import (
+    STUDY,
+    assert_converted,
+    job_state,
+    running_app,
+    store_study,
+)
 from tests.databases import fresh_database
 from tests.dicomgate_process import start_dicomgate, stop_dicomgate
 from tests.orthanc_process import OrthancProcess
@@ -189,3 +198,39 @@ async def test_a_killed_runners_job_goes_on_in_a_live_replica(
     assert (body["converted"], body["skipped"], body["failed"]) == (INSTANCES, 0, 0), body
     assert journal_left == 0
     await asyncio.to_thread(assert_converted, clean_orthanc, crcs)
+
+
+@pytest.mark.postgres
+async def test_a_shutdown_marks_only_the_jobs_it_ran(
+    clean_orthanc: OrthancProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica stopping interrupts the job it runs, not one another process runs (and that
+    it was only waiting to try)."""
+    await asyncio.to_thread(store_study, clean_orthanc, 3)
+    reached = asyncio.Event()
+
+    async def held(*args: Any, **kwargs: Any) -> InstanceResult:
+        reached.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never reached")
+
+    monkeypatch.setattr(run_module, "convert_instance", held)
+    async with fresh_database("postgresql", tmp_path, prefix="shutdown") as url:
+        settings = await asyncio.to_thread(make_settings, clean_orthanc, tmp_path, database_url=url)
+        engine = create_engine(url)
+        async with session_scope(create_sessionmaker(engine)) as session:
+            ours = await create_job(session, selection=make_selection(study=STUDY), dry_run=False)
+            theirs = await create_job(
+                session, selection=make_selection(all_studies=True), dry_run=False
+            )
+            theirs.state = "running"
+        async with run_locks(engine) as elsewhere:  # another process runs "theirs"
+            assert await elsewhere.try_job(theirs.id)
+            async with running_app(settings) as client:  # resumes both at start
+                await asyncio.wait_for(reached.wait(), timeout=60)
+                assert (await client.get(f"/api/ris/conversions/{ours.id}/")).json()[
+                    "state"
+                ] == "running"
+            assert await job_state(settings, ours.id) == "interrupted"
+            assert await job_state(settings, theirs.id) == "running"
+        await engine.dispose()

@@ -12,8 +12,9 @@ import contextlib
 import logging
 
 from dicomgate.conversions import repository, service
+from dicomgate.conversions.locks import run_locks
 from dicomgate.db import session_scope
-from dicomgate.errors import JobRunningElsewhere
+from dicomgate.errors import ConversionJobNotFound, JobRunningElsewhere
 from dicomgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class BackgroundJobs:
             raise
         except JobRunningElsewhere as exc:
             log.debug("%s: this process leaves it alone", exc.message)
+        except ConversionJobNotFound as exc:  # ended (or cancelled) while it waited its turn
+            log.info("%s", exc.message)
         except Exception:
             log.exception("Conversion job %d failed", job_id)
 
@@ -93,6 +96,11 @@ class BackgroundJobs:
         for job_id, task in tasks.items():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            async with session_scope(self._runtime.sessions) as session:
-                await repository.interrupt_job(session, job_id)
+            # Its run (if it began here) released the job's lock when cancelled: a job whose
+            # lock another process holds is running there, and is not this shutdown's to mark.
+            async with run_locks(self._runtime.engine) as locks:
+                if not await locks.try_job(job_id):
+                    continue
+                async with session_scope(self._runtime.sessions) as session:
+                    await repository.interrupt_job(session, job_id)
             log.warning("Conversion job %d interrupted by shutdown; it resumes at start", job_id)
