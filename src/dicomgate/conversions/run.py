@@ -4,7 +4,9 @@ Each instance goes through :func:`convert_instance` (download, transcode and ver
 pool, replace in Orthanc: see :mod:`.replace`); its outcome is recorded before its journal entry
 is dropped, so a crash in between is settled by recovery as "converted by this job", never
 miscounted. ``concurrency`` workers share one queue; Orthanc failing stops the run
-(interrupted, resumable), a cancel request stops it after the instances in flight.
+(interrupted, resumable), a cancel request stops it after the instances in flight. A study is
+taken (its lock, :mod:`.locks`) before its first instance and given back after its last; with
+the database journal, what a dead runner left half-done in it is settled as it is taken.
 """
 
 from __future__ import annotations
