@@ -1,15 +1,18 @@
 """Benchmark: in-place HTJ2K conversion vs a plain download + re-upload round trip.
 
-Usage (from the project folder): ``.venv/bin/python bench/convert.py [--instances 500]``.
-Starts its own Orthanc (OverwriteInstances off) in a temporary folder, stores a generated
-CT-like study (512×512, 16-bit allocated, 12 stored), then measures (1) the round trip each
-instance needs without conversion (download, delete, re-post) and (2) the real conversion job.
+Usage (from the project folder): ``.venv/bin/python bench/convert.py [--instances 500]
+[--journal folder|database|both] [--repeats N]``. Starts its own Orthanc (OverwriteInstances
+off) in a temporary folder, stores a generated CT-like study (512×512, 16-bit allocated, 12
+stored), then measures (1) the round trip each instance needs without conversion (download,
+delete, re-post) and (2) the real conversion job, with SQLite and its journal folder, or
+PostgreSQL and its journal table (``both``: alternately, on a fresh corpus each time).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 import time
@@ -20,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.builders import make_dataset, to_bytes
+from tests.databases import fresh_database
 from tests.orthanc_process import OrthancProcess
 
 from dicomgate.conversions.plan import make_selection
@@ -72,12 +76,45 @@ async def convert(settings: Settings, concurrency: int) -> tuple[float, int, int
         return elapsed, summary.converted, summary.bytes_before, summary.bytes_after
 
 
+async def measure(
+    orthanc: OrthancProcess, folder: Path, files: list[bytes], kind: str, args: argparse.Namespace
+) -> tuple[float, float, int, int]:
+    """One side-by-side measurement on a fresh corpus: round-trip and conversion instances/s
+    with this journal (``folder``: SQLite and its folder; ``database``: PostgreSQL's table)."""
+    await asyncio.to_thread(orthanc.clear)
+    for data in files:
+        await asyncio.to_thread(orthanc.store, data)
+    async with fresh_database(
+        "sqlite" if kind == "folder" else "postgresql", folder, prefix="bench"
+    ) as url:
+        settings = Settings(
+            orthanc_url=orthanc.url,
+            database_url=url,
+            workers=args.workers,
+            journal_dir=folder / f"journal-{kind}",
+        )
+        await asyncio.to_thread(upgrade_database, settings)
+        trip = await round_trip(settings, args.concurrency)
+        elapsed, converted, before, after = await convert(settings, args.concurrency)
+    return len(files) / trip, converted / elapsed, before, after
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--instances", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--journal",
+        choices=["folder", "database", "both"],
+        default="folder",
+        help="folder: SQLite and the journal folder; database: PostgreSQL (DICOMGATE_TEST_"
+        "POSTGRES_URL) and its journal table; both: side by side, alternating",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="measurements per journal")
     args = parser.parse_args()
+    kinds = ["folder", "database"] if args.journal == "both" else [args.journal]
+    rates: dict[str, list[tuple[float, float]]] = {kind: [] for kind in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "orthanc").mkdir()
@@ -86,42 +123,45 @@ def main() -> None:
         try:
             rng = np.random.default_rng(1)
             study = "1.2.826.0.1.3680043.10.77.1"
-            for i in range(args.instances):
-                ds = make_dataset(
-                    rows=512,
-                    columns=512,
-                    pixels=ct_slice(i, rng),
-                    study_uid=study,
-                    series_uid=study + ".1",
-                    instance_number=i + 1,
-                    patient_id="BENCH",
+            files = [
+                to_bytes(
+                    make_dataset(
+                        rows=512,
+                        columns=512,
+                        pixels=ct_slice(i, rng),
+                        study_uid=study,
+                        series_uid=study + ".1",
+                        instance_number=i + 1,
+                        patient_id="BENCH",
+                    )
                 )
-                orthanc.store(to_bytes(ds))
-            settings = Settings(
-                orthanc_url=orthanc.url,
-                database_url=f"sqlite+aiosqlite:///{folder / 'bench.db'}",
-                workers=args.workers,
-                journal_dir=folder / "journal",
-            )
-            upgrade_database(settings)
-            trip = asyncio.run(round_trip(settings, args.concurrency))
-            elapsed, converted, before, after = asyncio.run(convert(settings, args.concurrency))
+                for i in range(args.instances)
+            ]
+            for _ in range(args.repeats):
+                for kind in kinds:
+                    trip, conv, before, after = asyncio.run(
+                        measure(orthanc, folder, files, kind, args)
+                    )
+                    rates[kind].append((trip, conv))
         finally:
             orthanc.stop()
-    n = args.instances
     print(
-        f"instances: {n} (512×512, 16-bit), concurrency {args.concurrency}, "
-        f"{args.workers} codec workers"
+        f"instances: {args.instances} (512×512, 16-bit), concurrency {args.concurrency}, "
+        f"{args.workers} codec workers, {args.repeats} measurement(s) per journal"
     )
-    print(
-        f"round trip (download, delete, re-post, verify download): {trip:.1f} s, "
-        f"{n / trip:.1f} instances/s"
-    )
-    print(
-        f"conversion: {elapsed:.1f} s, {converted / elapsed:.1f} instances/s "
-        f"({converted} converted)"
-    )
-    print(f"ratio conversion / round trip: {(converted / elapsed) / (n / trip):.2f}×")
+    for kind, measured in rates.items():
+        trip = statistics.median(t for t, _ in measured)
+        conv = statistics.median(c for _, c in measured)
+        ratio = statistics.median(c / t for t, c in measured)
+        print(
+            f"{kind} journal: round trip (download, delete, re-post, verify download) "
+            f"{trip:.1f} instances/s; conversion {conv:.1f} instances/s; "
+            f"conversion / round trip {ratio:.2f}× (medians)"
+        )
+    if len(kinds) == 2:
+        pairs = zip(rates["folder"], rates["database"], strict=True)
+        ratio = statistics.median(d[1] / f[1] for f, d in pairs)
+        print(f"conversion rate, database journal / folder journal: {ratio:.2f}× (median)")
     print(
         f"bytes: {before / 2**20:.1f} MiB → {after / 2**20:.1f} MiB "
         f"({100 * (1 - after / before):.1f}% saved)"

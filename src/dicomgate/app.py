@@ -209,6 +209,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             if settings.resume_conversions_on_start:
                 await jobs.resume_unfinished()
+            if runtime.engine.dialect.name == "postgresql" and settings.resume_conversions_every:
+                jobs.watch(every=settings.resume_conversions_every)
 
             async def start_job(job_id: int) -> None:
                 jobs.start(job_id, concurrency=2)

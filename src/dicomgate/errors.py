@@ -195,6 +195,12 @@ class Conflict(DicomgateError):
     default_message = "The resource was changed concurrently; retry"
 
 
+class JobRunningElsewhere(Conflict):
+    """Another process holds the conversion job's lock and runs it."""
+
+    default_message = "The conversion job is being run by another process"
+
+
 class StudyMismatch(DicomgateError):
     """An instance stored to one study's URL belongs to another study (PS3.18 §10.5.3)."""
 

@@ -142,7 +142,8 @@ class Settings(BaseSettings):
     journal_dir: Path = Field(
         default_factory=lambda data: data["data_dir"] / "journal",
         description="Durable copies of originals while they are being replaced in Orthanc "
-        "(default: journal/ in the data folder).",
+        "(default: journal/ in the data folder). SQLite only: on PostgreSQL the journal is a "
+        "table every replica reaches.",
     )
     conversion_sample_size: int = Field(
         default=20,
@@ -189,8 +190,15 @@ class Settings(BaseSettings):
 
     resume_conversions_on_start: bool = Field(
         default=True,
-        description="Resume conversion jobs left unfinished when the service starts. With "
-        "several replicas, turn it on for one of them only.",
+        description="Resume conversion jobs left unfinished when the service starts. On "
+        "PostgreSQL every replica may (a job's lock lets one run it); on SQLite run one process.",
+    )
+    resume_conversions_every: float = Field(
+        default=30.0,
+        ge=0,
+        description="PostgreSQL: seconds between two looks for unfinished conversion jobs that "
+        "no live process runs (their runner died); each is resumed by one replica. 0: only at "
+        "start. Ignored on SQLite.",
     )
 
     # --- Audit trail -----------------------------------------------------------------------------

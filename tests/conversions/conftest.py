@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from dicomgate.conversions.journals import Journal, open_journal
 from dicomgate.runtime import Runtime, open_runtime
 from dicomgate.settings import Settings
-from tests.conversions.helpers import USER_METADATA, make_settings
+from tests.conversions.helpers import JOURNALS, USER_METADATA, make_settings
+from tests.databases import fresh_database
 from tests.orthanc_process import OrthancProcess
 
 
@@ -44,3 +47,22 @@ def conv_settings(conv_orthanc: OrthancProcess, tmp_path: Path) -> Settings:
 async def runtime(conv_settings: Settings) -> AsyncIterator[Runtime]:
     async with open_runtime(conv_settings) as rt:
         yield rt
+
+
+@pytest.fixture(params=JOURNALS)
+async def journal_runtime(
+    request: pytest.FixtureRequest, conv_orthanc: OrthancProcess, tmp_path: Path
+) -> AsyncIterator[Runtime]:
+    """A runtime on SQLite (folder journal), then on a fresh PostgreSQL database (its table)."""
+    async with fresh_database(
+        "sqlite" if request.param == "folder" else "postgresql", tmp_path, prefix="journal"
+    ) as url:
+        settings = await asyncio.to_thread(make_settings, conv_orthanc, tmp_path, database_url=url)
+        async with open_runtime(settings) as rt:
+            yield rt
+
+
+@pytest.fixture
+def journal(journal_runtime: Runtime) -> Journal:
+    """The journal the runtime's database brings (see ``journal_runtime``)."""
+    return open_journal(journal_runtime.engine, journal_runtime.settings.journal_dir)

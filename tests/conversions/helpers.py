@@ -29,15 +29,21 @@ CORPUS = {
 }
 
 
+JOURNALS = ["folder", "database"]  # SQLite's journal folder; PostgreSQL's table
+
+
 # User-defined metadata Orthanc keeps per instance (lost with a delete; carried over by a run).
 USER_METADATA = {"Comment": 1024}
 
 
-def make_settings(orthanc: OrthancProcess, folder: Path) -> Settings:
-    """Settings for a run against ``orthanc`` with its own migrated SQLite DB and journal."""
+def make_settings(
+    orthanc: OrthancProcess, folder: Path, *, database_url: str | None = None
+) -> Settings:
+    """Settings for a run against ``orthanc`` with its own migrated DB (SQLite unless
+    ``database_url``; PostgreSQL brings the database journal) and journal folder."""
     settings = Settings(
         orthanc_url=orthanc.url,
-        database_url=f"sqlite+aiosqlite:///{folder / 'conv.db'}",
+        database_url=database_url or f"sqlite+aiosqlite:///{folder / 'conv.db'}",
         workers=2,
         orthanc_timeout=30,
         journal_dir=folder / "journal",

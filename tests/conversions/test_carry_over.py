@@ -6,11 +6,13 @@ from io import BytesIO
 
 import httpx
 import pydicom
+import pytest
 
 from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.codec.transcode import TranscodeOptions, transcode
 from dicomgate.conversions.carry import CarryOver, detect_carry_over, read_state
-from dicomgate.conversions.journal import JournalEntry, ReplaceJournal
+from dicomgate.conversions.journal import JournalEntry
+from dicomgate.conversions.journals import Journal, open_journal
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.replace import recover_journal
 from dicomgate.conversions.service import run_job, start_or_resume
@@ -21,6 +23,12 @@ from tests.conversions.helpers import delete_instance, served_file
 from tests.orthanc_process import OrthancProcess
 
 USER_VALUES = {"Comment": "reviewed by Dr. Müller\nsecond line", "2000": "unnamed user slot"}
+
+
+@pytest.fixture
+def runtime(journal_runtime: Runtime) -> Runtime:
+    """Every test here on both journals: SQLite's folder, PostgreSQL's table."""
+    return journal_runtime
 
 
 def _set_metadata(orthanc: OrthancProcess, orthanc_id: str, values: dict[str, str]) -> None:
@@ -72,12 +80,12 @@ class TestConversionCarriesMetadata:
         assert after["Origin"] == origin_before  # Orthanc's own, set again by Orthanc
         assert _user(_metadata(conv_orthanc, plain["ID"])) == {}
         assert _syntax(served_file(conv_orthanc, tagged["ID"])) in HTJ2K_SYNTAXES
-        assert ReplaceJournal(runtime.settings.journal_dir).entries() == []
+        assert await open_journal(runtime.engine, runtime.settings.journal_dir).entries() == []
 
 
 def _journaled(
     orthanc: OrthancProcess, runtime: Runtime
-) -> tuple[str, bytes, bytes, JournalEntry, ReplaceJournal]:
+) -> tuple[str, bytes, bytes, JournalEntry, Journal]:
     """A stored instance with user metadata, and its journal entry as a run writes it."""
     original = to_bytes(make_dataset(rows=16, columns=16))
     orthanc_id = orthanc.store(original)["ID"]
@@ -97,7 +105,7 @@ def _journaled(
             converted_size=len(converted),
             user_metadata=dict(USER_VALUES),
         ),
-        ReplaceJournal(runtime.settings.journal_dir),
+        open_journal(runtime.engine, runtime.settings.journal_dir),
     )
 
 
@@ -114,7 +122,7 @@ class TestRecoveryRestoresMetadata:
         self, conv_orthanc: OrthancProcess, runtime: Runtime
     ) -> None:
         orthanc_id, original, _, entry, journal = _journaled(conv_orthanc, runtime)
-        journal.record(entry, original)
+        await journal.record(entry, original)
         delete_instance(conv_orthanc, orthanc_id)  # the crash: metadata gone with the instance
 
         settled = await recover_journal(runtime.orthanc, journal)
@@ -122,13 +130,13 @@ class TestRecoveryRestoresMetadata:
         assert [s.result for s in settled] == ["rolled_back"]
         assert served_file(conv_orthanc, orthanc_id) == original
         assert _user(_metadata(conv_orthanc, orthanc_id)) == USER_VALUES
-        assert journal.entries() == []
+        assert await journal.entries() == []
 
     async def test_crash_after_the_converted_file_was_posted(
         self, conv_orthanc: OrthancProcess, runtime: Runtime
     ) -> None:
         orthanc_id, original, converted, entry, journal = _journaled(conv_orthanc, runtime)
-        journal.record(entry, original)
+        await journal.record(entry, original)
         delete_instance(conv_orthanc, orthanc_id)
         assert conv_orthanc.store(converted)["Status"] == "Success"
 
@@ -142,7 +150,7 @@ class TestRecoveryRestoresMetadata:
         self, conv_orthanc: OrthancProcess, runtime: Runtime
     ) -> None:
         orthanc_id, original, _, entry, journal = _journaled(conv_orthanc, runtime)
-        journal.record(entry, original)
+        await journal.record(entry, original)
         delete_instance(conv_orthanc, orthanc_id)
         assert conv_orthanc.store(original)["Status"] == "Success"  # re-posted, not yet tagged
 

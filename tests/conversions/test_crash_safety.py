@@ -1,7 +1,9 @@
-"""Crash safety: the CLI killed with SIGKILL at random moments, and Orthanc restarted mid-run."""
+"""Crash safety: the CLI killed with SIGKILL at random moments (with either journal), and Orthanc
+restarted mid-run."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import re
@@ -10,14 +12,22 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from dicomgate.codec.profiles import HTJ2K_SYNTAXES
+from dicomgate.db import create_engine
+from dicomgate.migrations import upgrade_database
+from dicomgate.settings import Settings
 from tests.builders import make_dataset, to_bytes
-from tests.conversions.helpers import decoded_crc32s, stored_files
+from tests.conversions.helpers import JOURNALS, decoded_crc32s, stored_files
+from tests.databases import admin_execute, postgres_admin_url
 from tests.orthanc_process import OrthancProcess
 
 INSTANCES = 200
@@ -52,11 +62,13 @@ def _generate(orthanc: OrthancProcess) -> dict[str, tuple[int, ...]]:
     return expected
 
 
-def _cli(orthanc: OrthancProcess, folder: Path, *args: str) -> subprocess.Popen[str]:
+def _cli(
+    orthanc: OrthancProcess, folder: Path, *args: str, database_url: str | None = None
+) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "DICOMGATE_ORTHANC_URL": orthanc.url,
-        "DICOMGATE_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'conv.db'}",
+        "DICOMGATE_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{folder / 'conv.db'}",
         "DICOMGATE_JOURNAL_DIR": str(folder / "journal"),
         "DICOMGATE_WORKERS": "2",
         "DICOMGATE_ORTHANC_TIMEOUT": "10",
@@ -115,17 +127,52 @@ def db_folder(tmp_path: Path, conv_settings: object) -> Path:
     return tmp_path
 
 
+@pytest.fixture(params=JOURNALS)
+def database_url(request: pytest.FixtureRequest, db_folder: Path) -> Iterator[str]:
+    """SQLite (the folder journal), then a fresh PostgreSQL database (the database journal)."""
+    if request.param == "folder":
+        yield f"sqlite+aiosqlite:///{db_folder / 'conv.db'}"
+        return
+    name = f"dicomgate_crash_{uuid.uuid4().hex[:12]}"
+    asyncio.run(admin_execute(f'CREATE DATABASE "{name}"'))
+    try:
+        url = make_url(postgres_admin_url()).set(database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _pending_in_database(url: str) -> tuple[int, int]:
+    """Entries left in the database journal, and large objects left in the database."""
+
+    async def count() -> tuple[int, int]:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as conn:
+                entries = await conn.scalar(text("SELECT count(*) FROM replace_journal"))
+                objects = await conn.scalar(text("SELECT count(*) FROM pg_largeobject_metadata"))
+            return int(entries or 0), int(objects or 0)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("any_orthanc", [False], indirect=True, ids=["overwrite-off"])
 def test_kill_9_at_random_moments_then_resume(
-    conv_orthanc: OrthancProcess, db_folder: Path
+    conv_orthanc: OrthancProcess, db_folder: Path, database_url: str
 ) -> None:
+    if database_url.startswith("postgresql"):
+        upgrade_database(Settings(orthanc_url=conv_orthanc.url, database_url=database_url))
     expected = _generate(conv_orthanc)
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
     outputs: list[str] = []
     for _ in range(KILLS):
-        proc = _cli(conv_orthanc, db_folder, "--resume", "--concurrency", "2")
+        proc = _cli(
+            conv_orthanc, db_folder, "--resume", "--concurrency", "2", database_url=database_url
+        )
         lines, pump = _wait_for(proc, "Replaced instance")  # workers warm, work under way
         # A random moment, but before this run replaces more than its share: the job must still
         # be unfinished after every kill (a fast machine would otherwise finish it in the loop).
@@ -138,7 +185,7 @@ def test_kill_9_at_random_moments_then_resume(
         outputs.append("".join(lines))
     replaced_before_final = sum(err.count("Replaced instance") for err in outputs)
 
-    final = _cli(conv_orthanc, db_folder, "--resume")
+    final = _cli(conv_orthanc, db_folder, "--resume", database_url=database_url)
     out, err = final.communicate(timeout=120)
 
     assert final.returncode == 0, f"seed {seed}\n{out}\n{err[-3000:]}"
@@ -155,6 +202,8 @@ def test_kill_9_at_random_moments_then_resume(
     _assert_all_converted(conv_orthanc, expected)
     assert list((db_folder / "journal").glob("*.json")) == []
     assert list((db_folder / "journal").glob("*.dcm")) == []
+    if database_url.startswith("postgresql"):
+        assert _pending_in_database(database_url) == (0, 0)
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from dicomgate.conversions.carry import (
     removed_parents,
 )
 from dicomgate.conversions.journal import JournalEntry, ParentCarried, ReplaceJournal
+from dicomgate.conversions.journals import Journal, open_journal
 from dicomgate.conversions.plan import (
     InstanceRef,
     make_selection,
@@ -55,6 +56,12 @@ PARENT_VALUES = {
 }
 USER_NAMES = {"Comment", "2000", "2001"}
 PARENT_KEYS = {"series": "ParentSeries", "studies": "ParentStudy", "patients": "ParentPatient"}
+
+
+@pytest.fixture
+def runtime(journal_runtime: Runtime) -> Runtime:
+    """Every test here on both journals: SQLite's folder, PostgreSQL's table."""
+    return journal_runtime
 
 
 def _store_study(orthanc: OrthancProcess, instances: int) -> tuple[list[bytes], dict[str, str]]:
@@ -144,7 +151,7 @@ class TestConversionKeepsParents:
 
         _assert_parents_kept(conv_orthanc, parents)
         assert _syntax(served_file(conv_orthanc, ref.orthanc_id)) in HTJ2K_SYNTAXES
-        assert ReplaceJournal(runtime.settings.journal_dir).entries() == []
+        assert await open_journal(runtime.engine, runtime.settings.journal_dir).entries() == []
 
     async def test_a_series_the_workers_empty_together_keeps_its_parents(
         self, conv_orthanc: OrthancProcess, runtime: Runtime
@@ -208,7 +215,7 @@ class TestConversionKeepsParents:
 
 def _journaled(
     runtime: Runtime, original: bytes, ref: InstanceRef, parents: tuple[ParentCarried, ...]
-) -> tuple[bytes, JournalEntry, ReplaceJournal]:
+) -> tuple[bytes, JournalEntry, Journal]:
     """The converted file and the journal entry a run writes for ``ref``."""
     converted = transcode(original, TranscodeOptions()).data
     entry = JournalEntry(
@@ -221,12 +228,12 @@ def _journaled(
         converted_size=len(converted),
         parents=parents,
     )
-    return converted, entry, ReplaceJournal(runtime.settings.journal_dir)
+    return converted, entry, open_journal(runtime.engine, runtime.settings.journal_dir)
 
 
 async def _single(
     orthanc: OrthancProcess, runtime: Runtime
-) -> tuple[bytes, dict[str, str], bytes, JournalEntry, ReplaceJournal]:
+) -> tuple[bytes, dict[str, str], bytes, JournalEntry, Journal]:
     """A decorated one-instance patient and the journal entry a run writes for it."""
     files, parents = _store_study(orthanc, instances=1)
     _decorate(orthanc, parents)
@@ -251,7 +258,7 @@ class TestCrashWindowsAndRollback:
         self, conv_orthanc: OrthancProcess, runtime: Runtime
     ) -> None:
         original, parents, _, entry, journal = await _single(conv_orthanc, runtime)
-        journal.record(entry, original)
+        await journal.record(entry, original)
         delete_instance(conv_orthanc, entry.orthanc_id)  # the crash: the patient went too
         assert _patients(conv_orthanc) == []
 
@@ -260,13 +267,13 @@ class TestCrashWindowsAndRollback:
         assert [s.result for s in settled] == ["rolled_back"]
         assert served_file(conv_orthanc, entry.orthanc_id) == original
         _assert_parents_kept(conv_orthanc, parents)
-        assert journal.entries() == []
+        assert await journal.entries() == []
 
     async def test_crash_after_the_converted_file_was_posted(
         self, conv_orthanc: OrthancProcess, runtime: Runtime
     ) -> None:
         original, parents, converted, entry, journal = await _single(conv_orthanc, runtime)
-        journal.record(entry, original)
+        await journal.record(entry, original)
         delete_instance(conv_orthanc, entry.orthanc_id)
         assert conv_orthanc.store(converted)["Status"] == "Success"  # re-created bare
         assert _protected(conv_orthanc, parents["patients"]) == "0"
@@ -281,7 +288,7 @@ class TestCrashWindowsAndRollback:
         self, conv_orthanc: OrthancProcess, runtime: Runtime
     ) -> None:
         original, parents, _, entry, journal = await _single(conv_orthanc, runtime)
-        journal.record(entry, original)
+        await journal.record(entry, original)
         delete_instance(conv_orthanc, entry.orthanc_id)
         assert conv_orthanc.store(original)["Status"] == "Success"
 
@@ -304,7 +311,7 @@ class TestCrashWindowsAndRollback:
 
         assert served_file(conv_orthanc, entry.orthanc_id) == original
         _assert_parents_kept(conv_orthanc, parents)
-        assert journal.entries() == []
+        assert await journal.entries() == []
 
     async def test_a_removal_nobody_expected_is_logged(
         self, conv_orthanc: OrthancProcess, runtime: Runtime, caplog: pytest.LogCaptureFixture

@@ -8,6 +8,8 @@ import pytest
 
 from dicomgate.codec.transcode import TranscodeOptions, transcode
 from dicomgate.conversions.journal import JournalEntry, ReplaceJournal
+from dicomgate.conversions.journals import Journal
+from dicomgate.conversions.locks import run_locks
 from dicomgate.conversions.replace import post_expecting, recover_journal
 from dicomgate.errors import ReplaceFailed
 from dicomgate.kit.hashing import sha256
@@ -17,9 +19,10 @@ from tests.conversions.helpers import delete_instance, served_file
 from tests.orthanc_process import OrthancProcess
 
 
-def _entry(orthanc_id: str, original: bytes, converted: bytes) -> JournalEntry:
+def _entry(orthanc_id: str, original: bytes, converted: bytes, study: str = "") -> JournalEntry:
     return JournalEntry(
         orthanc_id=orthanc_id,
+        study_instance_uid=study,
         sop_instance_uid="1.2.3",
         original_sha256=sha256(original),
         original_size=len(original),
@@ -75,60 +78,84 @@ def _stored_pair(orthanc: OrthancProcess) -> tuple[str, bytes, bytes]:
 
 
 class TestRecovery:
+    """Each case on both journals: SQLite's folder and PostgreSQL's table."""
+
     async def test_crash_between_delete_and_post_reposts_the_original(
-        self, conv_orthanc: OrthancProcess, runtime: Runtime
+        self, conv_orthanc: OrthancProcess, journal_runtime: Runtime, journal: Journal
     ) -> None:
         orthanc_id, original, converted = _stored_pair(conv_orthanc)
-        journal = ReplaceJournal(runtime.settings.journal_dir)
-        journal.record(_entry(orthanc_id, original, converted), original)
+        await journal.record(_entry(orthanc_id, original, converted), original)
         delete_instance(conv_orthanc, orthanc_id)
 
-        settled = await recover_journal(runtime.orthanc, journal)
+        settled = await recover_journal(journal_runtime.orthanc, journal)
 
         assert [s.result for s in settled] == ["rolled_back"]
         assert served_file(conv_orthanc, orthanc_id) == original
-        assert journal.entries() == []
+        assert await journal.entries() == []
+        assert await journal.count_pending() == 0
 
     async def test_crash_after_the_post_keeps_the_converted_file(
-        self, conv_orthanc: OrthancProcess, runtime: Runtime
+        self, conv_orthanc: OrthancProcess, journal_runtime: Runtime, journal: Journal
     ) -> None:
         orthanc_id, original, converted = _stored_pair(conv_orthanc)
-        journal = ReplaceJournal(runtime.settings.journal_dir)
-        journal.record(_entry(orthanc_id, original, converted), original)
+        await journal.record(_entry(orthanc_id, original, converted), original)
         delete_instance(conv_orthanc, orthanc_id)
         assert conv_orthanc.store(converted)["Status"] == "Success"
 
-        settled = await recover_journal(runtime.orthanc, journal)
+        settled = await recover_journal(journal_runtime.orthanc, journal)
 
         assert [s.result for s in settled] == ["finished"]
         assert served_file(conv_orthanc, orthanc_id) == converted
-        assert journal.entries() == []
+        assert await journal.entries() == []
 
     async def test_something_else_served_is_replaced_by_the_original(
-        self, conv_orthanc: OrthancProcess, runtime: Runtime
+        self, conv_orthanc: OrthancProcess, journal_runtime: Runtime, journal: Journal
     ) -> None:
         orthanc_id, original, converted = _stored_pair(conv_orthanc)
-        journal = ReplaceJournal(runtime.settings.journal_dir)
-        journal.record(_entry(orthanc_id, original, converted + b"\0\0"), original)
+        await journal.record(_entry(orthanc_id, original, converted + b"\0\0"), original)
         delete_instance(conv_orthanc, orthanc_id)
         assert conv_orthanc.store(converted)["Status"] == "Success"  # not the journaled result
 
-        settled = await recover_journal(runtime.orthanc, journal)
+        settled = await recover_journal(journal_runtime.orthanc, journal)
 
         assert [s.result for s in settled] == ["rolled_back"]
         assert served_file(conv_orthanc, orthanc_id) == original
 
     async def test_nothing_happened_yet_leaves_the_original(
-        self, conv_orthanc: OrthancProcess, runtime: Runtime
+        self, conv_orthanc: OrthancProcess, journal_runtime: Runtime, journal: Journal
     ) -> None:
         orthanc_id, original, converted = _stored_pair(conv_orthanc)
-        journal = ReplaceJournal(runtime.settings.journal_dir)
-        journal.record(_entry(orthanc_id, original, converted), original)
+        await journal.record(_entry(orthanc_id, original, converted), original)
 
-        settled = await recover_journal(runtime.orthanc, journal)
+        settled = await recover_journal(journal_runtime.orthanc, journal)
 
         assert [s.result for s in settled] == ["untouched"]
         assert served_file(conv_orthanc, orthanc_id) == original
+
+
+@pytest.mark.parametrize("journal_runtime", ["database"], indirect=True)
+async def test_a_study_another_live_runner_holds_is_left_to_it(
+    conv_orthanc: OrthancProcess, journal_runtime: Runtime, journal: Journal
+) -> None:
+    """Never two settlers at once: the entries of a held study wait for its holder (or for the
+    next runner to take it once the holder's connection, and so its lock, is gone)."""
+    orthanc_id, original, converted = _stored_pair(conv_orthanc)
+    entry = _entry(orthanc_id, original, converted, study="1.2.826.0.1.3680043.10.7.1")
+    await journal.record(entry, original)
+    delete_instance(conv_orthanc, orthanc_id)  # as a runner in the middle of the replacement
+
+    async with run_locks(journal_runtime.engine) as holder:
+        assert await holder.try_study(entry.study_instance_uid)
+        async with run_locks(journal_runtime.engine) as other:
+            assert await recover_journal(journal_runtime.orthanc, journal, locks=other) == []
+        assert await journal.count_pending() == 1
+        assert served_file(conv_orthanc, orthanc_id) is None  # untouched by the other runner
+
+    async with run_locks(journal_runtime.engine) as next_runner:  # the holder is gone
+        settled = await recover_journal(journal_runtime.orthanc, journal, locks=next_runner)
+    assert [s.result for s in settled] == ["rolled_back"]
+    assert served_file(conv_orthanc, orthanc_id) == original
+    assert await journal.count_pending() == 0
 
 
 @pytest.mark.parametrize("any_orthanc", [False], indirect=True, ids=["overwrite-off"])

@@ -7,12 +7,13 @@ import dataclasses
 from io import BytesIO
 
 import pydicom
+import pytest
 from sqlalchemy import select
 
 from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.codec.transcode import TranscodeOptions
 from dicomgate.conversions.commands import format_summary
-from dicomgate.conversions.journal import ReplaceJournal
+from dicomgate.conversions.journals import open_journal
 from dicomgate.conversions.models import ConversionJob, ConversionOutcome
 from dicomgate.conversions.plan import InstanceRef, make_selection, select_studies, study_instances
 from dicomgate.conversions.repository import record_outcome
@@ -25,6 +26,12 @@ from tests.conversions.helpers import served_file
 from tests.orthanc_process import OrthancProcess
 
 STUDY = "1.2.826.0.1.3680043.10.9.400"
+
+
+@pytest.fixture
+def runtime(journal_runtime: Runtime) -> Runtime:
+    """Every test here on both journals: SQLite's folder, PostgreSQL's table."""
+    return journal_runtime
 
 
 def _store(orthanc: OrthancProcess, *, small: int, large: int) -> dict[str, int]:
@@ -125,7 +132,7 @@ class TestCrashBetweenReplacementAndOutcome:
     ) -> None:
         _store(conv_orthanc, small=3, large=0)
         job_id = await _job(runtime)
-        journal = ReplaceJournal(runtime.settings.journal_dir)
+        journal = open_journal(runtime.engine, runtime.settings.journal_dir)
         refs = await _refs(runtime)
         ref = refs[0]
         # The crash window: this job replaced the instance, then died before recording it.
@@ -138,7 +145,7 @@ class TestCrashBetweenReplacementAndOutcome:
             job_id=job_id,
         )
         assert converted.outcome == "converted"
-        assert [e.orthanc_id for e in journal.entries()] == [ref.orthanc_id]
+        assert [e.orthanc_id for e in await journal.entries()] == [ref.orthanc_id]
 
         summary = await run_job(runtime, job_id, concurrency=2)
 
@@ -149,14 +156,14 @@ class TestCrashBetweenReplacementAndOutcome:
         assert summary.bytes_before == sum(r.file_size for r in refs)  # the originals' sizes
         outcomes = await _outcomes(runtime, job_id)
         assert outcomes[ref.orthanc_id] == ("converted", 1)
-        assert journal.entries() == []
+        assert await journal.entries() == []
 
     async def test_a_recorded_replacement_is_not_counted_twice(
         self, conv_orthanc: OrthancProcess, runtime: Runtime
     ) -> None:
         _store(conv_orthanc, small=3, large=0)
         job_id = await _job(runtime)
-        journal = ReplaceJournal(runtime.settings.journal_dir)
+        journal = open_journal(runtime.engine, runtime.settings.journal_dir)
         ref = (await _refs(runtime))[0]
         result = await convert_instance(
             runtime.orthanc,
@@ -173,14 +180,14 @@ class TestCrashBetweenReplacementAndOutcome:
 
         assert [r.result for r in summary.recovered] == ["finished"]
         assert (summary.converted, summary.skipped) == (3, 0)
-        assert journal.entries() == []
+        assert await journal.entries() == []
 
     async def test_recovery_records_into_the_job_that_made_the_replacement(
         self, conv_orthanc: OrthancProcess, runtime: Runtime
     ) -> None:
         _store(conv_orthanc, small=2, large=0)
         crashed = await _job(runtime)
-        journal = ReplaceJournal(runtime.settings.journal_dir)
+        journal = open_journal(runtime.engine, runtime.settings.journal_dir)
         ref = (await _refs(runtime))[0]
         await convert_instance(
             runtime.orthanc,

@@ -1,4 +1,5 @@
-"""Conversion jobs the service runs in the background: resumed at start, interrupted at stop.
+"""Conversion jobs the service runs in the background: resumed at start (and, on PostgreSQL,
+whenever their runner died), interrupted at stop.
 
 A job interrupted anywhere (shutdown, crash, kill -9) is safe to resume: every half-done
 replacement is in the journal and ``run_job`` settles it before new work.
@@ -11,7 +12,9 @@ import contextlib
 import logging
 
 from dicomgate.conversions import repository, service
+from dicomgate.conversions.locks import run_locks
 from dicomgate.db import session_scope
+from dicomgate.errors import ConversionJobNotFound, JobRunningElsewhere
 from dicomgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,7 @@ class BackgroundJobs:
         # Jobs of this process take turns: a real run holds the journal's lock for its whole
         # run, and a second one started meanwhile would stop at once as interrupted.
         self._turn = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
 
     def start(self, job_id: int, *, concurrency: int) -> None:
         """Run a job in the background unless this process already runs it."""
@@ -41,6 +45,10 @@ class BackgroundJobs:
                 await service.run_job(self._runtime, job_id, concurrency=concurrency)
         except asyncio.CancelledError:
             raise
+        except JobRunningElsewhere as exc:
+            log.debug("%s: this process leaves it alone", exc.message)
+        except ConversionJobNotFound as exc:  # ended (or cancelled) while it waited its turn
+            log.info("%s", exc.message)
         except Exception:
             log.exception("Conversion job %d failed", job_id)
 
@@ -53,14 +61,46 @@ class BackgroundJobs:
             self.start(job_id, concurrency=concurrency)
         return ids
 
+    def watch(self, *, every: float, concurrency: int = 2) -> None:
+        """Look for unfinished jobs every ``every`` s and start them (PostgreSQL): a job whose
+        runner died (its lock went with its connection) goes on here; one another live process
+        runs is left to it (JobRunningElsewhere)."""
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(
+                self._watch(every, concurrency), name="conversion-watch"
+            )
+
+    async def _watch(self, every: float, concurrency: int) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                async with session_scope(self._runtime.sessions) as session:
+                    ids = await repository.unfinished_job_ids(session)
+                for job_id in ids:
+                    self.start(job_id, concurrency=concurrency)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database outage: say so, look again next time
+                log.exception("Looking for unfinished conversion jobs failed; trying again")
+
     async def stop(self) -> None:
         """Cancel running jobs and mark them interrupted (resumed at the next start)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         tasks = dict(self._tasks)
         for task in tasks.values():
             task.cancel()
         for job_id, task in tasks.items():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            async with session_scope(self._runtime.sessions) as session:
-                await repository.interrupt_job(session, job_id)
+            # Its run (if it began here) released the job's lock when cancelled: a job whose
+            # lock another process holds is running there, and is not this shutdown's to mark.
+            async with run_locks(self._runtime.engine) as locks:
+                if not await locks.try_job(job_id):
+                    continue
+                async with session_scope(self._runtime.sessions) as session:
+                    await repository.interrupt_job(session, job_id)
             log.warning("Conversion job %d interrupted by shutdown; it resumes at start", job_id)

@@ -11,7 +11,7 @@ from dicomgate.codec.reasons import reason_text
 from dicomgate.conversions.lifecycle import RunSummary
 from dicomgate.conversions.plan import InstanceResult, make_selection
 from dicomgate.conversions.service import run_job, start_or_resume
-from dicomgate.errors import DicomgateError
+from dicomgate.errors import DicomgateError, JobRunningElsewhere
 from dicomgate.runtime import open_runtime
 from dicomgate.settings import Settings
 
@@ -24,7 +24,8 @@ def register(subparsers: Any) -> None:
         "convert-to-htj2k",
         help="convert studies stored in Orthanc to lossless HTJ2K, in place and resumable",
         description="Convert stored instances to lossless HTJ2K. Each original is kept in the "
-        "journal (DICOMGATE_JOURNAL_DIR) until Orthanc verifiably serves the converted file; "
+        "journal (DICOMGATE_JOURNAL_DIR on SQLite; a table on PostgreSQL) until Orthanc "
+        "verifiably serves the converted file; "
         "running the same command again after a crash is always safe.",
     )
     which = parser.add_mutually_exclusive_group(required=True)
@@ -66,7 +67,8 @@ def register(subparsers: Any) -> None:
 
 
 def handle_convert(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the conversion; exit 0 (done), 1 (some failed), 2 (bad usage), 3 (stopped, resumable)."""
+    """Run the conversion; exit 0 (done), 1 (some failed), 2 (bad usage), 3 (stopped, resumable;
+    or the job is being run by another process)."""
     try:
         selection = make_selection(
             study=args.study, patient=args.patient, all_studies=args.all, shard=args.shard
@@ -295,6 +297,9 @@ async def _convert(
                     )
             else:
                 summary = await run_job(runtime, job_id, concurrency=concurrency)
+        except JobRunningElsewhere as exc:  # nothing done here; the job goes on over there
+            print(f"error: {exc.message}", file=sys.stderr)
+            return EXIT_INTERRUPTED
         except DicomgateError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return EXIT_USAGE

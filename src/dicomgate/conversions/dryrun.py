@@ -32,7 +32,7 @@ from dicomgate.conversions.estimate import (
     classify_instance,
     warm_worker,
 )
-from dicomgate.conversions.journal import ReplaceJournal
+from dicomgate.conversions.journals import pending_replacements
 from dicomgate.conversions.lifecycle import (
     STOPPING_ERRORS,
     ProgressSink,
@@ -104,7 +104,7 @@ async def run_dry_job(
     except DicomgateError as exc:
         return await fail_run(runtime, summary, started, exc.message)
 
-    pending = await asyncio.to_thread(ReplaceJournal.count_pending, runtime.settings.journal_dir)
+    pending = await pending_replacements(runtime.engine, runtime.settings.journal_dir)
     estimate, counts = _project(
         summary,
         classified,

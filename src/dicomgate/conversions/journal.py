@@ -72,6 +72,18 @@ class JournalEntry:
     # to be emptied by it; empty otherwise and in entries written before parents were carried).
     parents: tuple[ParentCarried, ...] = ()
 
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> JournalEntry:
+        """Back from its JSON form (``asdict``: tuples stored as lists)."""
+        return cls(
+            **{
+                **raw,
+                "original_frame_crc32": tuple(raw["original_frame_crc32"]),
+                "labels": tuple(raw.get("labels", ())),
+                "parents": tuple(ParentCarried.from_json(p) for p in raw.get("parents", ())),
+            }
+        )
+
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -157,8 +169,5 @@ class ReplaceJournal:
                 data_path.unlink(missing_ok=True)
         for meta_path in self.folder.glob("*.json"):
             raw = json.loads(meta_path.read_text())
-            raw["original_frame_crc32"] = tuple(raw["original_frame_crc32"])
-            raw["labels"] = tuple(raw.get("labels", ()))
-            raw["parents"] = tuple(ParentCarried.from_json(p) for p in raw.get("parents", ()))
-            found.append((meta_path.stat().st_mtime, JournalEntry(**raw)))
+            found.append((meta_path.stat().st_mtime, JournalEntry.from_json(raw)))
         return [entry for _, entry in sorted(found, key=lambda item: item[0])]

@@ -15,6 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+from sqlalchemy.dialects.postgresql import OID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dicomgate.db import Base, UtcDateTime
@@ -94,4 +95,25 @@ class ConversionOutcome(Base):
     bytes_before: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_after: Mapped[int] = mapped_column(BigInteger, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), server_default=func.now())
+
+
+# A large object's OID on PostgreSQL (unsigned 32-bit); the table exists on SQLite too, unused.
+LargeObjectId = BigInteger().with_variant(OID(), "postgresql")
+
+
+class ReplaceJournalRow(Base):
+    """PostgreSQL's journal of originals (see :mod:`.journals`): one instance being replaced.
+
+    The original's bytes are a large object, created in the same transaction as the row and
+    unlinked in the same transaction as its delete: a row exists exactly when its original does.
+    """
+
+    __tablename__ = "replace_journal"
+
+    orthanc_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(128), default="", index=True)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    entry: Mapped[dict[str, Any]] = mapped_column(JSON)  # JournalEntry, as asdict() gives it
+    original_oid: Mapped[int] = mapped_column(LargeObjectId)
     created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), server_default=func.now())

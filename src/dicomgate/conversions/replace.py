@@ -2,13 +2,14 @@
 
 The replacement never trusts Orthanc's answer alone. With ``OverwriteInstances: false`` a
 re-posted instance (same UIDs, so the same Orthanc ID) is ``AlreadyStored`` and the old file kept;
-with ``true`` a post replaces it. So, whatever the setting, each instance is: journaled durably on
-disk (original bytes, fsync) → deleted → the converted file posted (only ``Success`` counts) →
-the served file's SHA-256 checked against the converted file → what Orthanc kept for the old
-file and its removed parents re-applied (:mod:`.carry`) → the outcome recorded by the run →
-journal entry dropped. Any failure re-posts the journaled original (and its metadata); a crash
-leaves the entry, which :func:`recover_journal` finishes (recording the outcome the crash
-prevented) or rolls back before new work.
+with ``true`` a post replaces it. So, whatever the setting, each instance is: journaled durably
+(:mod:`.journals`: an fsynced file, or a PostgreSQL large object) → deleted → the converted file
+posted (only ``Success`` counts) → the served file's SHA-256 checked against the converted file
+→ what Orthanc kept for the old file and its removed parents re-applied (:mod:`.carry`) → the
+outcome recorded by the run → journal entry dropped. Any failure re-posts the journaled original
+(and its metadata); a crash leaves the entry, which :func:`recover_journal` finishes (recording
+the outcome the crash prevented) or rolls back before new work on its study, under the study's
+lock (:mod:`.locks`), so never two runners at once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dicomgate.conversions.carry import apply_carried, check_removed, removed_parents
-from dicomgate.conversions.journal import JournalEntry, ReplaceJournal
+from dicomgate.conversions.journal import JournalEntry
+from dicomgate.conversions.journals import Journal
+from dicomgate.conversions.locks import LocalLocks, RunLocks
 from dicomgate.errors import NotFound, ReplaceFailed
 from dicomgate.kit.hashing import sha256_in_thread
 from dicomgate.orthanc import OrthancClient
@@ -56,11 +59,9 @@ async def post_expecting(orthanc: OrthancClient, data: bytes, orthanc_id: str) -
         )
 
 
-async def restore_original(
-    orthanc: OrthancClient, journal: ReplaceJournal, entry: JournalEntry
-) -> None:
+async def restore_original(orthanc: OrthancClient, journal: Journal, entry: JournalEntry) -> None:
     """Make Orthanc serve the journaled original again (verified by hash), then drop the entry."""
-    original = await asyncio.to_thread(journal.original, entry)
+    original = await journal.original(entry)
     served = await _served(orthanc, entry.orthanc_id)
     if served is not None and await sha256_in_thread(served) != entry.original_sha256:
         await _delete_instance(orthanc, entry.orthanc_id)
@@ -71,15 +72,15 @@ async def restore_original(
     if served is None or await sha256_in_thread(served) != entry.original_sha256:
         raise ReplaceFailed(
             f"Orthanc does not serve the original of instance {entry.orthanc_id} after it was "
-            f"re-posted; it stays in the journal at {journal.folder}"
+            f"re-posted; it stays in the journal ({journal.where})"
         )
     await apply_carried(orthanc, entry)
-    await asyncio.to_thread(journal.drop, entry.orthanc_id)
+    await journal.drop(entry.orthanc_id)
 
 
 async def replace_instance(
     orthanc: OrthancClient,
-    journal: ReplaceJournal,
+    journal: Journal,
     *,
     entry: JournalEntry,
     original: bytes,
@@ -90,7 +91,7 @@ async def replace_instance(
     On success the journal entry stays: the caller drops it once the outcome is recorded, so a
     crash in between is settled by recovery as "converted by this job", never miscounted.
     """
-    await asyncio.to_thread(journal.record, entry, original)
+    await journal.record(entry, original)
     try:
         removed = removed_parents(await _delete_instance(orthanc, entry.orthanc_id))
         check_removed(entry, removed)
@@ -129,28 +130,56 @@ Settle = Callable[[JournalEntry], Awaitable[None]]
 
 
 async def recover_journal(
-    orthanc: OrthancClient, journal: ReplaceJournal, *, settle: Settle | None = None
+    orthanc: OrthancClient,
+    journal: Journal,
+    *,
+    settle: Settle | None = None,
+    locks: RunLocks | None = None,
 ) -> list[Recovered]:
-    """Settle each journal entry: kept if Orthanc serves the converted file, else rolled back.
+    """Settle every entry whose study this run can take; those of a study another live runner
+    holds are its own replacements under way, left to it (or, if it dies, to the next taker).
+
+    Each study is locked, its entries read again (the holder may just have dropped them),
+    settled, and the study released.
+    """
+    locks = locks or LocalLocks()
+    settled: list[Recovered] = []
+    studies = dict.fromkeys(entry.study_instance_uid for entry in await journal.entries())
+    for study in studies:
+        if not await locks.try_study(study):
+            log.info("Journal entries of study %s are being settled by another runner", study)
+            continue
+        try:
+            settled += await recover_study(orthanc, journal, study, settle=settle)
+        finally:
+            await locks.release_study(study)
+    return settled
+
+
+async def recover_study(
+    orthanc: OrthancClient, journal: Journal, study: str, *, settle: Settle | None = None
+) -> list[Recovered]:
+    """Settle one study's entries (its lock held by the caller): each kept if Orthanc serves the
+    converted file, else rolled back.
 
     ``settle`` runs for a kept conversion before its entry is dropped (the run records the
     outcome there). Carried metadata (the instance's and its journaled parents') is re-applied in
     every case: a crash may have come after a re-post and before it.
     """
     settled: list[Recovered] = []
-    for entry in await asyncio.to_thread(journal.entries):
+    for entry in await journal.entries(study=study):
         served = await _served(orthanc, entry.orthanc_id)
         digest = await sha256_in_thread(served) if served is not None else None
         if digest == entry.converted_sha256:
             await apply_carried(orthanc, entry)
             if settle is not None:
                 await settle(entry)
-            await asyncio.to_thread(journal.drop, entry.orthanc_id)
+            await journal.drop(entry.orthanc_id)
             settled.append(Recovered(entry, "finished"))
             log.info("Recovered instance %s: the converted file is in place", entry.orthanc_id)
         elif digest == entry.original_sha256:
             await apply_carried(orthanc, entry)
-            await asyncio.to_thread(journal.drop, entry.orthanc_id)
+            await journal.drop(entry.orthanc_id)
             settled.append(Recovered(entry, "untouched"))
             log.info("Recovered instance %s: the original is still in place", entry.orthanc_id)
         else:

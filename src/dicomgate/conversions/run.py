@@ -4,7 +4,9 @@ Each instance goes through :func:`convert_instance` (download, transcode and ver
 pool, replace in Orthanc: see :mod:`.replace`); its outcome is recorded before its journal entry
 is dropped, so a crash in between is settled by recovery as "converted by this job", never
 miscounted. ``concurrency`` workers share one queue; Orthanc failing stops the run
-(interrupted, resumable), a cancel request stops it after the instances in flight.
+(interrupted, resumable), a cancel request stops it after the instances in flight. A study is
+taken (its lock, :mod:`.locks`) before its first instance and given back after its last; with
+the database journal, what a dead runner left half-done in it is settled as it is taken.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from dicomgate import metrics
@@ -22,6 +25,7 @@ from dicomgate.codec.transcode import TranscodeOptions, transcode
 from dicomgate.conversions import repository
 from dicomgate.conversions.carry import CarryOver, detect_carry_over, read_parents, read_state
 from dicomgate.conversions.journal import JournalEntry, ReplaceJournal
+from dicomgate.conversions.journals import FolderJournal, Journal, open_journal
 from dicomgate.conversions.lifecycle import (
     STOPPING_ERRORS,
     ProgressSink,
@@ -33,8 +37,14 @@ from dicomgate.conversions.lifecycle import (
     set_job_state,
     stop_run,
 )
+from dicomgate.conversions.locks import RunLocks, wait_for_study
 from dicomgate.conversions.plan import InstanceRef, InstanceResult, select_studies, study_instances
-from dicomgate.conversions.replace import recover_journal, replace_instance
+from dicomgate.conversions.replace import (
+    Recovered,
+    recover_journal,
+    recover_study,
+    replace_instance,
+)
 from dicomgate.db import session_scope
 from dicomgate.errors import ConversionJobNotFound, DicomgateError
 from dicomgate.kit.hashing import sha256_in_thread
@@ -47,7 +57,7 @@ log = logging.getLogger(__name__)
 async def convert_instance(
     orthanc: OrthancClient,
     pool: WorkerPool,
-    journal: ReplaceJournal,
+    journal: Journal,
     ref: InstanceRef,
     *,
     options: TranscodeOptions,
@@ -109,25 +119,34 @@ async def convert_instance(
 
 
 async def run_real_job(
-    runtime: Runtime, job_id: int, *, concurrency: int, progress: ProgressSink | None
+    runtime: Runtime,
+    job_id: int,
+    *,
+    locks: RunLocks,
+    concurrency: int,
+    progress: ProgressSink | None,
 ) -> RunSummary:
-    """Run (or resume) a real job under the journal's lock (one run per journal at a time)."""
-    journal = ReplaceJournal(runtime.settings.journal_dir)
-    with journal.exclusive() as owned:
+    """Run (or resume) a real job whose lock the caller holds (:func:`.service.run_job`): each
+    study under its lock; with a folder journal, one run per folder at a time."""
+    journal = open_journal(runtime.engine, runtime.settings.journal_dir)
+    async with journal.exclusive() as owned:
         if not owned:
             summary = RunSummary(job_id=job_id, state="interrupted", dry_run=False, selection="")
             return await stop_run(
                 runtime,
                 summary,
                 time.perf_counter(),
-                f"another conversion is running with the journal {journal.folder}",
+                f"another conversion is running with the journal {journal.where}",
             )
-        return await _run(runtime, journal, job_id, concurrency=concurrency, progress=progress)
+        return await _run(
+            runtime, journal, locks, job_id, concurrency=concurrency, progress=progress
+        )
 
 
 async def _run(
     runtime: Runtime,
-    journal: ReplaceJournal,
+    journal: Journal,
+    locks: RunLocks,
     job_id: int,
     *,
     concurrency: int,
@@ -141,7 +160,10 @@ async def _run(
 
     try:
         carry = await detect_carry_over(runtime.orthanc)
-        summary.recovered = await recover_journal(runtime.orthanc, journal, settle=settle)
+        summary.recovered = await _recover_legacy_folder(runtime, journal, settle)
+        summary.recovered += await recover_journal(
+            runtime.orthanc, journal, settle=settle, locks=locks
+        )
         async with session_scope(runtime.sessions) as session:
             already = await repository.done_instance_ids(session, job_id)
             failed_before = await repository.failed_instance_ids(session, job_id)
@@ -164,6 +186,7 @@ async def _run(
     run = _RealRun(
         runtime=runtime,
         journal=journal,
+        locks=locks,
         job_id=job_id,
         options=TranscodeOptions.from_settings(
             runtime.settings, allow_lossy=False, target=begun.target_syntax
@@ -176,6 +199,7 @@ async def _run(
     )
     for ref in todo:
         run.queue.put_nowait(ref)
+        run.left[ref.study_instance_uid] = run.left.get(ref.study_instance_uid, 0) + 1
     await asyncio.gather(*(run.worker() for _ in range(max(1, concurrency))))
     if run.stop_reason is not None:
         return await stop_run(runtime, summary, started, run.stop_reason)
@@ -189,7 +213,8 @@ class _RealRun:
     """What the workers of one run share: the queue, the tally, and why they stop."""
 
     runtime: Runtime
-    journal: ReplaceJournal
+    journal: Journal
+    locks: RunLocks
     job_id: int
     options: TranscodeOptions
     carry: CarryOver
@@ -201,6 +226,11 @@ class _RealRun:
     stop_reason: str | None = None  # Orthanc failed: the run is interrupted (first reason)
     cancelled: bool = False  # cancel requested: the run stops after the instances in flight
     current_study: str | None = None
+    # Instances of each study not done yet in this run; its lock is released at 0.
+    left: dict[str, int] = field(default_factory=dict)
+    # The studies this run holds, each taken (and its journal settled) once by one worker.
+    taking: dict[str, asyncio.Lock] = field(default_factory=dict)
+    held: set[str] = field(default_factory=set)
 
     async def worker(self) -> None:
         """Take instances off the queue until it is empty or the run stops."""
@@ -211,12 +241,44 @@ class _RealRun:
                 if self.progress is not None:
                     self.progress.study(ref.study_instance_uid)
             try:
+                await self._take_study(ref.study_instance_uid)
                 result = await self._convert_one(ref)
             except STOPPING_ERRORS as exc:
                 if self.stop_reason is None:
                     self.stop_reason = str(exc)
                 return
+            except (DicomgateError, OSError) as exc:  # _take_study's: no work on it unsettled
+                if self.stop_reason is None:
+                    self.stop_reason = f"study {ref.study_instance_uid} left unsettled: {exc}"
+                return
             await self._done(ref, result)
+            await self._leave_study(ref.study_instance_uid)
+
+    async def _take_study(self, study: str) -> None:
+        """Hold the study's lock before touching its instances; settle what a dead runner left
+        half-done in it first (a failure to settle stops the run: Orthanc is failing)."""
+        async with self.taking.setdefault(study, asyncio.Lock()):
+            if study in self.held:
+                return
+            await wait_for_study(self.locks, study)
+            self.held.add(study)
+            if not self.journal.shared:
+                return  # settled at the start of this run, which holds the journal alone
+
+            async def settle(entry: JournalEntry) -> None:
+                await _record_recovered(self.runtime, entry)
+
+            recovered = await recover_study(
+                self.runtime.orthanc, self.journal, study, settle=settle
+            )
+            self.summary.recovered += recovered
+
+    async def _leave_study(self, study: str) -> None:
+        """Release the study once this run has done all its instances."""
+        self.left[study] -= 1
+        if self.left[study] == 0 and study in self.held:
+            self.held.discard(study)
+            await self.locks.release_study(study)
 
     async def _convert_one(self, ref: InstanceRef) -> InstanceResult:
         """One instance's outcome; a failure fails this instance only (Orthanc's stops all)."""
@@ -250,9 +312,26 @@ class _RealRun:
             self.progress.advanced(result)
         cancel = await _record(self.runtime, self.job_id, result)
         if result.outcome == "converted":  # recorded: the journal entry is no longer needed
-            await asyncio.to_thread(self.journal.drop, ref.orthanc_id)
+            await self.journal.drop(ref.orthanc_id)
         if cancel:
             self.cancelled = True
+
+
+async def _recover_legacy_folder(
+    runtime: Runtime, journal: Journal, settle: Callable[[JournalEntry], Awaitable[None]]
+) -> list[Recovered]:
+    """On PostgreSQL, settle what a folder journal kept from before the database journal (a
+    deployment upgraded with replacements pending), under the folder's lock."""
+    if isinstance(journal, FolderJournal):
+        return []
+    folder = runtime.settings.journal_dir
+    if not await asyncio.to_thread(ReplaceJournal.count_pending, folder):
+        return []
+    legacy = FolderJournal(folder)
+    async with legacy.exclusive() as owned:
+        if not owned:
+            return []
+        return await recover_journal(runtime.orthanc, legacy, settle=settle)
 
 
 async def _record(runtime: Runtime, job_id: int, result: InstanceResult) -> bool:

@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dicomgate.conversions import repository
 from dicomgate.conversions.dryrun import run_dry_job
 from dicomgate.conversions.lifecycle import ProgressSink, RunSummary
+from dicomgate.conversions.locks import run_locks
 from dicomgate.conversions.models import UNFINISHED_STATES, ConversionJob
 from dicomgate.conversions.plan import Selection
 from dicomgate.conversions.run import run_real_job
 from dicomgate.db import session_scope
+from dicomgate.errors import JobRunningElsewhere
 from dicomgate.kit.clock import utcnow
 from dicomgate.runtime import Runtime
 from dicomgate.settings import Settings
@@ -35,18 +37,28 @@ async def run_job(
 ) -> RunSummary:
     """Run (or resume) a job to its end: recovery first, then every instance without an outcome
     (and every one whose last attempt failed). A dry run only reads, samples and measures
-    (``seed`` picks its sample; by default the job ID, so a re-run samples the same)."""
-    async with session_scope(runtime.sessions) as session:
-        dry_run = (await repository.get_job(session, job_id)).dry_run
-    if dry_run:
-        return await run_dry_job(
-            runtime,
-            job_id,
-            concurrency=concurrency,
-            progress=progress,
-            seed=job_id if seed is None else seed,
+    (``seed`` picks its sample; by default the job ID, so a re-run samples the same).
+
+    One runner per job: the job's lock is taken first (:mod:`.locks`; JobRunningElsewhere when
+    another process holds it) and held to the end. Taken before the job is read: a runner that
+    just finished it released the lock after marking it ended, and begin_run refuses it then.
+    """
+    async with run_locks(runtime.engine) as locks:
+        if not await locks.try_job(job_id):
+            raise JobRunningElsewhere(f"Conversion job {job_id} is being run by another process")
+        async with session_scope(runtime.sessions) as session:
+            dry_run = (await repository.get_job(session, job_id)).dry_run
+        if dry_run:
+            return await run_dry_job(
+                runtime,
+                job_id,
+                concurrency=concurrency,
+                progress=progress,
+                seed=job_id if seed is None else seed,
+            )
+        return await run_real_job(
+            runtime, job_id, locks=locks, concurrency=concurrency, progress=progress
         )
-    return await run_real_job(runtime, job_id, concurrency=concurrency, progress=progress)
 
 
 def resolve_sample_size(settings: Settings, *, sample: int | None, exact: bool) -> int | None:
