@@ -12,7 +12,8 @@ from io import BytesIO
 
 import numpy as np
 import pydicom
-from pydicom.dataelem import RawDataElement
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate, encapsulate_extended
 from pydicom.filebase import DicomBytesIO
@@ -114,10 +115,17 @@ def _fast_body_applies(ds: Dataset, syntax: UID) -> bool:
     ) and (
         syntax != DeflatedExplicitVRLittleEndian
         and not syntax.is_private
-        and getattr(ds, "original_encoding", None) == (False, True)
-        and ds.original_character_set == getattr(ds, "_character_set", object())
+        and read_as_explicit_little_endian(ds)
         and len(getattr(ds, "preamble", None) or b"\0" * 128) == 128
         and not any(tag.group in (0, 2) for tag in ds.keys())  # noqa: SIM118
+    )
+
+
+def read_as_explicit_little_endian(ds: Dataset) -> bool:
+    """Read as explicit VR little endian, in the character set it still declares: written so
+    (every transcoded output is), no element is re-encoded wholesale or has its VR corrected."""
+    return getattr(ds, "original_encoding", None) == (False, True) and (
+        ds.original_character_set == getattr(ds, "_character_set", object())
     )
 
 
@@ -226,6 +234,32 @@ def detached_copy(ds: Dataset) -> Dataset:
     return copy.deepcopy(ds, {id(buffer): None})
 
 
+def shared_copy(ds: Dataset, rewritten: tuple[str, ...]) -> Dataset:
+    """A copy of ``ds`` sharing its elements, for a caller that changes only ``rewritten``.
+
+    Its own element table (adding or removing elements leaves ``ds`` as it is), its own file
+    meta (a deep copy: a handful of elements), and its own copies of the ``rewritten`` elements
+    (their values are set in place); every other element is ``ds``'s and must not be changed in
+    place. Not for a dataset whose writing re-encodes or corrects elements (see
+    :func:`read_as_explicit_little_endian`) nor for big endian swapping: use
+    :func:`detached_copy` there.
+    """
+    work = copy.copy(ds)  # the same attributes (encoding as read, preamble, …)
+    work.__dict__["_dict"] = dict(ds.__dict__["_dict"])
+    work.__dict__["_private_blocks"] = {}
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        work.file_meta = copy.deepcopy(meta)
+    for keyword in rewritten:
+        tag = tag_for_keyword(keyword)
+        if tag is None or tag not in ds:
+            continue
+        elem = ds.get_item(tag)
+        if isinstance(elem, DataElement):  # a raw element is immutable: converting it makes
+            work[tag] = copy.copy(elem)  # a new one in the copy's table
+    return work
+
+
 def _is_deferred(ds: Dataset, tag: BaseTag) -> bool:
     """True for an element whose value pydicom has not read yet (``dcmread(defer_size=…)``)."""
     elem = ds.get_item(tag, keep_deferred=True)  # without keep_deferred it would read it
@@ -235,7 +269,8 @@ def _is_deferred(ds: Dataset, tag: BaseTag) -> bool:
 def write_copy(ds: Dataset, syntax: UID) -> bytes:
     """Write a copy of ``ds`` as it is (the caller's dataset and its file meta stay untouched)."""
     work = detached_copy(ds)
-    work.file_meta = FileMetaDataset(getattr(ds, "file_meta", None) or {})
+    meta = getattr(ds, "file_meta", None)  # its own elements: write_part10 sets some
+    work.file_meta = FileMetaDataset(copy.deepcopy(meta) if meta is not None else {})
     if "TransferSyntaxUID" not in work.file_meta:
         work.file_meta.TransferSyntaxUID = syntax
     return write_part10(work)
