@@ -14,16 +14,18 @@ from dicomgate.redaction import RedactCredentials
 from dicomgate.requestid import RequestIdFilter
 from dicomgate.settings import Settings
 
-# Each module has ``register(subparsers)`` adding its sub-commands; a parsed command carries
-# ``handler(args, settings) -> int`` as its ``func``.
-COMMAND_MODULES: list[str] = [
-    "dicomgate.patients.commands",
-    "dicomgate.conversions.commands",
-    "dicomgate.rules.commands",
-    "dicomgate.codec.commands",
-    "dicomgate.auth.commands",
-    "dicomgate.demo",
-]
+# Each module has ``register(subparsers)`` adding its sub-command (the key); a parsed command
+# carries ``handler(args, settings) -> int`` as its ``func``. A command line naming one of them
+# imports only that module: ``dicomgate transcode`` need not load the database, the web stack
+# and every other domain before its workers start.
+COMMAND_MODULES: dict[str, str] = {
+    "patients": "dicomgate.patients.commands",
+    "convert-to-htj2k": "dicomgate.conversions.commands",
+    "rules": "dicomgate.rules.commands",
+    "transcode": "dicomgate.codec.commands",
+    "apikey": "dicomgate.auth.commands",
+    "demo": "dicomgate.demo",
+}
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -122,7 +124,9 @@ def _openapi(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``argv`` naming a registered command, only its module is
+    imported (the other commands are then unknown to this parser)."""
     parser = argparse.ArgumentParser(
         prog="dicomgate", description="Lossless HTJ2K gateway in front of Orthanc."
     )
@@ -147,9 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("revision")
     down.set_defaults(func=_db_downgrade)
 
-    for name in COMMAND_MODULES:
+    for name in _modules_for(argv):
         importlib.import_module(name).register(sub)
     return parser
+
+
+def _modules_for(argv: Sequence[str] | None) -> list[str]:
+    """The command modules a command line needs: the one it names first, else all of them."""
+    first = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    if first in COMMAND_MODULES:
+        return [COMMAND_MODULES[first]]
+    return list(COMMAND_MODULES.values())
 
 
 def check_database(settings: Settings) -> str | None:
@@ -167,7 +179,8 @@ def check_database(settings: Settings) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     settings = Settings()
     configure_logging(settings)
     # Commands that read or write the database (``needs_database`` on their parser) all

@@ -34,7 +34,9 @@ from dicomgate.dicom.part10 import (
     detached_copy,
     drop_group_lengths,
     ensure_file_meta,
+    read_as_explicit_little_endian,
     set_encapsulated_pixel_data,
+    shared_copy,
     source_syntax,
     to_little_endian,
     write_copy,
@@ -138,7 +140,7 @@ def transcode_dataset(
     start = time.perf_counter()
     source = _inspect(ds, options)
     try:
-        work = detached_copy(ds)
+        work = _working_copy(ds, source, options)
         ensure_file_meta(work, source.syntax)
         encoded = _encode(work, options, source)
         return _converted(encoded, source, original_size=original_size, start=start)
@@ -162,6 +164,27 @@ def frame_crc32s(data: bytes) -> tuple[int, ...]:
 
 
 # --- Steps ---------------------------------------------------------------------------------------
+# What _rewrite changes in place (besides removing elements and the file meta).
+_REWRITTEN = ("PixelData", "PlanarConfiguration", "PhotometricInterpretation")
+
+
+def _working_copy(ds: Dataset, source: _Source, options: TranscodeOptions) -> Dataset:
+    """The dataset ``_encode`` rewrites, so that ``ds`` stays as it is for a pass-through.
+
+    A copy sharing the elements ``_rewrite`` leaves alone (no deep copy of the whole dataset)
+    where only ``_REWRITTEN`` change: lossless output written in the encoding the source was
+    read in. Byte swapping (big endian), lossy flags and re-encoding on writing may touch any
+    element: a deep copy there.
+    """
+    if (
+        source.syntax == ExplicitVRBigEndian
+        or options.lossy_quality is not None
+        or not read_as_explicit_little_endian(ds)
+    ):
+        return detached_copy(ds)
+    return shared_copy(ds, _REWRITTEN)
+
+
 def _inspect(ds: Dataset, options: TranscodeOptions) -> _Source:
     """Identity, transfer syntax and, for an image, its validated geometry and pixel budget.
 

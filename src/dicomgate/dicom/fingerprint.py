@@ -26,9 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
+from pydicom.tag import BaseTag
+from pydicom.valuerep import AMBIGUOUS_VR
 
 # Attributes dicomgate writes itself on ingest (dicom/stamp.py, dicom/unify.py, codec/).
 NOT_COMPARED = (
@@ -52,21 +55,48 @@ _NOT_COMPARED_TAGS = frozenset(tag_for_keyword(k) for k in NOT_COMPARED)
 _ENCODING_PHOTOMETRIC = {"YBR_RCT": "RGB", "YBR_ICT": "RGB"}
 
 
-def compared_attributes(ds: Dataset) -> bytes:
-    """The compared data elements of ``ds``, written as explicit VR little endian."""
-    kept = Dataset()
-    for tag in list(ds.keys()):
-        if tag in _NOT_COMPARED_TAGS or tag.element == 0 or tag.group == 0x0002:
-            continue
-        kept.add(ds[tag])
+def compared_attributes(ds: Dataset, *, fast: bool = True) -> bytes:
+    """The compared data elements of ``ds``, written as explicit VR little endian.
+
+    ``fast``: for a dataset read as explicit VR little endian (every transcoded file), the
+    compared elements are written without pydicom's pass that re-derives ambiguous VRs over the
+    whole dataset (none is ambiguous there: each element carries its VR, and one that does not
+    takes the full path); the bytes are the same (``fast=False`` is the reference the tests
+    compare with).
+    """
+    compared: dict[BaseTag, DataElement | RawDataElement] = {
+        tag: ds[tag]
+        for tag in list(ds.keys())
+        if not (tag in _NOT_COMPARED_TAGS or tag.element == 0 or tag.group == 0x0002)
+    }
+    kept = Dataset(compared) if fast else Dataset()
+    if not fast:
+        for elem in compared.values():
+            kept[elem.tag] = elem  # what Dataset.add does
     photometric = str(kept.get("PhotometricInterpretation", "")).strip()
     if photometric in _ENCODING_PHOTOMETRIC:
         kept.PhotometricInterpretation = _ENCODING_PHOTOMETRIC[photometric]
+    if fast and not _as_written(ds, kept):
+        return compared_attributes(ds, fast=False)
     out = DicomBytesIO()
     out.is_little_endian = True
     out.is_implicit_VR = False
     write_dataset(out, kept)
     return out.getvalue()
+
+
+def _as_written(ds: Dataset, kept: Dataset) -> bool:
+    """Mark ``kept`` as read in explicit VR little endian, if ``ds`` was, with no ambiguous VR
+    among its elements: then writing it re-encodes nothing wholesale. False otherwise."""
+    if getattr(ds, "original_encoding", None) != (False, True):
+        return False
+    if any(elem.VR in AMBIGUOUS_VR for elem in kept.elements()):
+        return False
+    charset = kept._character_set
+    if getattr(ds, "original_character_set", None) != charset:
+        return False
+    kept.set_original_encoding(False, True, charset)
+    return True
 
 
 def pixel_signature(ds: Dataset, frame_crc32: Sequence[int]) -> str:
