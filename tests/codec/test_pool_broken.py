@@ -20,7 +20,7 @@ async def test_a_pool_that_breaks_down_is_503_for_every_task() -> None:
     try:
         os.kill(await pool.run(ping), signal.SIGKILL)
         for _ in range(3):  # a task queued as it breaks, then tasks after it
-            with pytest.raises(WorkerPoolUnavailable, match="broke down|not running") as broken:
+            with pytest.raises(WorkerPoolUnavailable, match=r"broke down|not running") as broken:
                 await pool.run(ping)
             assert broken.value.status_code == 503
             await asyncio.sleep(0.5)

@@ -118,9 +118,7 @@ class WorkerPool:
             return await asyncio.wrap_future(future)
         except BrokenProcessPool as exc:
             log.error("The worker pool is broken: %s", exc)
-            raise WorkerPoolUnavailable(
-                "The image worker pool broke down; retry later"
-            ) from None
+            raise WorkerPoolUnavailable("The image worker pool broke down; retry later") from None
         except FutureTimeout:
             raise WorkerTimeout(
                 f"The image worker ran past its time limit of {limit:g} s and was replaced"
