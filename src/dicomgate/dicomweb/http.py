@@ -81,7 +81,7 @@ def respond(request: Request, body: Body, *, ranged: bool = False) -> Response:
     if body.data is None:
         assert body.chunks is not None
         return StreamingResponse(body.chunks, media_type=body.content_type, headers=headers)
-    if ranged:
+    if ranged and body.single_part:
         headers["Accept-Ranges"] = "bytes"
         wanted = parse_range(request.headers.get("range"), len(body.data))
         if wanted is not None:
