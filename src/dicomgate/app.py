@@ -197,7 +197,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await ensure_database_current(settings)  # refuse to serve on an unmigrated database
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
-            app.state.audit_trail = AuditTrail(runtime.sessions, atna)
+            trail = app.state.audit_trail = AuditTrail(runtime.sessions, atna)
+            trail.start()
             if atna is not None:
                 atna.start()
             jobs = app.state.conversion_jobs = BackgroundJobs(runtime)
@@ -222,11 +223,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 yield
             finally:
-                if follower is not None:
-                    await follower.stop()  # first: it creates jobs
-                await jobs.stop()  # before the runtime closes under the running jobs
-                if atna is not None:
-                    await atna.stop()
+                try:
+                    if follower is not None:
+                        await follower.stop()  # first: it creates jobs
+                    await jobs.stop()  # before the runtime closes under the running jobs
+                finally:
+                    await trail.stop()  # the rows still queued, before the engine closes
+                    if atna is not None:
+                        await atna.stop()
 
     app = FastAPIOffline(
         title="dicomgate",

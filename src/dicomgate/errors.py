@@ -323,6 +323,14 @@ class WorkerTimeout(WorkerFailure):
     default_message = "The image worker ran past its time limit"
 
 
+class WorkerPoolUnavailable(DicomgateError):
+    """The worker pool itself is broken or stopped (pebble's ``BrokenProcessPool``, a pool no
+    longer running, workers that cannot be started): no fault of the file, retry later."""
+
+    status_code = 503
+    default_message = "The image worker pool is unavailable"
+
+
 # --- Rendering -------------------------------------------------------------------------------
 class ErrorBody(BaseModel):
     """The JSON body of every error answer."""

@@ -142,6 +142,8 @@ async def health(runtime: RuntimeDep, request: Request) -> JSONResponse:
         fallback=status.fallback,
     )
     trail = getattr(request.app.state, "audit_trail", None)
+    if trail is not None:
+        await trail.flush()  # the rows queued so far decide whether the trail is writing
     audit = (
         Check(ok=True, detail="writing")
         if trail is None or trail.healthy

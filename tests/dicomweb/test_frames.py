@@ -181,6 +181,22 @@ class TestSinglePartAndRange:
         assert answer.status_code == 200
         assert answer.content == get(read_server, url, "image/jphc").content
 
+    def test_one_frame_multipart_is_sent_whole_and_never_cut_by_a_range(
+        self, read_server: ReadServer, corpus: Corpus
+    ) -> None:
+        """One frame in multipart/related is answered whole (a Content-Length, no stream), and
+        Range applies to single-part answers only: the multipart answer stays a 200."""
+        item = corpus["ct2"]
+        url = item.path(read_server.dicomweb) + "/frames/1"
+        answer = get(read_server, url, ANY_AS_STORED, Range="bytes=0-99")
+
+        assert answer.status_code == 200
+        assert "Accept-Ranges" not in answer.headers and "Content-Range" not in answer.headers
+        assert int(answer.headers["Content-Length"]) == len(answer.content)
+        [(content_type, body)] = parts(answer)
+        assert content_type == f"application/octet-stream; transfer-syntax={HTJ2K_LOSSLESS}"
+        np.testing.assert_array_equal(imagecodecs.htj2k_decode(body), item.frame(1))
+
     def test_accept_query_parameter_replaces_the_header(
         self, read_server: ReadServer, corpus: Corpus
     ) -> None:

@@ -110,6 +110,9 @@ async def list_audit_events(
         patient_ids=[patient_id or ""],
         study_instance_uids=[study_instance_uid or ""],
     )
+    trail = getattr(request.app.state, "audit_trail", None)
+    if trail is not None:
+        await trail.flush()  # every row recorded before this request is in the answer
     events = await find_events(
         session,
         since=since,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +53,8 @@ def subjects_of(resource: Mapping[str, Any]) -> set[tuple[str, str]]:
     return found
 
 
-async def record_event(session: AsyncSession, entry: AuditEntry) -> AuditEvent:
-    """Add one audit row and its subjects (flushed; the caller's scope commits)."""
-    event = AuditEvent(
+def _event(entry: AuditEntry) -> AuditEvent:
+    return AuditEvent(
         at=entry.at,
         actor=entry.actor[:200],
         action=entry.action,
@@ -64,13 +63,29 @@ async def record_event(session: AsyncSession, entry: AuditEntry) -> AuditEvent:
         status_code=entry.status_code,
         outcome=entry.outcome,
     )
-    session.add(event)
+
+
+async def record_events(session: AsyncSession, entries: Sequence[AuditEntry]) -> list[AuditEvent]:
+    """Add audit rows and their subjects, in order (flushed; the caller's scope commits).
+
+    Two flushes whatever the number of rows: the events (one batched INSERT), then their
+    subjects, which need the events' IDs.
+    """
+    events = [_event(entry) for entry in entries]
+    session.add_all(events)
     await session.flush()
     session.add_all(
         AuditEventSubject(event_id=event.id, kind=kind, value=value)
+        for event, entry in zip(events, entries, strict=True)
         for kind, value in sorted(subjects_of(entry.resource))
     )
     await session.flush()
+    return events
+
+
+async def record_event(session: AsyncSession, entry: AuditEntry) -> AuditEvent:
+    """Add one audit row and its subjects (flushed; the caller's scope commits)."""
+    [event] = await record_events(session, [entry])
     return event
 
 

@@ -15,11 +15,17 @@ import os
 import resource
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ParamSpec, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
 
-from dicomgate.errors import WorkerFailure, WorkerMemoryExceeded, WorkerTimeout
+from dicomgate.errors import (
+    WorkerFailure,
+    WorkerMemoryExceeded,
+    WorkerPoolUnavailable,
+    WorkerTimeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +105,20 @@ class WorkerPool:
     ) -> T:
         """Run ``fn(*args, **kwargs)`` in a worker; a crash or overrun fails this task only."""
         limit = timeout if timeout is not None else self.default_timeout
-        future = self._pool.schedule(_guarded, args=(fn, *args), kwargs=kwargs, timeout=limit)
+        try:
+            future = self._pool.schedule(_guarded, args=(fn, *args), kwargs=kwargs, timeout=limit)
+        except (RuntimeError, OSError) as exc:  # pebble: the pool is stopped, broken, or
+            # its workers cannot be started
+            log.error("The worker pool cannot take a task: %s", exc)
+            raise WorkerPoolUnavailable(
+                "The image worker pool is not running; retry later"
+            ) from None
         self._pending += 1
         try:
             return await asyncio.wrap_future(future)
+        except BrokenProcessPool as exc:
+            log.error("The worker pool is broken: %s", exc)
+            raise WorkerPoolUnavailable("The image worker pool broke down; retry later") from None
         except FutureTimeout:
             raise WorkerTimeout(
                 f"The image worker ran past its time limit of {limit:g} s and was replaced"

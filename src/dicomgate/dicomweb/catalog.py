@@ -150,7 +150,8 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _instance(found: dict[str, Any], study_uid: str, series_uid: str) -> StoredInstance:
+def instance_of(found: dict[str, Any], study_uid: str, series_uid: str) -> StoredInstance:
+    """An instance as Orthanc describes it (``/instances/{id}`` or ``/tools/find``, expanded)."""
     tags = found.get("MainDicomTags", {})
     return StoredInstance(
         orthanc_id=str(found["ID"]),
@@ -202,7 +203,7 @@ async def find_instance(
     for candidate in found:
         identity = await identities.get(orthanc, str(candidate.get("ParentSeries", "")))
         if (identity.study_uid, identity.series_uid) == (study_uid, series_uid):
-            out.append(_instance(candidate, study_uid, series_uid))
+            out.append(instance_of(candidate, study_uid, series_uid))
     if not out:
         raise NotFound(f"No instance {sop_uid} in study {study_uid}, series {series_uid}")
     return out
@@ -234,7 +235,8 @@ async def list_instances(
         where = f"study {study_uid}" + (f", series {series_uid}" if series_uid else "")
         raise NotFound(f"No instance in {where}")
     out = [
-        _instance(f, study_uid, series_uids.get(str(f.get("ParentSeries", "")), "")) for f in found
+        instance_of(f, study_uid, series_uids.get(str(f.get("ParentSeries", "")), ""))
+        for f in found
     ]
     out.sort(key=lambda i: i.order)
     return out

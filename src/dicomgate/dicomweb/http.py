@@ -14,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from dicomgate.audit.context import note_touched
 from dicomgate.dependencies import RuntimeDep
 from dicomgate.dicomweb.catalog import DetailsCache, SeriesIdentities, check_uid
+from dicomgate.dicomweb.lookup import InstanceLookup
 from dicomgate.dicomweb.media import MediaRange, parse_accept
 from dicomgate.dicomweb.ranges import parse_range
 from dicomgate.dicomweb.reader import Reader, Touched, service_url
@@ -38,6 +39,7 @@ def get_reader(request: Request, runtime: RuntimeDep) -> Reader:
         settings=runtime.settings,
         cache=_state(request, "dicomweb_details", DetailsCache),
         series=_state(request, "dicomweb_series", SeriesIdentities),
+        lookup=_state(request, "dicomweb_instances", InstanceLookup),
         base_url=service_url(request, runtime.settings),
         touch=partial(note, request),
     )
@@ -79,7 +81,7 @@ def respond(request: Request, body: Body, *, ranged: bool = False) -> Response:
     if body.data is None:
         assert body.chunks is not None
         return StreamingResponse(body.chunks, media_type=body.content_type, headers=headers)
-    if ranged:
+    if ranged and body.single_part:
         headers["Accept-Ranges"] = "bytes"
         wanted = parse_range(request.headers.get("range"), len(body.data))
         if wanted is not None:

@@ -51,3 +51,13 @@ async def write_parts(parts: AsyncIterator[Part], boundary: str) -> AsyncIterato
                 yield chunk
         yield CRLF
     yield f"--{boundary}--\r\n".encode("latin-1")
+
+
+def whole_body(parts: list[Part], boundary: str) -> bytes:
+    """The body of parts already in memory, at once (a small answer: no stream to run)."""
+    out = []
+    for part in parts:
+        assert isinstance(part.body, bytes)
+        out += [_head(boundary, part), part.body, CRLF]
+    out.append(f"--{boundary}--\r\n".encode("latin-1"))
+    return b"".join(out)

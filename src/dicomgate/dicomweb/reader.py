@@ -16,9 +16,9 @@ from dicomgate.dicomweb.catalog import (
     DetailsCache,
     SeriesIdentities,
     StoredInstance,
-    find_instance,
     list_instances,
 )
+from dicomgate.dicomweb.lookup import InstanceLookup, lookup_instance
 from dicomgate.orthanc import OrthancClient
 from dicomgate.settings import Settings
 
@@ -58,6 +58,7 @@ class Reader:
     cache: DetailsCache
     series: SeriesIdentities
     base_url: str  # e.g. https://pacs.example.org/dicomweb
+    lookup: InstanceLookup = field(default_factory=InstanceLookup)
     # Names what the request touched on its audit row, as soon as it is known (so a request
     # that fails later is still recorded with what it asked for).
     touch: Callable[[Touched], None] = _ignore
@@ -103,9 +104,10 @@ async def instances_at(
     """The stored instances a URL names: a study's, a series', or one (404 when none)."""
     if sop_uid is not None:
         assert series_uid is not None
-        return await find_instance(
+        return await lookup_instance(
             reader.orthanc,
             reader.series,
+            reader.lookup,
             study_uid=study_uid,
             series_uid=series_uid,
             sop_uid=sop_uid,

@@ -31,7 +31,13 @@ from dicomgate.dicomweb.catalog import (
     stored_syntaxes,
 )
 from dicomgate.dicomweb.dicomjson import PIXEL_DATA
-from dicomgate.dicomweb.multipart import Part, new_boundary, related_content_type, write_parts
+from dicomgate.dicomweb.multipart import (
+    Part,
+    new_boundary,
+    related_content_type,
+    whole_body,
+    write_parts,
+)
 from dicomgate.dicomweb.reader import Reader, instances_at, ordered, touch_instances
 from dicomgate.errors import BadRequest, Conflict, FrameNotFound, NotFound
 
@@ -45,6 +51,7 @@ class Body:
     content_type: str
     data: bytes | None = None
     chunks: AsyncIterator[bytes] | None = None
+    single_part: bool = True  # False: ``data`` is a whole multipart body (no Range on it)
 
 
 async def multipart_body(part_type: str, parts: AsyncIterator[Part]) -> Body:
@@ -204,6 +211,14 @@ async def _frames_body(
     if not rep.multipart:
         data = await _frame_payload(reader, inst, found, rep, numbers[0])
         return Body(content_type=label, data=data)
+    if len(numbers) == 1:  # a viewer's usual request: one part, answered whole, not streamed
+        payload = await _frame_payload(reader, inst, found, rep, numbers[0])
+        boundary = new_boundary()
+        return Body(
+            content_type=related_content_type(media.part_media_type(wanted, rep), boundary),
+            data=whole_body([Part(label, payload)], boundary),
+            single_part=False,
+        )
 
     async def parts() -> AsyncIterator[Part]:
         calls = [partial(_frame_payload, reader, inst, found, rep, n) for n in numbers]

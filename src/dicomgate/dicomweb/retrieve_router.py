@@ -37,6 +37,7 @@ from dicomgate.errors import (
     RangeNotSatisfiable,
     UnprocessableInput,
     WorkerFailure,
+    WorkerPoolUnavailable,
     WorkerTimeout,
     error_responses,
 )
@@ -52,6 +53,7 @@ CODEC_ERRORS: tuple[type[DicomgateError], ...] = (
     ImageTooLarge,
     WorkerFailure,
     WorkerTimeout,
+    WorkerPoolUnavailable,
 )
 READ_ERRORS: tuple[type[DicomgateError], ...] = (
     BadRequest,
