@@ -16,13 +16,9 @@ import copy
 import datetime
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
-import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomgate.codec import transcode as transcode_module
 from dicomgate.codec.transcode import TranscodeOptions, transcode_dataset
@@ -31,43 +27,14 @@ from dicomgate.dicom.part10 import detached_copy, write_part10
 from dicomgate.dicom.reading import read_part10
 from dicomgate.dicom.stamp import coerce_attributes, patient_changes
 from dicomgate.errors import DicomgateError
-from tests.builders import make_dataset, to_bytes
+from tests.corpora import differential_inputs
 
-SITE = Path(pydicom.__file__).parent
-CORPORA = [SITE / "data" / "test_files", SITE.parent / "data_store" / "data"]
 NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 PATIENT = Demographics("P9", "Doe", "Jane", datetime.date(1970, 1, 31), "female")
 
 
-def _generated() -> Iterator[bytes]:
-    item = Dataset()
-    item.CodeValue, item.CodeMeaning = "T-D1100", "Head"
-    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian):
-        for samples, frames in ((1, 1), (3, 1), (1, 3)):
-            yield to_bytes(
-                make_dataset(
-                    rows=16,
-                    columns=12,
-                    samples=samples,
-                    frames=frames,
-                    bits_allocated=8 if samples == 3 else 16,
-                    bits_stored=8 if samples == 3 else 12,
-                    transfer_syntax=syntax,
-                    SpecificCharacterSet="ISO_IR 100",
-                    InstitutionName="Hôpital",
-                    AnatomicRegionSequence=Sequence([item]),
-                )
-            )
-
-
 def _datasets() -> Iterator[tuple[str, Dataset]]:
-    inputs = [
-        (str(path.relative_to(root)), path.read_bytes())
-        for root in CORPORA
-        for path in sorted(p for p in root.rglob("*") if p.is_file())
-    ]
-    inputs += [(f"generated {i}", data) for i, data in enumerate(_generated())]
-    for name, data in inputs:
+    for name, data in differential_inputs():
         for stamped in (False, True):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

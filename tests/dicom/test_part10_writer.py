@@ -17,11 +17,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import pydicom
 import pytest
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomgate.codec import transcode as transcode_module
 from dicomgate.codec.transcode import TranscodeOptions, transcode
@@ -29,10 +25,8 @@ from dicomgate.dicom import part10
 from dicomgate.dicom.demographics import Demographics
 from dicomgate.dicom.unify import SeriesAssignment
 from dicomgate.ingest.worker import IngestPlan, ingest_file
-from tests.builders import make_dataset, to_bytes
+from tests.corpora import differential_inputs
 
-SITE = Path(pydicom.__file__).parent
-CORPORA = [SITE / "data" / "test_files", SITE.parent / "data_store" / "data"]
 NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 PLANS = {
     "as sent": IngestPlan(None, None, TranscodeOptions(), NOW),
@@ -45,39 +39,7 @@ PLANS = {
 }
 
 
-def _generated() -> Iterator[tuple[str, bytes]]:
-    item = Dataset()
-    item.CodeValue, item.CodeMeaning = "T-D1100", "Head "
-    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian):
-        for samples, frames in ((1, 1), (3, 1), (1, 3)):
-            ds = make_dataset(
-                rows=16,
-                columns=12,
-                samples=samples,
-                frames=frames,
-                bits_allocated=8 if samples == 3 else 16,
-                bits_stored=8 if samples == 3 else 12,
-                transfer_syntax=syntax,
-                SpecificCharacterSet="ISO_IR 100",
-                InstitutionName="Hôpital ",
-                ImageComments="odd" * 7,
-                AnatomicRegionSequence=Sequence([item]),
-                WindowCenter=["40", "400"],
-            )
-            ds["AnatomicRegionSequence"].is_undefined_length = True
-            yield f"{syntax.name} samples={samples} frames={frames}", to_bytes(ds)
-
-
-def _inputs() -> list[tuple[str, bytes]]:
-    files = [
-        (str(path.relative_to(root)), path.read_bytes())
-        for root in CORPORA
-        for path in sorted(p for p in root.rglob("*") if p.is_file())
-    ]
-    return files + list(_generated())
-
-
-INPUTS = _inputs()
+INPUTS = differential_inputs()
 
 
 @pytest.fixture
