@@ -153,6 +153,30 @@ def latest_change(orthanc: OrthancProcess) -> int:
     return int(httpx.get(f"{orthanc.url}/changes", params={"last": ""}, timeout=30).json()["Last"])
 
 
+def restabilised(orthanc: OrthancProcess, series_ids: list[str]) -> dict[str, int] | None:
+    """Series ID → seq of the StableSeries change Orthanc logged after the last of its
+    instances was stored again (a replacement re-posts each one); None while one has none yet.
+
+    Tied to each series' own instances, not to a job's end: a job converting several series
+    ends after the first of them has already become stable again."""
+    page = httpx.get(f"{orthanc.url}/changes", params={"since": 0, "limit": 100000}, timeout=30)
+    changes = page.json()["Changes"]
+    stored = {c["ID"]: c["Seq"] for c in changes if c["ChangeType"] == "NewInstance"}
+    found: dict[str, int] = {}
+    for series_id in series_ids:
+        instances = httpx.get(f"{orthanc.url}/series/{series_id}", timeout=30).json()["Instances"]
+        last_stored = max(stored[instance] for instance in instances)
+        marks = [
+            c["Seq"]
+            for c in changes
+            if c["ChangeType"] == "StableSeries" and c["ID"] == series_id and c["Seq"] > last_stored
+        ]
+        if not marks:
+            return None
+        found[series_id] = min(marks)
+    return found
+
+
 def stable_marks(orthanc: OrthancProcess) -> dict[str, list[tuple[int, datetime.datetime]]]:
     """Series ID → (seq, date) of each StableSeries change Orthanc logged for it."""
     page = httpx.get(f"{orthanc.url}/changes", params={"since": 0, "limit": 100000}, timeout=30)

@@ -32,6 +32,7 @@ from tests.rules.helpers import (
     converted_outcomes,
     cstore,
     eventually,
+    restabilised,
     rule_jobs,
     rules_settings,
     series_of,
@@ -92,15 +93,13 @@ async def finished_jobs(settings: Settings, count: int) -> list[ConversionJob] |
 async def quiet(client: httpx.AsyncClient, orthanc: OrthancProcess, series_id: str) -> None:
     """Wait until Orthanc marked the series stable after its last replacement, the follower
     took that change, and the backlog is empty: nothing more will happen to it."""
-    last_job = await eventually(
-        lambda: _latest_finished(client), what="every rule job to have ended"
-    )
+    await eventually(lambda: _latest_finished(client), what="every rule job to have ended")
 
     async def settled() -> bool | None:
-        marks = [seq for seq, date in stable_changes(orthanc, series_id) if date >= last_job]
+        after = await asyncio.to_thread(restabilised, orthanc, [series_id])
         backlog = (await client.get("/api/ris/rules/backlog/")).json()
         follower = backlog["follower"]
-        caught_up = marks and follower["last_seq"] >= max(marks)
+        caught_up = after is not None and follower["last_seq"] >= after[series_id]
         return True if caught_up and not backlog["items"] else None
 
     await eventually(settled, what="the stability after the conversion to be decided on")

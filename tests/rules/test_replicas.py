@@ -28,10 +28,10 @@ from tests.rules.helpers import (
     converted_outcomes,
     cstore,
     eventually,
+    restabilised,
     rule_jobs,
     rules_settings,
     series_of,
-    stable_marks,
     transfer_syntaxes,
 )
 
@@ -151,24 +151,20 @@ async def test_a_follower_killed_while_following_loses_no_change_and_converts_no
             # each series become stable again after its replacement: no job for that.
             for job in jobs:
                 await service.run_job(runtime, job.id)
-            finished = {
-                series: job.finished_at.replace(microsecond=0)
+            converted_series = [
+                series
                 for job in await rule_jobs(settings.database_url)
-                if job.finished_at is not None
                 for series in job.series_ids or ()
-            }
+            ]
 
             async def decided_again() -> bool | None:
-                marks = stable_marks(arrivals)
-                after = [
-                    max(seq for seq, date in marks.get(series, []) if date >= done)
-                    for series, done in finished.items()
-                    if any(date >= done for _, date in marks.get(series, []))
-                ]
+                after = await asyncio.to_thread(restabilised, arrivals, converted_series)
+                if after is None:
+                    return None
                 cursor = (await follower_state(runtime)).last_seq or 0
                 async with session_scope(runtime.sessions) as session:
                     backlog = await repository.backlog_counts(session)
-                complete = len(after) == SERIES and cursor >= max(after)
+                complete = len(after) == SERIES and cursor >= max(after.values())
                 return True if complete and not backlog else None
 
             await eventually(decided_again, what="the re-stabilised series to be decided on")
