@@ -11,13 +11,13 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
-from dicomgate.audit.context import note_touched
+from dicomgate.audit.context import Touched, note_touched
 from dicomgate.dependencies import RuntimeDep
 from dicomgate.dicomweb.catalog import DetailsCache, SeriesIdentities, check_uid
 from dicomgate.dicomweb.lookup import InstanceLookup
 from dicomgate.dicomweb.media import MediaRange, parse_accept
 from dicomgate.dicomweb.ranges import parse_range
-from dicomgate.dicomweb.reader import Reader, Touched, service_url
+from dicomgate.dicomweb.reader import Reader, service_url
 from dicomgate.dicomweb.retrieve import Body
 
 BINARY = {"type": "string", "format": "binary"}

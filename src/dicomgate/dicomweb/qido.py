@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydicom.datadict import tag_for_keyword
 
+from dicomgate.audit.context import Touched
 from dicomgate.dicomweb.catalog import bounded
 from dicomgate.dicomweb.dicomjson import element_json, vr_of_tag
 from dicomgate.dicomweb.query import (
@@ -41,7 +42,7 @@ from dicomgate.dicomweb.query import (
     TEXT_VRS,
     Search,
 )
-from dicomgate.dicomweb.reader import Reader, Touched
+from dicomgate.dicomweb.reader import Reader
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from starlette.requests import HTTPConnection
 
+from dicomgate.audit.context import Touched
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.dicomweb.catalog import (
     DetailsCache,
@@ -31,17 +32,6 @@ def service_url(request: HTTPConnection, settings: Settings) -> str:
     if settings.dicomweb_public_url:
         return settings.dicomweb_public_url.rstrip("/")
     return str(request.base_url).rstrip("/") + "/dicomweb"
-
-
-@dataclass
-class Touched:
-    """What a read touched, for ``note_touched`` (the audit row)."""
-
-    patient_ids: list[str] = field(default_factory=list)
-    study_instance_uids: list[str] = field(default_factory=list)
-    series_instance_uids: list[str] = field(default_factory=list)
-    sop_instance_uids: list[str] = field(default_factory=list)
-    orthanc_ids: list[str] = field(default_factory=list)
 
 
 def _ignore(_: Touched) -> None:
