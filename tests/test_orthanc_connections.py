@@ -90,3 +90,21 @@ async def test_a_write_is_never_sent_twice() -> None:
     with pytest.raises(OrthancUnavailable, match="DELETE"):
         await _client(transport).delete("instances", "0" * 8)
     assert transport.calls == ["DELETE"]
+
+
+async def test_a_frame_read_is_sent_once_more_when_its_connection_drops() -> None:
+    # The frame path reads with its own status handling (400: Orthanc cannot cut the frame):
+    # it shares the one retry of reads.
+    frame = b"\xff\x4f\xff\x51"
+    calls: list[str] = []
+
+    def drops_first(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, content=frame)
+
+    http = httpx.AsyncClient(base_url="http://orthanc", transport=httpx.MockTransport(drops_first))
+
+    assert await OrthancClient(http).frame_raw("0" * 8, 0) == frame
+    assert calls == ["/instances/00000000/frames/0/raw"] * 2

@@ -124,17 +124,20 @@ class OrthancClient:
         **kwargs: Any,
     ) -> httpx.Response:
         with map_exceptions(what):
-            try:
-                response = await self._http.request(method, path, **kwargs)
-            except (httpx.RemoteProtocolError, httpx.ReadError):
-                if method not in IDEMPOTENT_METHODS:
-                    raise
-                # The connection dropped before an answer (a kept-alive one Orthanc closed as
-                # it was reused, say): an idempotent request is sent once more on a fresh one
-                # (RFC 9110 §9.2.2). A second failure is reported.
-                response = await self._http.request(method, path, **kwargs)
+            response = await self._send(method, path, **kwargs)
         _raise_for_status(response, what, not_found, storing=storing)
         return response
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; if the connection drops before an answer (a kept-alive one Orthanc
+        closed as it was reused, say), an idempotent one is sent once more on a fresh
+        connection (RFC 9110 §9.2.2). A second failure, or any for a write, is raised."""
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            if method not in IDEMPOTENT_METHODS:
+                raise
+            return await self._http.request(method, path, **kwargs)
 
     async def _json(
         self, method: str, path: str, *, what: str, not_found: str | None = None, **kwargs: Any
@@ -271,7 +274,7 @@ class OrthancClient:
         what = "GET /instances/{id}/frames/{n}/raw"
         with map_exceptions(what):
             path = f"/instances/{orthanc_id}/frames/{index}/raw"
-            response = await self._http.get(path, headers=IDENTITY)
+            response = await self._send("GET", path, headers=IDENTITY)
         if response.status_code == 400:
             return None
         _raise_for_status(response, what, not_found_message("instances", orthanc_id))
