@@ -21,7 +21,7 @@ from dicomgate.auth.dependencies import AuthorizeDep
 from dicomgate.auth.policy import required_scope
 from dicomgate.auth.service import JwtVerifier
 from dicomgate.browse.router import router as browse_router
-from dicomgate.conversions.background import BackgroundJobs
+from dicomgate.conversions.background import conversion_runner
 from dicomgate.conversions.router import router as conversions_router
 from dicomgate.dicomweb.query_router import router as dicomweb_query_router
 from dicomgate.dicomweb.rendered_router import router as dicomweb_rendered_router
@@ -201,36 +201,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             trail.start()
             if atna is not None:
                 atna.start()
-            jobs = app.state.conversion_jobs = BackgroundJobs(runtime)
-            log.info(
-                "dicomgate %s: Orthanc at %s, %d workers",
-                __version__,
-                redact_url(settings.orthanc_url),
-                settings.workers,
-            )
-            if settings.resume_conversions_on_start:
-                await jobs.resume_unfinished()
-            if runtime.engine.dialect.name == "postgresql" and settings.resume_conversions_every:
-                jobs.watch(every=settings.resume_conversions_every)
-
-            async def start_job(job_id: int) -> None:
-                jobs.start(job_id, concurrency=2)
-
-            follower = None
-            if rules is not None and settings.rules_follower:
-                follower = RulesLoop(runtime, rules, start_job)
-                follower.start()
             try:
-                yield
+                async with conversion_runner(runtime) as jobs:
+                    app.state.conversion_jobs = jobs
+                    log.info(
+                        "dicomgate %s: Orthanc at %s, %d workers",
+                        __version__,
+                        redact_url(settings.orthanc_url),
+                        settings.workers,
+                    )
+                    if settings.resume_conversions_on_start:
+                        await jobs.resume_unfinished()
+                    if (
+                        runtime.engine.dialect.name == "postgresql"
+                        and settings.resume_conversions_every
+                    ):
+                        jobs.watch(every=settings.resume_conversions_every)
+
+                    async def start_job(job_id: int) -> None:
+                        jobs.start(job_id, concurrency=2)
+
+                    follower = None
+                    if rules is not None and settings.rules_follower:
+                        follower = RulesLoop(runtime, rules, start_job)
+                        follower.start()
+                    try:
+                        yield
+                    finally:
+                        if follower is not None:
+                            await follower.stop()  # first: it creates jobs
+                    # Leaving the block stops the jobs, before the runtime closes under them.
             finally:
-                try:
-                    if follower is not None:
-                        await follower.stop()  # first: it creates jobs
-                    await jobs.stop()  # before the runtime closes under the running jobs
-                finally:
-                    await trail.stop()  # the rows still queued, before the engine closes
-                    if atna is not None:
-                        await atna.stop()
+                await trail.stop()  # the rows still queued, before the engine closes
+                if atna is not None:
+                    await atna.stop()
 
     app = FastAPIOffline(
         title="dicomgate",

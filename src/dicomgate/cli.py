@@ -21,6 +21,7 @@ from dicomgate.settings import Settings
 COMMAND_MODULES: dict[str, str] = {
     "patients": "dicomgate.patients.commands",
     "convert-to-htj2k": "dicomgate.conversions.commands",
+    "worker": "dicomgate.conversions.worker",
     "rules": "dicomgate.rules.commands",
     "transcode": "dicomgate.codec.commands",
     "apikey": "dicomgate.auth.commands",

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TargetSyntax = Literal["htj2k", "htj2k-rpcl", "jpeg2000"]
@@ -200,6 +200,32 @@ class Settings(BaseSettings):
         "no live process runs (their runner died); each is resumed by one replica. 0: only at "
         "start. Ignored on SQLite.",
     )
+    in_process_worker: bool = Field(
+        default=True,
+        description="PostgreSQL: this service also runs conversion tasks (one task-queue worker "
+        "in the process). false leaves them to `dicomgate worker` processes. On SQLite jobs "
+        "always run in the service.",
+    )
+    worker_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="PostgreSQL: studies one worker converts at once (the in-process worker; "
+        "`dicomgate worker --concurrency` overrides). Each study keeps DICOMGATE_WORKERS "
+        "instances in flight.",
+    )
+    worker_heartbeat: float = Field(
+        default=5.0,
+        gt=0,
+        description="PostgreSQL: seconds between two heartbeats of a worker.",
+    )
+    worker_stalled_after: float = Field(
+        default=30.0,
+        gt=0,
+        description="PostgreSQL: a worker silent this many seconds is taken for dead and its "
+        "tasks are run again elsewhere (after settling what it left half-done). Must exceed "
+        "DICOMGATE_WORKER_HEARTBEAT, with margin, on every process.",
+    )
 
     # --- Audit trail -----------------------------------------------------------------------------
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
@@ -297,6 +323,15 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _stalled_after_heartbeat(self) -> Settings:
+        if self.worker_stalled_after <= 2 * self.worker_heartbeat:
+            raise ValueError(
+                "DICOMGATE_WORKER_STALLED_AFTER must be more than twice DICOMGATE_WORKER_HEARTBEAT "
+                "(else a live worker would be taken for dead)"
+            )
+        return self
 
     @property
     def worker_memory_bytes(self) -> int:

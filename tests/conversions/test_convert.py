@@ -189,15 +189,3 @@ class TestIdentityThatIsNotAUid:
         )
         assert stored_files(conv_orthanc) == before
         assert ReplaceJournal.count_pending(runtime.settings.journal_dir) == 0
-
-
-@pytest.mark.parametrize("shards", [3])
-def test_shards_split_all_studies_disjointly(shards: int) -> None:
-    from dicomgate.conversions.plan import shard_of
-
-    uids = [f"1.2.826.0.1.{i}" for i in range(300)]
-    parts = [{u for u in uids if shard_of(u, shards) == k} for k in range(1, shards + 1)]
-    assert set().union(*parts) == set(uids)
-    assert sum(len(p) for p in parts) == len(uids)
-    assert all(parts)
-    assert shard_of(uids[0], shards) == shard_of(uids[0], shards)

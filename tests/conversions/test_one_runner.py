@@ -39,6 +39,8 @@ from tests.dicomgate_process import start_dicomgate, stop_dicomgate
 from tests.orthanc_process import OrthancProcess
 
 INSTANCES = 60
+# A killed worker is taken for dead within seconds (the defaults: 5 s heartbeats, 30 s).
+FAST_STALL = {"DICOMGATE_WORKER_HEARTBEAT": "1", "DICOMGATE_WORKER_STALLED_AFTER": "4"}
 
 
 async def test_a_job_lock_is_held_by_one_connection_until_it_closes(tmp_path: Path) -> None:
@@ -124,6 +126,7 @@ def _convert(orthanc_url: str, database_url: str, folder: Path, *selector: str) 
         "DICOMGATE_DATABASE_URL": database_url,
         "DICOMGATE_JOURNAL_DIR": str(folder / "journal"),  # one per machine
         "DICOMGATE_WORKERS": "2",
+        **FAST_STALL,
     }
     command = [sys.executable, "-m", "dicomgate.cli", "convert-to-htj2k", *selector]
     return Popen(
@@ -178,7 +181,11 @@ async def test_a_killed_runners_job_goes_on_in_a_live_replica(
             start_dicomgate,
             clean_orthanc.url,
             tmp_path / "replica",
-            env={"DICOMGATE_DATABASE_URL": url, "DICOMGATE_RESUME_CONVERSIONS_EVERY": "1"},
+            env={
+                "DICOMGATE_DATABASE_URL": url,
+                "DICOMGATE_RESUME_CONVERSIONS_EVERY": "1",
+                **FAST_STALL,
+            },
         )
         try:
             cli = _convert(clean_orthanc.url, url, tmp_path / "cli", "--study", STUDY)

@@ -66,10 +66,13 @@ class TestStartConversion:
         assert response.status_code == 422
         assert "exactly one of" in response.json()["error"]
 
-    async def test_a_shard_needs_all(self, client: httpx.AsyncClient) -> None:
-        response = await client.post(f"{BASE}/", json={"patient_id": "P1", "shard": "1/2"})
+    async def test_shards_are_gone(self, client: httpx.AsyncClient) -> None:
+        """Workers share the studies of a job now: a shard is refused, by name, not ignored."""
+        before = (await client.get(f"{BASE}/")).json()["jobs"]
+        response = await client.post(f"{BASE}/", json={"all": True, "shard": "1/2"})
         assert response.status_code == 422
         assert "shard" in response.json()["error"]
+        assert (await client.get(f"{BASE}/")).json()["jobs"] == before  # no job created
 
 
 class TestGetAndCancel:

@@ -1,5 +1,9 @@
-"""Conversion jobs the service runs in the background: resumed at start (and, on PostgreSQL,
-whenever their runner died), interrupted at stop.
+"""Conversion jobs the service runs in the background: resumed at start, interrupted at stop.
+
+On SQLite (one process) :class:`BackgroundJobs` runs them in this process. On PostgreSQL they
+go through the task queue every process shares (:mod:`.queue`): the service queues them and,
+unless DICOMGATE_IN_PROCESS_WORKER is false, also runs a worker; :func:`conversion_runner`
+picks one for the deployment.
 
 A job interrupted anywhere (shutdown, crash, kill -9) is safe to resume: every half-done
 replacement is in the journal and ``run_job`` settles it before new work.
@@ -10,14 +14,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Protocol
 
 from dicomgate.conversions import repository, service
 from dicomgate.conversions.locks import run_locks
+from dicomgate.conversions.queue import open_queue, uses_queue
 from dicomgate.db import session_scope
 from dicomgate.errors import ConversionJobNotFound, JobRunningElsewhere
 from dicomgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+class JobRunner(Protocol):
+    """What the API, the rules and the service's lifespan ask of whatever runs jobs."""
+
+    def start(self, job_id: int, *, concurrency: int) -> None: ...
+
+    async def resume_unfinished(self, *, concurrency: int = 2) -> list[int]: ...
+
+    def watch(self, *, every: float, concurrency: int = 2) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@asynccontextmanager
+async def conversion_runner(runtime: Runtime) -> AsyncIterator[JobRunner]:
+    """This deployment's job runner for the block (stopped at its end)."""
+    if not uses_queue(runtime):
+        jobs = BackgroundJobs(runtime)
+        try:
+            yield jobs
+        finally:
+            await jobs.stop()
+        return
+    async with open_queue(runtime) as queued:
+        if runtime.settings.in_process_worker:
+            queued.run_worker(concurrency=runtime.settings.worker_concurrency)
+        yield queued
 
 
 class BackgroundJobs:

@@ -10,6 +10,7 @@ from typing import Any
 from dicomgate.codec.reasons import reason_text
 from dicomgate.conversions.lifecycle import RunSummary
 from dicomgate.conversions.plan import InstanceResult, make_selection
+from dicomgate.conversions.queue import run_job_here, uses_queue
 from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.errors import DicomgateError, JobRunningElsewhere
 from dicomgate.runtime import open_runtime
@@ -60,9 +61,6 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="continue the unfinished job with the same selectors, else start one",
     )
-    parser.add_argument(
-        "--shard", metavar="K/N", help="with --all: only studies whose UID hashes to shard K of N"
-    )
     parser.set_defaults(func=handle_convert, needs_database=True)
 
 
@@ -70,9 +68,7 @@ def handle_convert(args: argparse.Namespace, settings: Settings) -> int:
     """Run the conversion; exit 0 (done), 1 (some failed), 2 (bad usage), 3 (stopped, resumable;
     or the job is being run by another process)."""
     try:
-        selection = make_selection(
-            study=args.study, patient=args.patient, all_studies=args.all, shard=args.shard
-        )
+        selection = make_selection(study=args.study, patient=args.patient, all_studies=args.all)
     except DicomgateError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
@@ -289,14 +285,15 @@ async def _convert(
         except DicomgateError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return EXIT_USAGE
+        # PostgreSQL: a real job goes through the task queue; this process works on it (and
+        # every `dicomgate worker` helps). SQLite, or a dry run: it runs here, as one run.
+        run = run_job_here if uses_queue(runtime) and not dry_run else run_job
         try:
             if sys.stderr.isatty():
                 with RichProgress() as progress:
-                    summary = await run_job(
-                        runtime, job_id, concurrency=concurrency, progress=progress
-                    )
+                    summary = await run(runtime, job_id, concurrency=concurrency, progress=progress)
             else:
-                summary = await run_job(runtime, job_id, concurrency=concurrency)
+                summary = await run(runtime, job_id, concurrency=concurrency)
         except JobRunningElsewhere as exc:  # nothing done here; the job goes on over there
             print(f"error: {exc.message}", file=sys.stderr)
             return EXIT_INTERRUPTED

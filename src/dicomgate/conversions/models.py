@@ -117,3 +117,21 @@ class ReplaceJournalRow(Base):
     entry: Mapped[dict[str, Any]] = mapped_column(JSON)  # JournalEntry, as asdict() gives it
     original_oid: Mapped[int] = mapped_column(LargeObjectId)
     created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), server_default=func.now())
+
+
+class ConversionJobStudy(Base):
+    """One study of a job distributed over workers (PostgreSQL, see :mod:`.queue`): the job is
+    over when every one of its studies is; ``state``: queued | done | cancelled."""
+
+    __tablename__ = "conversion_job_studies"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("conversion_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    study_instance_uid: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    instances_total: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime.datetime] = mapped_column(
+        UtcDateTime(), server_default=func.now(), onupdate=func.now()
+    )

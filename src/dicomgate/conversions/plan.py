@@ -1,9 +1,8 @@
-"""What a conversion job covers (its selection of studies and instances, ``--shard K/N``) and
-what happened to each instance."""
+"""What a conversion job covers (its selection of studies and instances) and what happened to
+each instance."""
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,19 +17,14 @@ SelectorKind = Literal["study", "patient", "all", "series"]
 
 @dataclass(frozen=True)
 class Selection:
-    """Which studies a job converts: one study, one patient's, or all (optionally one shard);
+    """Which studies a job converts: one study, one patient's, or all;
     or given series of one study (``value``: its StudyInstanceUID), optionally only some of
     their instances (a compression rule's job: see :func:`series_selection`)."""
 
     selector: SelectorKind
     value: str | None = None
-    shard: tuple[int, int] | None = None  # (K, N), 1 ≤ K ≤ N
     series: tuple[str, ...] = ()  # selector "series": Orthanc IDs of the series
     instances: tuple[str, ...] = ()  # and of their instances to convert (empty: all of them)
-
-    @property
-    def shard_text(self) -> str | None:
-        return f"{self.shard[0]}/{self.shard[1]}" if self.shard else None
 
     def for_log(self) -> object:
         """``describe()`` for log lines: a patient selector's ID is PHI (redacted by default)."""
@@ -41,7 +35,7 @@ class Selection:
     def describe(self) -> str:
         """A human phrase for logs and summaries."""
         if self.selector == "all":
-            return "all studies" + (f" (shard {self.shard_text})" if self.shard else "")
+            return "all studies"
         if self.selector == "series":
             count = f"{len(self.instances)} instances of " if self.instances else ""
             plural = "series" if len(self.series) == 1 else f"{len(self.series)} series"
@@ -57,39 +51,21 @@ class Selection:
         return not self.instances or ref.orthanc_id in self.instances
 
 
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"K/N"`` → (K, N) with 1 ≤ K ≤ N; None stays None."""
-    if text is None:
-        return None
-    try:
-        k_text, n_text = text.split("/")
-        k, n = int(k_text), int(n_text)
-    except ValueError:
-        raise BadRequest(f"--shard must look like K/N (e.g. 1/4), not {text!r}") from None
-    if not 1 <= k <= n:
-        raise BadRequest(f"--shard K/N needs 1 ≤ K ≤ N, not {text!r}")
-    return (k, n)
-
-
 def make_selection(
     *,
     study: str | None = None,
     patient: str | None = None,
     all_studies: bool = False,
-    shard: str | None = None,
 ) -> Selection:
-    """Validate the selectors (exactly one of study, patient, all; a shard only with all)."""
+    """Validate the selectors (exactly one of study, patient, all)."""
     chosen = [s for s in (study is not None, patient is not None, all_studies) if s]
     if len(chosen) != 1:
         raise BadRequest("Choose exactly one of a study, a patient or all studies")
-    parsed = parse_shard(shard)
-    if parsed is not None and not all_studies:
-        raise BadRequest("A shard splits --all; it cannot be combined with a study or patient")
     if study is not None:
         return Selection("study", study.strip())
     if patient is not None:
         return Selection("patient", patient.strip())
-    return Selection("all", None, parsed)
+    return Selection("all", None)
 
 
 def series_selection(
@@ -104,12 +80,6 @@ def series_selection(
         series=tuple(sorted(set(series_ids))),
         instances=tuple(sorted(set(instance_ids))),
     )
-
-
-def shard_of(study_instance_uid: str, count: int) -> int:
-    """The 1-based shard of a study: a stable hash of its UID (same on every machine)."""
-    digest = hashlib.sha256(study_instance_uid.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % count + 1
 
 
 @dataclass(frozen=True)
@@ -175,9 +145,6 @@ async def select_studies(orthanc: OrthancClient, selection: Selection) -> list[S
         )
         for s in studies
     ]
-    if selection.shard is not None:
-        k, n = selection.shard
-        refs = [r for r in refs if shard_of(r.study_instance_uid, n) == k]
     return sorted(refs, key=lambda r: (r.study_instance_uid, r.orthanc_id))
 
 

@@ -20,14 +20,9 @@ MAX_JOB_ERRORS = 50  # error lines kept with a job (the latest)
 
 def selection_of(job: ConversionJob) -> Selection:
     """The selection a stored job was created with."""
-    shard = None
-    if job.shard:
-        k, n = job.shard.split("/")
-        shard = (int(k), int(n))
     return Selection(
         job.selector,  # type: ignore[arg-type]
         job.selector_value,
-        shard,
         series=tuple(job.series_ids or ()),
         instances=tuple(job.instance_ids or ()),
     )
@@ -55,7 +50,6 @@ async def create_job(
     job = ConversionJob(
         selector=selection.selector,
         selector_value=selection.value,
-        shard=selection.shard_text,
         series_ids=list(selection.series) if selection.selector == "series" else None,
         instance_ids=list(selection.instances) if selection.instances else None,
         origin=origin,
@@ -98,11 +92,7 @@ async def find_unfinished_job(
         if selection.value is None
         else ConversionJob.selector_value == selection.value
     )
-    query = query.where(
-        ConversionJob.shard.is_(None)
-        if selection.shard is None
-        else ConversionJob.shard == selection.shard_text
-    )
+    query = query.where(ConversionJob.shard.is_(None))
     return (await session.scalars(query.limit(1))).first()
 
 

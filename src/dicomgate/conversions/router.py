@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, status
 
 from dicomgate.audit.context import note_touched
 from dicomgate.conversions import repository, service
-from dicomgate.conversions.background import BackgroundJobs
+from dicomgate.conversions.background import JobRunner
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.schemas import ConversionJobList, ConversionJobOut, ConversionRequest
 from dicomgate.dependencies import SessionDep, SettingsDep
@@ -42,7 +42,6 @@ async def start_conversion(
         study=body.study_instance_uid,
         patient=body.patient_id,
         all_studies=body.all,
-        shard=body.shard,
     )
     job = await repository.create_job(
         session,
@@ -54,7 +53,7 @@ async def start_conversion(
     # The one commit outside the session dependency: the background run (its own session)
     # must see the job, and the dependency commits only after this function returns.
     await session.commit()
-    jobs: BackgroundJobs = request.app.state.conversion_jobs
+    jobs: JobRunner = request.app.state.conversion_jobs
     jobs.start(job.id, concurrency=body.concurrency)
     return out
 

@@ -156,11 +156,11 @@ async def _run(
     summary, started = begun.summary, begun.started
 
     async def settle(entry: JournalEntry) -> None:
-        await _record_recovered(runtime, entry)
+        await record_recovered(runtime, entry)
 
     try:
         carry = await detect_carry_over(runtime.orthanc)
-        summary.recovered = await _recover_legacy_folder(runtime, journal, settle)
+        summary.recovered = await recover_legacy_folder(runtime, journal, settle)
         summary.recovered += await recover_journal(
             runtime.orthanc, journal, settle=settle, locks=locks
         )
@@ -183,7 +183,7 @@ async def _run(
     if progress is not None:
         progress.started(studies=len(studies), instances=total, already_done=total - len(todo))
 
-    run = _RealRun(
+    run = RealRun(
         runtime=runtime,
         journal=journal,
         locks=locks,
@@ -209,7 +209,7 @@ async def _run(
 
 
 @dataclass
-class _RealRun:
+class RealRun:
     """What the workers of one run share: the queue, the tally, and why they stop."""
 
     runtime: Runtime
@@ -266,7 +266,7 @@ class _RealRun:
                 return  # settled at the start of this run, which holds the journal alone
 
             async def settle(entry: JournalEntry) -> None:
-                await _record_recovered(self.runtime, entry)
+                await record_recovered(self.runtime, entry)
 
             recovered = await recover_study(
                 self.runtime.orthanc, self.journal, study, settle=settle
@@ -317,7 +317,7 @@ class _RealRun:
             self.cancelled = True
 
 
-async def _recover_legacy_folder(
+async def recover_legacy_folder(
     runtime: Runtime, journal: Journal, settle: Callable[[JournalEntry], Awaitable[None]]
 ) -> list[Recovered]:
     """On PostgreSQL, settle what a folder journal kept from before the database journal (a
@@ -340,7 +340,7 @@ async def _record(runtime: Runtime, job_id: int, result: InstanceResult) -> bool
         return await repository.record_outcome(session, job_id, result)
 
 
-async def _record_recovered(runtime: Runtime, entry: JournalEntry) -> None:
+async def record_recovered(runtime: Runtime, entry: JournalEntry) -> None:
     """Record "converted" for a replacement a crash left unrecorded (in the job that did it)."""
     if entry.job_id is None:
         return

@@ -18,11 +18,6 @@ class ConversionRequest(BaseModel):
         default=None, max_length=64, description="Every study of one patient."
     )
     all: bool = Field(default=False, description="Every study in Orthanc.")
-    shard: str | None = Field(
-        default=None,
-        pattern=r"^\d+/\d+$",
-        description="With all: only shard K/N (stable hash of the UID).",
-    )
     dry_run: bool = Field(default=False, description="Measure only; change nothing.")
     sample: int | None = Field(
         default=None,
@@ -41,8 +36,6 @@ class ConversionRequest(BaseModel):
         chosen = [self.study_instance_uid is not None, self.patient_id is not None, self.all]
         if sum(chosen) != 1:
             raise ValueError("choose exactly one of study_instance_uid, patient_id or all")
-        if self.shard is not None and not self.all:
-            raise ValueError("shard splits all studies; use it with all")
         if (self.sample is not None or self.exact) and not self.dry_run:
             raise ValueError("sample and exact apply to a dry run (dry_run: true)")
         if self.sample is not None and self.exact:
@@ -157,7 +150,11 @@ class ConversionJobOut(BaseModel):
     selector_value: str | None = Field(
         description="The study's UID, the patient's ID (selector series: the study's UID)."
     )
-    shard: str | None
+    shard: str | None = Field(
+        default=None,
+        description="Always null: shards were removed (workers share the studies of a job); "
+        "set only on jobs of older versions.",
+    )
     origin: str | None = Field(
         default=None, description="Who asked: null for an administrator, rule:<name> for a rule."
     )
