@@ -133,9 +133,9 @@ class QueuedJobs:
         self.app = app
         self._tasks: list[asyncio.Task[Any]] = []
 
-    async def start_job(self, job_id: int, *, concurrency: int) -> None:
-        """Queue a job (its planner); nothing happens if it is already queued."""
-        await defer(self.app, PLAN_TASK, job_id, concurrency=concurrency)
+    async def start_job(self, job_id: int, *, concurrency: int) -> bool:
+        """Queue a job (its planner); False (and nothing queued) if it is already queued."""
+        return await defer(self.app, PLAN_TASK, job_id, concurrency=concurrency)
 
     def start(self, job_id: int, *, concurrency: int) -> None:
         """As the in-process runner's start (:class:`.background.BackgroundJobs`)."""

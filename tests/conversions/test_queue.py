@@ -1,0 +1,238 @@
+"""Conversion jobs on the task queue (PostgreSQL): one task per study, the job ended by its last
+study, every step safe to run again, cancel and Orthanc's failure handled across workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+
+from dicomgate.conversions import studies
+from dicomgate.conversions.models import ConversionJob, ConversionJobStudy
+from dicomgate.conversions.plan import make_selection
+from dicomgate.conversions.queue import QueuedJobs, open_queue
+from dicomgate.conversions.repository import create_job
+from dicomgate.conversions.service import request_cancel
+from dicomgate.db import session_scope
+from dicomgate.runtime import Runtime, open_runtime
+from tests.builders import make_dataset, to_bytes
+from tests.conversions.helpers import decoded_crc32s, make_settings
+from tests.conversions.test_background import assert_converted
+from tests.databases import fresh_database
+from tests.orthanc_process import OrthancProcess
+
+pytestmark = pytest.mark.postgres
+
+STUDIES = [f"1.2.826.0.1.3680043.10.9.{200 + n}" for n in range(3)]
+PER_STUDY = 4
+
+
+def store_studies(orthanc: OrthancProcess) -> dict[str, tuple[int, ...]]:
+    crcs = {}
+    for study in STUDIES:
+        for n in range(PER_STUDY):
+            data = to_bytes(make_dataset(rows=32, columns=32, study_uid=study, instance_number=n))
+            crcs[orthanc.store(data)["ID"]] = decoded_crc32s(data)
+    return crcs
+
+
+def stored_syntaxes(orthanc: OrthancProcess, study: str) -> list[str]:
+    query = {"Level": "Instance", "Query": {"StudyInstanceUID": study}}
+    ids = httpx.post(f"{orthanc.url}/tools/find", json=query).json()
+    return [
+        httpx.get(f"{orthanc.url}/instances/{i}/header?simplify").json()["TransferSyntaxUID"]
+        for i in ids
+    ]
+
+
+@asynccontextmanager
+async def pg_runtime(orthanc: OrthancProcess, tmp_path: Path) -> AsyncIterator[Runtime]:
+    async with fresh_database("postgresql", tmp_path, prefix="queue") as url:
+        settings = await asyncio.to_thread(make_settings, orthanc, tmp_path, database_url=url)
+        async with open_runtime(settings) as runtime:
+            yield runtime
+
+
+async def new_job(runtime: Runtime) -> int:
+    async with session_scope(runtime.sessions) as session:
+        job = await create_job(session, selection=make_selection(all_studies=True), dry_run=False)
+        return job.id
+
+
+async def read_job(runtime: Runtime, job_id: int) -> ConversionJob:
+    async with session_scope(runtime.sessions) as session:
+        job = await session.get(ConversionJob, job_id)
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+async def study_states(runtime: Runtime, job_id: int) -> dict[str, str]:
+    async with session_scope(runtime.sessions) as session:
+        rows = await session.scalars(
+            select(ConversionJobStudy).where(ConversionJobStudy.job_id == job_id)
+        )
+        return {row.study_instance_uid: row.state for row in rows}
+
+
+async def wait_ended(runtime: Runtime, job_id: int) -> ConversionJob:
+    for _ in range(1200):
+        job = await read_job(runtime, job_id)
+        if job.state in ("completed", "cancelled", "failed"):
+            return job
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not end: {job.state}")
+
+
+async def live_tasks(runtime: Runtime) -> int:
+    async with runtime.engine.connect() as conn:
+        query = "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+        return int((await conn.execute(text(query))).scalar_one())
+
+
+async def test_a_job_runs_as_one_task_per_study_and_its_last_study_ends_it(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    crcs = await asyncio.to_thread(store_studies, clean_orthanc)
+    async with pg_runtime(clean_orthanc, tmp_path) as runtime, open_queue(runtime) as queue:
+        job_id = await new_job(runtime)
+        assert await queue.start_job(job_id, concurrency=2)
+        assert not await queue.start_job(job_id, concurrency=2)  # its queueing lock
+        queue.run_worker(concurrency=2)
+        job = await wait_ended(runtime, job_id)
+        assert await study_states(runtime, job_id) == dict.fromkeys(STUDIES, "done")
+        assert await live_tasks(runtime) == 0
+    total = len(STUDIES) * PER_STUDY
+    assert (job.state, job.instances_total, job.converted, job.skipped, job.failed) == (
+        "completed",
+        total,
+        total,
+        0,
+        0,
+    )
+    assert job.finished_at is not None and job.elapsed > 0
+    await asyncio.to_thread(assert_converted, clean_orthanc, crcs)
+
+
+async def test_planning_or_converting_a_study_again_redoes_nothing(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    """A planner retried (its worker died) defers the same studies and counts nothing twice;
+    a study task run again once its study is done returns at once."""
+    await asyncio.to_thread(store_studies, clean_orthanc)
+    async with pg_runtime(clean_orthanc, tmp_path) as runtime:
+        job_id = await new_job(runtime)
+        deferred: list[str] = []
+
+        async def defer(study: str) -> None:
+            deferred.append(study)
+
+        await studies.plan_job(runtime, job_id, defer_study=defer)
+        await studies.plan_job(runtime, job_id, defer_study=defer)
+        assert deferred == STUDIES + STUDIES  # deduplicated by the tasks' queueing lock
+        assert (await read_job(runtime, job_id)).instances_total == len(STUDIES) * PER_STUDY
+
+        await studies.convert_study(runtime, job_id, STUDIES[0], concurrency=2)
+        once = await read_job(runtime, job_id)
+        await studies.convert_study(runtime, job_id, STUDIES[0], concurrency=2)
+        again = await read_job(runtime, job_id)
+        assert (once.converted, again.converted) == (PER_STUDY, PER_STUDY)
+        assert (again.state, (await study_states(runtime, job_id))[STUDIES[0]]) == (
+            "running",
+            "done",
+        )
+        for study in STUDIES[1:]:
+            await studies.convert_study(runtime, job_id, study, concurrency=2)
+        done = await read_job(runtime, job_id)
+        deferred.clear()
+        await studies.plan_job(runtime, job_id, defer_study=defer)  # ended: nothing to plan
+    assert (done.state, done.converted, deferred) == ("completed", len(STUDIES) * PER_STUDY, [])
+
+
+async def test_cancel_leaves_the_queued_studies_untouched(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(store_studies, clean_orthanc)
+    async with pg_runtime(clean_orthanc, tmp_path) as runtime:
+        job_id = await new_job(runtime)
+
+        async def defer(study: str) -> None:
+            return None
+
+        await studies.plan_job(runtime, job_id, defer_study=defer)
+        await studies.convert_study(runtime, job_id, STUDIES[0], concurrency=2)
+        async with session_scope(runtime.sessions) as session:
+            await request_cancel(session, job_id)
+        for study in STUDIES[1:]:
+            await studies.convert_study(runtime, job_id, study, concurrency=2)
+        job = await read_job(runtime, job_id)
+        states = await study_states(runtime, job_id)
+    assert (job.state, job.converted) == ("cancelled", PER_STUDY)
+    assert states == {STUDIES[0]: "done", STUDIES[1]: "cancelled", STUDIES[2]: "cancelled"}
+    served = await asyncio.to_thread(stored_syntaxes, clean_orthanc, STUDIES[1])
+    assert served == ["1.2.840.10008.1.2.1"] * PER_STUDY  # still uncompressed
+
+
+async def test_orthanc_down_interrupts_the_job_and_a_sweep_resumes_it(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    crcs = await asyncio.to_thread(store_studies, clean_orthanc)
+    async with pg_runtime(clean_orthanc, tmp_path) as runtime, open_queue(runtime) as queue:
+        job_id = await new_job(runtime)
+        await asyncio.to_thread(clean_orthanc.stop)
+        try:
+            await studies.plan_job(runtime, job_id, defer_study=_never)
+            job = await read_job(runtime, job_id)
+        finally:
+            await asyncio.to_thread(clean_orthanc.start)
+        assert job.state == "interrupted"
+        assert "Stopped:" in job.errors[-1] and "No instance is missing" in job.errors[-1]
+
+        await queue.sweep()  # no task of it is left: planned again
+        queue.run_worker(concurrency=1)
+        ended = await wait_ended(runtime, job_id)
+    assert (ended.state, ended.converted) == ("completed", len(STUDIES) * PER_STUDY)
+    await asyncio.to_thread(assert_converted, clean_orthanc, crcs)
+
+
+async def _never(study: str) -> None:
+    raise AssertionError("nothing is deferred while Orthanc is down")
+
+
+async def test_resume_queues_only_jobs_without_a_task(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    """Every replica resumes at start: a job that has a task waiting is not queued twice."""
+    async with pg_runtime(clean_orthanc, tmp_path) as runtime, open_queue(runtime) as queue:
+        first, second = await new_job(runtime), await new_job(runtime)
+        await queue.start_job(first, concurrency=1)
+        assert await queue.resume_unfinished() == [second]
+        assert await queue.resume_unfinished() == []
+        assert await queue.live_job_ids() == {first, second}
+        assert isinstance(queue, QueuedJobs)
+
+
+def test_the_worker_command_needs_postgresql(orthanc: OrthancProcess, tmp_path: Path) -> None:
+    settings = make_settings(orthanc, tmp_path)
+    env = {
+        **os.environ,
+        "DICOMGATE_ORTHANC_URL": orthanc.url,
+        "DICOMGATE_DATABASE_URL": settings.database_url,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "dicomgate.cli", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "`dicomgate worker` needs PostgreSQL" in done.stderr
