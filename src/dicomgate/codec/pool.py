@@ -41,6 +41,13 @@ def ping() -> int:
     return os.getpid()
 
 
+def load_codecs() -> int:
+    """Import the transcoder and its codecs in a worker (what the first real task would pay)."""
+    import dicomgate.codec.transcode  # noqa: F401
+
+    return os.getpid()
+
+
 def limit_memory(limit: int | None) -> None:
     """Worker initializer: cap the worker's address space (RLIMIT_AS) at ``limit`` bytes.
 
@@ -137,6 +144,10 @@ class WorkerPool:
             ) from None
         finally:
             self._pending -= 1
+
+    async def warm(self) -> None:
+        """Start every worker and load its codecs before the first real task needs them."""
+        await asyncio.gather(*(self.run(load_codecs) for _ in range(self.workers)))
 
     def close(self) -> None:
         """Stop the workers (running tasks are abandoned)."""

@@ -59,6 +59,7 @@ async def _work(settings: Settings, concurrency: int) -> int:
                 file=sys.stderr,
             )
             return 2
+        await runtime.pool.warm()  # a study taken at once does not wait for the codecs
         async with open_queue(runtime) as queue:
             await queue.sweep()
             if settings.resume_conversions_every:
