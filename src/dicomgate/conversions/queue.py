@@ -269,11 +269,17 @@ async def run_job_here(
     the summary is the job's row (what every worker did)."""
     async with open_queue(runtime) as queue:
         before = await _job_row(runtime, job_id)
+        await queue.retry_stalled()  # e.g. left by an earlier run of this command, killed
         await queue.start_job(job_id, concurrency=concurrency)
         worker = queue.run_worker(concurrency=1, queues=[queue_of(job_id)], progress=progress)
         reported = False
+        sweep_every = runtime.settings.resume_conversions_every or SWEEP_DEFAULT
+        next_sweep = asyncio.get_running_loop().time() + sweep_every
         while True:
             await asyncio.sleep(POLL)
+            if asyncio.get_running_loop().time() >= next_sweep:
+                next_sweep += sweep_every
+                await queue.retry_stalled()
             job = await _job_row(runtime, job_id)
             if progress is not None and not reported and job.studies:
                 progress.started(
@@ -305,6 +311,7 @@ async def run_job_here(
 
 
 POLL = 0.5  # seconds between two reads of a job the CLI waits for
+SWEEP_DEFAULT = 30.0  # seconds between two looks for stalled tasks when resumes are off
 
 
 @dataclass(frozen=True)
