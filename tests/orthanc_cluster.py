@@ -10,6 +10,11 @@ node's changes; but a series only becomes stable (``StableSeries`` in ``/changes
 through the node that received its instances, ``StableAge`` seconds after the last one it
 received: a node stopped before then never marks it, and a series stored through two nodes is
 marked once by each (see tests/test_orthanc_cluster.py, which checks both).
+
+``/changes`` can still be followed with a cursor across nodes: every transaction that logs a
+change also updates the one row that holds the last ``seq`` (the plugin's ``InsertedChange``
+trigger), so under its SERIALIZABLE transactions a later ``seq`` never commits before an earlier
+one; a rolled-back and replayed transaction may leave a ``seq`` unused.
 """
 
 from __future__ import annotations
