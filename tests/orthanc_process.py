@@ -1,4 +1,10 @@
-"""A real Orthanc (Debian's ``/usr/sbin/Orthanc``) on a free loopback port, for the tests."""
+"""A real Orthanc (Debian's ``/usr/sbin/Orthanc``) on a free loopback port, for the tests.
+
+By default each Orthanc has its own SQLite index and storage folder. Given ``index_database``, it
+keeps its index in that PostgreSQL database instead (Debian's ``orthanc-postgresql`` 4.0 index
+plugin, installed by scripts/setup-tests), so several Orthanc processes can share one index and,
+with ``storage_dir``, one storage folder: see tests/orthanc_cluster.py.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,12 @@ import httpx
 
 ORTHANC_BINARY = os.environ.get(
     "DICOMGATE_TEST_ORTHANC", shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+)
+POSTGRESQL_INDEX_PLUGIN = Path(
+    os.environ.get(
+        "DICOMGATE_TEST_ORTHANC_POSTGRESQL_INDEX",
+        "/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so",
+    )
 )
 
 
@@ -33,8 +45,15 @@ class OrthancProcess:
         *,
         overwrite_instances: bool = False,
         extra_config: dict[str, object] | None = None,
+        storage_dir: Path | None = None,
+        index_database: str | None = None,
     ) -> None:
-        """``extra_config``: more Orthanc options (e.g. ``{"UserMetadata": {"Comment": 1024}}``)."""
+        """``extra_config``: more Orthanc options (e.g. ``{"UserMetadata": {"Comment": 1024}}``).
+
+        ``storage_dir``: the folder of DICOM files (default: ``workdir/storage``), which several
+        Orthanc on one index must share. ``index_database``: a libpq URI
+        (``postgresql://user@host:port/name``) of the PostgreSQL database that holds the index.
+        """
         self.workdir = workdir
         self.port = free_port()
         self.dicom_port = free_port()
@@ -43,12 +62,15 @@ class OrthancProcess:
         self.log_path = workdir / "orthanc.log"
         self.config_path = workdir / "orthanc.json"
         self._proc: subprocess.Popen[bytes] | None = None
-        storage = workdir / "storage"
-        storage.mkdir(parents=True, exist_ok=True)
-        config = {
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.storage_dir = storage_dir or workdir / "storage"
+        self.storage_dir.mkdir(parents=True, exist_ok=True)
+        extra = dict(extra_config or {})
+        config: dict[str, object] = {
             "Name": "dicomgate-test",
-            "StorageDirectory": str(storage),
-            "IndexDirectory": str(storage),
+            "StorageDirectory": str(self.storage_dir),
+            # Never shared: a SQLite index is one Orthanc's (unused with a PostgreSQL index).
+            "IndexDirectory": str(workdir / "index") if storage_dir else str(self.storage_dir),
             "HttpPort": self.port,
             "DicomPort": self.dicom_port,
             "DicomServerEnabled": False,
@@ -61,8 +83,10 @@ class OrthancProcess:
             "ConcurrentJobs": 2,
             "SaveJobs": False,
             "StableAge": 1,
-            **(extra_config or {}),
+            **extra,
         }
+        if index_database is not None:
+            config.update(postgresql_index_config(index_database, plugins=extra.get("Plugins")))
         self.config_path.write_text(json.dumps(config, indent=2))
 
     @property
@@ -126,3 +150,32 @@ class OrthancProcess:
         response.raise_for_status()
         result: dict[str, str] = response.json()
         return result
+
+
+def postgresql_index_config(uri: str, *, plugins: object = None) -> dict[str, object]:
+    """The Orthanc options that put its index, and only its index, in PostgreSQL ``uri``.
+
+    For plugin 4.0 on Orthanc >= 1.9.2 (Debian's 4.0 on 1.10.1): ``Lock: false`` lets several
+    Orthanc share the index (the plugin's advisory lock would refuse the second one); Orthanc
+    replays a transaction that collides with another writer's (``MaximumConnectionRetries``
+    times, 100 ms longer each time, then 503). ``EnableStorage: false`` and only the index
+    plugin loaded: the DICOM files stay in the storage folder.
+    """
+    if not POSTGRESQL_INDEX_PLUGIN.exists():
+        raise RuntimeError(
+            f"Orthanc's PostgreSQL index plugin is missing ({POSTGRESQL_INDEX_PLUGIN}): "
+            "run scripts/setup-tests (it installs Debian's orthanc-postgresql)"
+        )
+    more = list(plugins) if isinstance(plugins, list) else []
+    return {
+        "Plugins": [str(POSTGRESQL_INDEX_PLUGIN), *more],
+        "PostgreSQL": {
+            "EnableIndex": True,
+            "EnableStorage": False,
+            "ConnectionUri": uri,
+            "Lock": False,
+            "IndexConnectionsCount": 2,
+            "MaximumConnectionRetries": 10,
+            "ConnectionRetryInterval": 1,
+        },
+    }

@@ -3,8 +3,10 @@
 What is checked: docker-compose.yml against the Compose Specification's JSON schema (vendored by
 check-jsonschema, so offline); every DICOMGATE_* variable it sets is a real setting (a typo would
 be ignored silently at run time); secrets are required, never defaulted; only dicomgate is
-published. The Dockerfile runs as a non-root user, its health check calls the health route, and
-its start command is one the CLI accepts. Not checked here: building the image and running it.
+published; the worker service runs the same image with the same Orthanc and database. The
+Dockerfile runs as a non-root user, its health check calls the health route, its start command is
+one the CLI accepts, and it has the libpq psycopg loads. Not checked here: building the image and
+running it.
 """
 
 from __future__ import annotations
@@ -41,12 +43,20 @@ def test_compose_file_is_valid_against_the_compose_specification() -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def dicomgate_services(compose: dict) -> dict[str, dict]:
+    """The services that run the dicomgate image (the API and the workers)."""
+    image = compose["services"]["dicomgate"]["image"]
+    return {name: svc for name, svc in compose["services"].items() if svc.get("image") == image}
+
+
 def test_every_dicomgate_variable_in_compose_is_a_setting(compose: dict) -> None:
-    environment = compose["services"]["dicomgate"]["environment"]
     known = {f"DICOMGATE_{name.upper()}" for name in Settings.model_fields}
-    names = {name for name in environment if name.startswith("DICOMGATE_")}
-    assert names, "the dicomgate service sets no DICOMGATE_* variable"
-    assert names - known == set()
+    services = dicomgate_services(compose)
+    assert set(services) == {"dicomgate", "worker"}
+    for name, service in services.items():
+        names = {var for var in service["environment"] if var.startswith("DICOMGATE_")}
+        assert names, f"the {name} service sets no DICOMGATE_* variable"
+        assert names - known == set(), name
 
 
 def test_secrets_are_required_not_defaulted(compose: dict) -> None:
@@ -61,6 +71,34 @@ def test_secrets_are_required_not_defaulted(compose: dict) -> None:
 def test_only_dicomgate_is_published(compose: dict) -> None:
     published = {name for name, svc in compose["services"].items() if svc.get("ports")}
     assert published == {"dicomgate"}
+
+
+def test_the_worker_runs_the_same_image_on_the_same_orthanc_and_database(compose: dict) -> None:
+    gate, worker = compose["services"]["dicomgate"], compose["services"]["worker"]
+    assert (worker["build"], worker["image"]) == (gate["build"], gate["image"])
+    assert worker["command"][:2] == ["dicomgate", "worker"]
+    assert "--concurrency" in worker["command"]
+    shared = (
+        "DICOMGATE_DATABASE_URL",
+        "DICOMGATE_ORTHANC_URL",
+        "DICOMGATE_ORTHANC_USERNAME",
+        "DICOMGATE_ORTHANC_PASSWORD",
+    )
+    for name in shared:
+        assert worker["environment"][name] == gate["environment"][name], name
+    assert gate["environment"]["DICOMGATE_DATABASE_URL"].startswith("postgresql")  # the queue
+    assert "ports" not in worker and "expose" not in worker
+    # The image's health check asks the HTTP API, which a worker does not serve.
+    assert worker["healthcheck"] == {"disable": True}
+    # It starts once the API has migrated the database.
+    assert worker["depends_on"]["dicomgate"] == {"condition": "service_healthy"}
+    assert "volumes" not in worker  # nothing shared but Orthanc and the database
+
+
+def test_the_image_has_the_libpq_psycopg_loads() -> None:
+    """psycopg 3 without its [binary] extra loads the system's libpq at import."""
+    runtime = DOCKERFILE.read_text().rsplit("\nFROM ", 1)[1].replace("\\\n", " ")
+    assert re.search(r"apt-get install [^\n]*\blibpq5\b", runtime)
 
 
 def test_dockerfile_runs_non_root_checks_health_and_starts_a_real_command() -> None:
