@@ -95,6 +95,21 @@ def test_the_worker_runs_the_same_image_on_the_same_orthanc_and_database(compose
     assert "volumes" not in worker  # nothing shared but Orthanc and the database
 
 
+def test_the_worker_command_is_one_the_cli_accepts(compose: dict) -> None:
+    command = compose["services"]["worker"]["command"]
+    default = re.fullmatch(r"\$\{DICOMGATE_WORKER_CONCURRENCY:-(\d+)\}", command[-1])
+    assert default, "the concurrency comes from DICOMGATE_WORKER_CONCURRENCY, with a default"
+    arguments = build_parser().parse_args([*command[1:-1], default.group(1)])
+    assert arguments.concurrency == int(default.group(1))
+
+
+def test_api_replicas_leave_conversions_to_the_workers_by_default(compose: dict) -> None:
+    gate = compose["services"]["dicomgate"]["environment"]
+    assert gate["DICOMGATE_IN_PROCESS_WORKER"] == "${DICOMGATE_IN_PROCESS_WORKER:-false}"
+    assert Settings.model_fields["in_process_worker"].default is True  # the setting's own default
+    assert "DICOMGATE_IN_PROCESS_WORKER" not in compose["services"]["worker"]["environment"]
+
+
 def test_the_image_has_the_libpq_psycopg_loads() -> None:
     """psycopg 3 without its [binary] extra loads the system's libpq at import."""
     runtime = DOCKERFILE.read_text().rsplit("\nFROM ", 1)[1].replace("\\\n", " ")
