@@ -10,13 +10,9 @@ FROM python:3.11-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     DICOMGATE_DATA_DIR=/data
-# libpq5: psycopg 3 (Procrastinate's driver, for the task queue on PostgreSQL) is installed in its
-# pure-Python form and loads the system libpq at import; Debian's, patched by apt, rather than
-# the copy psycopg[binary] bundles.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpq5 \
-    && rm -rf /var/lib/apt/lists/* \
-    && groupadd --system dicomgate && useradd --system --gid dicomgate --home /app dicomgate \
+# psycopg 3 (Procrastinate's driver, for the task queue on PostgreSQL) comes as psycopg[binary]:
+# it carries its own client library, so the image needs no system package for it.
+RUN groupadd --system dicomgate && useradd --system --gid dicomgate --home /app dicomgate \
     && mkdir -p /app /data && chown dicomgate:dicomgate /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
