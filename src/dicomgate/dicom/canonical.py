@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import MutableSequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydicom import config
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
+
+from dicomgate.dicom.part10 import raw_element_bytes
 
 CACHED_VALUE_BYTES = 256  # longer values (rarely repeated) are converted every time
 CACHE_ENTRIES = 16384
@@ -78,21 +81,48 @@ def cacheable(raw: RawDataElement) -> bool:
     )
 
 
-def written(raw: RawDataElement, *, read_charset: Charset, write_charset: Charset) -> bytes | None:
-    """The bytes ``write_data_element`` writes for ``raw`` converted as ``Dataset[tag]``
-    converts it (``raw`` must be :func:`cacheable`); None where writing it fails.
+@dataclass(frozen=True)
+class Context:
+    """What converting and writing a dataset's elements depends on besides each element: the
+    character set its values are read in, the one they are written in, pydicom's settings.
+    Made once per dataset (:func:`context`)."""
 
-    Conversion errors (a malformed value) are raised, and not cached.
+    read_charset: Charset
+    write_charset: Charset
+    settings: tuple[Any, ...]
+
+    def written(self, raw: RawDataElement) -> bytes | None:
+        """The bytes ``write_data_element`` writes for ``raw`` converted as ``Dataset[tag]``
+        converts it (``raw`` must be :func:`cacheable`); None where writing it fails.
+        Conversion errors (a malformed value) are raised, and not cached."""
+        return _written(*self._key(raw))
+
+    def unchanged(self, raw: RawDataElement) -> bool:
+        """True when ``raw`` (:func:`cacheable`) converts and writes back to exactly the bytes
+        read (header and value, as ``part10.raw_element_bytes`` copies it). Conversion errors
+        are raised."""
+        return _unchanged(*self._key(raw))
+
+    def _key(self, raw: RawDataElement) -> tuple[Any, ...]:
+        return (
+            raw.tag,
+            str(raw.VR),
+            raw.value,
+            raw.length == _UNDEFINED,
+            self.read_charset,
+            self.write_charset,
+            self.settings,
+        )
+
+
+def context(*, read_charset: object, write_charset: object) -> Context | None:
+    """The context of a dataset whose values are read in ``read_charset`` and written in
+    ``write_charset`` (as pydicom holds them); None where either is not a str or a list of str.
     """
-    return _written(
-        raw.tag,
-        str(raw.VR),
-        bytes(raw.value),  # type: ignore[arg-type]
-        raw.length == _UNDEFINED,
-        read_charset,
-        write_charset,
-        _config(),
-    )
+    read, write = charset_key(read_charset), charset_key(write_charset)
+    if read is None or write is None:
+        return None
+    return Context(read, write, _config())
 
 
 @functools.lru_cache(maxsize=CACHE_ENTRIES)
@@ -118,6 +148,29 @@ def _written(
     return write(elem, write_charset=write_charset)
 
 
+@functools.lru_cache(maxsize=CACHE_ENTRIES)
+def _unchanged(
+    tag: int,
+    vr: str,
+    value: bytes,
+    undefined_length: bool,
+    read_charset: Charset,
+    write_charset: Charset,
+    settings: tuple[Any, ...],
+) -> bool:
+    data = _written(tag, vr, value, undefined_length, read_charset, write_charset, settings)
+    raw = RawDataElement(
+        tag,  # type: ignore[arg-type]
+        vr,
+        _UNDEFINED if undefined_length else len(value),
+        value,
+        0,
+        False,
+        True,
+    )
+    return data is not None and data == raw_element_bytes(raw)
+
+
 def convert(raw: RawDataElement, *, read_charset: Charset) -> DataElement:
     """``raw`` converted as ``Dataset.__getitem__`` converts it (a cacheable element)."""
     return convert_raw_data_element(raw, encoding=_charset(read_charset), ds=None)
@@ -138,3 +191,4 @@ def write(elem: DataElement, *, write_charset: Charset) -> bytes | None:
 def cache_clear() -> None:
     """Forget every cached element (tests)."""
     _written.cache_clear()
+    _unchanged.cache_clear()

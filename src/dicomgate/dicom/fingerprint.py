@@ -108,9 +108,11 @@ def _compared_cached(ds: Dataset) -> bytes | None:
             charset[_SPECIFIC_CHARACTER_SET] = ds[_SPECIFIC_CHARACTER_SET]
         if getattr(ds, "original_character_set", None) != charset._character_set:
             return None
-        read = canonical.charset_key(ds.original_character_set or ds._character_set)
-        write = canonical.charset_key(charset.get("SpecificCharacterSet", default_encoding))
-        if read is None or write is None:
+        values = canonical.context(
+            read_charset=ds.original_character_set or ds._character_set,
+            write_charset=charset.get("SpecificCharacterSet", default_encoding),
+        )
+        if values is None:
             return None
         out = []
         for tag in sorted(ds.keys()):
@@ -122,7 +124,7 @@ def _compared_cached(ds: Dataset) -> bytes | None:
                 and tag != _PHOTOMETRIC
                 and canonical.cacheable(elem)
             ):
-                data = canonical.written(elem, read_charset=read, write_charset=write)
+                data = values.written(elem)
             else:
                 converted = ds[tag]
                 if converted.VR in AMBIGUOUS_VR:
@@ -130,7 +132,7 @@ def _compared_cached(ds: Dataset) -> bytes | None:
                 if tag == _PHOTOMETRIC and str(converted.value).strip() in _ENCODING_PHOTOMETRIC:
                     converted = copy.copy(converted)
                     converted.value = _ENCODING_PHOTOMETRIC[str(converted.value).strip()]
-                data = canonical.write(converted, write_charset=write)
+                data = canonical.write(converted, write_charset=values.write_charset)
             if data is None:
                 return None
             out.append(data)

@@ -17,7 +17,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
-from dicomgate.dicom.canonical import cacheable, charset_key, written
+from dicomgate.dicom.canonical import cacheable, context
 from dicomgate.dicom.checks import (
     MAX_SEQUENCE_DEPTH,
     require_file_meta,
@@ -25,7 +25,7 @@ from dicomgate.dicom.checks import (
     require_sop_identity,
     require_whole_pixel_data,
 )
-from dicomgate.dicom.part10 import raw_element_bytes, read_as_explicit_little_endian
+from dicomgate.dicom.part10 import read_as_explicit_little_endian
 from dicomgate.dicom.preamble import PREAMBLE_LENGTH, looks_like_part10
 from dicomgate.errors import InvalidDicom, NotDicom
 
@@ -100,18 +100,19 @@ def _read_every_value(ds: FileDataset) -> None:
     fail then). Every other element (sequences and their items, long, unknown or rewritten
     values, any other encoding) is converted in place.
     """
-    read = write = None
+    values = None
     if read_as_explicit_little_endian(ds):
-        read = charset_key(ds.original_character_set or ds._character_set)
-        write = charset_key(ds.get("SpecificCharacterSet", default_encoding))
+        values = context(
+            read_charset=ds.original_character_set or ds._character_set,
+            write_charset=ds.get("SpecificCharacterSet", default_encoding),
+        )
     for tag in list(ds.keys()):
         elem = ds.get_item(tag)
         if (
-            read is not None
-            and write is not None
+            values is not None
             and isinstance(elem, RawDataElement)
             and cacheable(elem)
-            and written(elem, read_charset=read, write_charset=write) == raw_element_bytes(elem)
+            and values.unchanged(elem)
         ):
             continue
         converted = ds[tag]
