@@ -8,15 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydicom
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete
+from sqlalchemy import delete, select, text
 
 from dicomgate.app import create_app
 from dicomgate.codec.capabilities import HTJ2K_LOSSLESS
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.service import run_job, start_or_resume
 from dicomgate.db import session_scope
+from dicomgate.identity.models import STORED, InstanceClaim
 from dicomgate.migrations import downgrade_database, upgrade_database
 from dicomgate.settings import Settings
 from dicomgate.statistics.models import StoredInstance
@@ -214,3 +216,34 @@ async def test_stow_rs_is_counted_as_ingest(api: httpx.AsyncClient) -> None:
     assert answer["htj2k"] == {"instances": 1, "share": 1.0}
     [mr] = answer["modalities"]
     assert (mr["modality"], mr["instances"], mr["bytes_original"]) == ("MR", 1, len(data))
+
+
+async def test_a_failed_statistics_write_costs_the_statistic_not_the_upload(
+    api: httpx.AsyncClient, stats_app: FastAPI, corpus_dir: Path
+) -> None:
+    """The ledger row is written in the transaction that settles the instance's claim; when it
+    fails (here: its table is gone), the claim is settled alone and the upload still succeeds."""
+    sessions = stats_app.state.runtime.sessions
+    async with session_scope(sessions) as session:
+        await session.execute(text("ALTER TABLE stored_instances RENAME TO stored_instances_away"))
+    try:
+        answer = await upload(api, corpus_dir / "CT_small.dcm")
+    finally:
+        async with session_scope(sessions) as session:
+            await session.execute(
+                text("ALTER TABLE stored_instances_away RENAME TO stored_instances")
+            )
+    async with session_scope(sessions) as session:
+        claim = await session.scalar(
+            select(InstanceClaim).where(
+                InstanceClaim.sop_instance_uid == answer_sop_uid(corpus_dir / "CT_small.dcm")
+            )
+        )
+    assert claim is not None
+    assert (claim.state, claim.orthanc_id) == (STORED, answer["orthanc_response"]["ID"])
+    assert claim.file_uuid
+    assert (await api.get(ROUTE)).json()["ingest"]["instances"] == 0
+
+
+def answer_sop_uid(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)

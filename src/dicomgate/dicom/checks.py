@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
@@ -18,6 +19,9 @@ from dicomgate.errors import InvalidDicom, StudyMismatch
 log = logging.getLogger(__name__)
 
 MAX_SEQUENCE_DEPTH = 32
+# Raw VRs that converting may turn into a sequence: SQ itself, UN (pydicom replaces it by the
+# dictionary's VR) and none at all (implicit VR: the dictionary's).
+_MAY_BE_SEQUENCE = frozenset({"SQ", "UN", None})
 
 
 def require_shallow_nesting(ds: Dataset, *, limit: int = MAX_SEQUENCE_DEPTH) -> None:
@@ -28,7 +32,11 @@ def require_shallow_nesting(ds: Dataset, *, limit: int = MAX_SEQUENCE_DEPTH) -> 
         item, depth = stack.pop()
         if depth > limit:
             raise InvalidDicom(f"The DICOM file nests sequences deeper than {limit} levels")
-        for element in item:
+        for tag in list(item.keys()):
+            raw = item.get_item(tag)
+            if isinstance(raw, RawDataElement) and raw.VR not in _MAY_BE_SEQUENCE:
+                continue  # a value read with its own VR, not SQ, converts to no sequence
+            element = item[tag]
             if element.VR == "SQ":
                 stack.extend((child, depth + 1) for child in element.value)
 

@@ -142,7 +142,7 @@ def _write_body(out: BytesIO, ds: Dataset) -> None:
         elem = ds.get_item(tag)
         raw = None
         if isinstance(elem, RawDataElement) and tag != 0x7FE00010:
-            raw = _raw_bytes(elem)
+            raw = raw_element_bytes(elem)
         if raw is not None:
             fp.write(raw)
         else:
@@ -151,7 +151,7 @@ def _write_body(out: BytesIO, ds: Dataset) -> None:
     out.write(fp.getvalue())
 
 
-def _raw_bytes(elem: RawDataElement) -> bytes | None:
+def raw_element_bytes(elem: RawDataElement) -> bytes | None:
     """A raw element as pydicom writes it in explicit VR little endian, or None where pydicom
     would do more than copy it (an unusual VR, a value too long for its length field)."""
     vr, value = elem.VR, elem.value

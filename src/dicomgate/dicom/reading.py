@@ -12,10 +12,12 @@ import struct
 import warnings
 
 import pydicom
+from pydicom.charset import default_encoding
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
+from dicomgate.dicom.canonical import cacheable, context
 from dicomgate.dicom.checks import (
     MAX_SEQUENCE_DEPTH,
     require_file_meta,
@@ -23,6 +25,7 @@ from dicomgate.dicom.checks import (
     require_sop_identity,
     require_whole_pixel_data,
 )
+from dicomgate.dicom.part10 import read_as_explicit_little_endian
 from dicomgate.dicom.preamble import PREAMBLE_LENGTH, looks_like_part10
 from dicomgate.errors import InvalidDicom, NotDicom
 
@@ -45,11 +48,13 @@ PARSE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def read_part10(data: bytes) -> FileDataset:
+def read_part10(data: bytes, *, fast: bool = True) -> FileDataset:
     """Parse a whole DICOM Part 10 file, or raise NotDicom (415) / InvalidDicom (400).
 
-    Every element is read (nothing deferred), so a truncated or corrupt file fails here and
-    never reaches the codec or Orthanc.
+    Every element is read (nothing deferred) and its value converted, so a truncated or
+    corrupt file fails here and never reaches the codec or Orthanc. ``fast``: elements whose
+    value writes back to exactly the bytes read stay raw (see :func:`_read_every_value`);
+    ``fast=False`` converts every element in place (the reference the tests compare with).
     """
     if not data:
         raise NotDicom("The file is empty")
@@ -57,9 +62,12 @@ def read_part10(data: bytes) -> FileDataset:
         raise NotDicom("The file is not DICOM (no 'DICM' prefix after the 128-byte preamble)")
     try:
         ds = _read_whole(data)
-        # Convert every raw element now: a bad length or value fails inside this try.
-        for _ in ds.iterall():
-            pass
+        # Every value read now: a bad length or value fails inside this try.
+        if fast:
+            _read_every_value(ds)
+        else:
+            for _ in ds.iterall():
+                pass
         for _ in ds.file_meta.iterall():
             pass
     except InvalidDicomError as exc:
@@ -80,6 +88,38 @@ def read_part10(data: bytes) -> FileDataset:
     if "PixelData" in ds:
         require_whole_pixel_data(ds)
     return ds
+
+
+def _read_every_value(ds: FileDataset) -> None:
+    """Convert every value of ``ds`` now, keeping raw the elements that write back unchanged.
+
+    In a dataset read as explicit VR little endian, an element whose value converts (cached
+    per process, :mod:`.canonical`) and writes back to exactly the bytes read stays raw: the
+    fast writer (``part10.write_part10``) copies it, which is byte for byte what writing its
+    converted value gives, and a later read of it converts it the same way again (so it cannot
+    fail then). Every other element (sequences and their items, long, unknown or rewritten
+    values, any other encoding) is converted in place.
+    """
+    values = None
+    if read_as_explicit_little_endian(ds):
+        values = context(
+            read_charset=ds.original_character_set or ds._character_set,
+            write_charset=ds.get("SpecificCharacterSet", default_encoding),
+        )
+    for tag in list(ds.keys()):
+        elem = ds.get_item(tag)
+        if (
+            values is not None
+            and isinstance(elem, RawDataElement)
+            and cacheable(elem)
+            and values.unchanged(elem)
+        ):
+            continue
+        converted = ds[tag]
+        if converted.VR == "SQ":
+            for item in converted.value:
+                for _ in item.iterall():
+                    pass
 
 
 def _read_whole(data: bytes) -> FileDataset:

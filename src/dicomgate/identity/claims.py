@@ -177,15 +177,24 @@ async def take_over_claim(
 
 @_to_the_end
 async def settle_claim(
-    sessions: Sessions, sop_instance_uid: str, *, token: str, orthanc_id: str, file_uuid: str | None
+    sessions: Sessions,
+    sop_instance_uid: str,
+    *,
+    token: str,
+    orthanc_id: str,
+    file_uuid: str | None,
+    also: Callable[[AsyncSession], Awaitable[None]] | None = None,
 ) -> None:
-    """Orthanc holds the instance: the claim is ``stored`` (under the token taken)."""
+    """Orthanc holds the instance: the claim is ``stored`` (under the token taken). ``also``
+    writes the caller's own rows in the same transaction (one commit per stored instance)."""
     async with session_scope(sessions) as session:
         await session.execute(
             update(InstanceClaim)
             .where(InstanceClaim.sop_instance_uid == sop_instance_uid, InstanceClaim.token == token)
             .values(state=STORED, orthanc_id=orthanc_id, file_uuid=file_uuid)
         )
+        if also is not None:
+            await also(session)
 
 
 @_to_the_end

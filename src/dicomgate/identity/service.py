@@ -2,7 +2,8 @@
 
 Every ingest path (upload routes, folder upload, zip, STOW-RS) stores through ``store``:
 
-1. **Claim** the SOP Instance UID (``instance_claims``, its own committed transaction). The
+1. **Claim** the SOP Instance UID (``instance_claims``, its own committed transaction: an
+   insert, and only when the UID is claimed already a read of that claim). The
    primary key makes the claim exclusive: while one upload holds it (``storing``, under a
    lease), another for a different patient or content is refused at once (``InstanceBusy``)
    and one for the very same instance waits for the first to finish. This is what makes two
@@ -14,7 +15,8 @@ Every ingest path (upload routes, folder upload, zip, STOW-RS) stores through ``
    claim's, when Orthanc still holds the file the claim was settled with, else the stored
    file's, downloaded and fingerprinted in the worker pool. Different → ``ContentConflict``;
    identical → the upload goes on and Orthanc answers ``AlreadyStored`` (idempotent).
-3. **Store**, then settle the claim (``stored``, with Orthanc's ID and file UUID). Anything
+3. **Store**, then settle the claim (``stored``, with Orthanc's ID and file UUID; the caller's
+   own rows about the instance, the storage statistics, in the same transaction). Anything
    failing on the way gives the claim back as it was: nothing stored, nothing claimed.
 """
 
@@ -33,11 +35,19 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomgate.audit.context import AuditNotes
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.dicom.fingerprint import InstanceIdentity, differences
-from dicomgate.errors import ContentConflict, IdentityConflict, InstanceBusy, PatientConflict
+from dicomgate.errors import (
+    ContentConflict,
+    DatabaseUnavailable,
+    IdentityConflict,
+    InstanceBusy,
+    PatientConflict,
+)
 from dicomgate.identity.claims import (
     Claim,
     Sessions,
@@ -63,6 +73,9 @@ CLAIM_LEASE = datetime.timedelta(minutes=15)  # a claim left by a crashed proces
 WAIT_FOR_SAME = 30.0  # seconds an upload of the same instance waits for the one storing it
 POLL_SECONDS = 0.1
 
+
+# The caller's rows about a stored instance (``store(record=…)``), in the settling transaction.
+Record = Callable[..., Awaitable[None]]  # (session, *, answer: StoredInstance)
 
 IDENTITY_CONFLICTS = frozenset(
     cls.__name__ for cls in (IdentityConflict, PatientConflict, ContentConflict, InstanceBusy)
@@ -130,10 +143,14 @@ class IdentityGuard:
         *,
         scratch: Path,
         notes: AuditNotes,
+        record: Record | None = None,
     ) -> StoredInstance:
         """Claim, check, ``send()`` to Orthanc, settle; Orthanc's answer. Identity conflicts
         raise (409) and nothing is stored. ``scratch``: where a stored copy may be downloaded.
         ``notes``: the request's audit notes (what was touched, and what it conflicted with).
+        ``record``: the caller's rows about the stored instance, written in the transaction
+        that settles the claim; best effort (if that transaction fails, the claim is settled
+        alone and the failure logged: the instance is stored whatever happens to them).
         """
         notes.touched(
             patient_ids=[identity.patient_id],
@@ -142,7 +159,7 @@ class IdentityGuard:
             sop_instance_uids=[identity.sop_instance_uid],
         )
         try:
-            answer = await self._store(identity, send, scratch)
+            answer = await self._store(identity, send, scratch, record)
         except IdentityConflict as exc:
             notes.conflict(
                 sop_instance_uid=identity.sop_instance_uid,
@@ -167,6 +184,7 @@ class IdentityGuard:
         identity: InstanceIdentity,
         send: Callable[[], Awaitable[StoredInstance]],
         scratch: Path,
+        record: Record | None,
     ) -> StoredInstance:
         admission = await self._admit(identity, scratch)
         try:
@@ -178,21 +196,46 @@ class IdentityGuard:
                     # Stored without dicomgate since the check: Orthanc kept its own copy.
                     await self._require_same(identity, orthanc_id, scratch, known=None)
                 file_uuid = await self._file_uuid(orthanc_id)
-            await settle_claim(
+            settle = partial(
+                settle_claim,
                 self.sessions,
                 identity.sop_instance_uid,
                 token=admission.token,
                 orthanc_id=orthanc_id,
                 file_uuid=file_uuid,
             )
+            await self._settle(settle, None if record is None else partial(record, answer=answer))
         except BaseException:
             await self._give_back(identity, admission)
             raise
         return answer
 
+    @staticmethod
+    async def _settle(
+        settle: Callable[..., Awaitable[None]],
+        also: Callable[[AsyncSession], Awaitable[None]] | None,
+    ) -> None:
+        """Settle the claim with the caller's rows in one transaction; alone if that fails."""
+        if also is not None:
+            try:
+                await settle(also=also)
+                return
+            except (SQLAlchemyError, DatabaseUnavailable, OSError) as exc:
+                log.warning(
+                    "The rows recorded with a stored instance were not written (%s); its claim "
+                    "is settled alone",
+                    type(exc).__name__,
+                )
+        await settle()
+
     # --- Claiming ------------------------------------------------------------------------------
     async def _admit(self, identity: InstanceIdentity, scratch: Path) -> Admission:
         deadline = time.monotonic() + WAIT_FOR_SAME
+        # The usual case, a UID never claimed: take it at once (an insert, without reading
+        # first); an existing claim makes the insert fail, and is read and judged below.
+        admitted = await self._take(identity, None, scratch)
+        if admitted is not None:
+            return admitted
         while True:
             claim = await read_claim(self.sessions, identity.sop_instance_uid)
             if claim is not None and claim.in_flight(_utcnow()):
@@ -210,30 +253,40 @@ class IdentityGuard:
             if claim is not None and not claim.describes(identity):
                 # Refuse without disturbing the claim when Orthanc holds a conflicting copy.
                 await self._verdict(identity, None, scratch)
-            held = Admission(uuid.uuid4().hex, claim, Verdict())
-            lease_until = _utcnow() + CLAIM_LEASE
-            try:
-                if claim is None:
-                    taken = await insert_claim(
-                        self.sessions, identity, token=held.token, lease_until=lease_until
-                    )
-                else:
-                    taken = await take_over_claim(
-                        self.sessions,
-                        identity,
-                        previous=claim,
-                        token=held.token,
-                        lease_until=lease_until,
-                    )
-                if not taken:
-                    continue  # another upload changed the claim first: look again
-                # Under the claim, the check that counts.
-                verdict = await self._verdict(identity, claim, scratch)
-            except BaseException:
-                # Also when cancelled mid-write: the give-back only touches our own token.
-                await self._give_back(identity, held)
-                raise
-            return Admission(held.token, claim, verdict)
+            admitted = await self._take(identity, claim, scratch)
+            if admitted is not None:
+                return admitted
+            # another upload changed the claim first: look again
+
+    async def _take(
+        self, identity: InstanceIdentity, claim: Claim | None, scratch: Path
+    ) -> Admission | None:
+        """Insert the claim (``claim`` None) or take ``claim`` over, then check Orthanc under
+        it; None when another upload inserted or changed the claim first."""
+        held = Admission(uuid.uuid4().hex, claim, Verdict())
+        lease_until = _utcnow() + CLAIM_LEASE
+        try:
+            if claim is None:
+                taken = await insert_claim(
+                    self.sessions, identity, token=held.token, lease_until=lease_until
+                )
+            else:
+                taken = await take_over_claim(
+                    self.sessions,
+                    identity,
+                    previous=claim,
+                    token=held.token,
+                    lease_until=lease_until,
+                )
+            if not taken:
+                return None
+            # Under the claim, the check that counts.
+            verdict = await self._verdict(identity, claim, scratch)
+        except BaseException:
+            # Also when cancelled mid-write: the give-back only touches our own token.
+            await self._give_back(identity, held)
+            raise
+        return Admission(held.token, claim, verdict)
 
     async def _give_back(self, identity: InstanceIdentity, admission: Admission) -> None:
         """Put the claim back as it was (runs to its end even in a cancelled request)."""

@@ -18,16 +18,13 @@ from functools import partial
 from pathlib import Path
 
 import anyio
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomgate import metrics
 from dicomgate.audit.context import AuditNotes
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.codec.reasons import reason_text
-from dicomgate.db import session_scope
 from dicomgate.errors import (
-    DatabaseUnavailable,
     DicomgateError,
     InsufficientStorage,
     OrthancFailure,
@@ -154,8 +151,6 @@ class Ingestor:
             async with self._storing:
                 answer = await self._store_checked(outcome, output)
             metrics.record_ingested(outcome.result)
-            if answer.status == "Success":  # new in Orthanc (not AlreadyStored)
-                await self._record(outcome, answer)
         finally:
             await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
         return StoredFile(outcome=outcome, answer=answer)
@@ -202,17 +197,26 @@ class Ingestor:
             partial(self._store, output, size=outcome.result.size),
             scratch=output.with_name(output.name + ".stored"),
             notes=self.notes,
+            record=None if self.sessions is None else partial(_record, outcome),
         )
 
-    async def _record(self, outcome: IngestOutcome, answer: StoredInstance) -> None:
-        """Record the new instance for the storage statistics, in its own transaction.
+    async def _store(self, path: Path, *, size: int) -> StoredInstance:
+        """Send the worker's output file to Orthanc: whole when small, streamed when large."""
+        if size <= STREAM_ABOVE_BYTES:
+            data = await anyio.to_thread.run_sync(path.read_bytes)
+            return await self.orthanc.store_instance(data)
+        return await self.orthanc.store_instance_stream(_file_chunks(path), size=size)
 
-        The instance is stored whatever happens here: a failed write costs a statistic, and
-        is logged, never the upload.
-        """
-        if self.sessions is None:
-            return
-        record = StoredRecord(
+
+async def _record(outcome: IngestOutcome, session: AsyncSession, *, answer: StoredInstance) -> None:
+    """Record a new instance (Orthanc answered ``Success``, not ``AlreadyStored``) for the
+    storage statistics, in the transaction that settles its claim (best effort: the guard
+    settles the claim alone, and logs it, if this fails; the upload never does)."""
+    if answer.status != "Success":
+        return
+    await record_ingested(
+        session,
+        StoredRecord(
             orthanc_id=answer.id,
             patient_orthanc_id=answer.parent_patient,
             study_orthanc_id=answer.parent_study,
@@ -221,23 +225,8 @@ class Ingestor:
             transfer_syntax=outcome.result.transfer_syntax,
             size_before=outcome.result.original_size,
             size_after=outcome.result.size,
-        )
-        try:
-            async with session_scope(self.sessions) as session:
-                await record_ingested(session, record)
-        except (SQLAlchemyError, OSError, DatabaseUnavailable) as exc:
-            log.warning(
-                "Storage statistics: instance %s not recorded (%s)",
-                record.orthanc_id,
-                type(exc).__name__,
-            )
-
-    async def _store(self, path: Path, *, size: int) -> StoredInstance:
-        """Send the worker's output file to Orthanc: whole when small, streamed when large."""
-        if size <= STREAM_ABOVE_BYTES:
-            data = await anyio.to_thread.run_sync(path.read_bytes)
-            return await self.orthanc.store_instance(data)
-        return await self.orthanc.store_instance_stream(_file_chunks(path), size=size)
+        ),
+    )
 
 
 def _refused(item: UploadItem, exc: DicomgateError) -> FailedFile:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, replace
+from io import BytesIO
 from pathlib import Path
 
 import pydicom
@@ -103,14 +104,16 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
     # A lossy derivative's pixels are its own: decode them, as a stored copy would be.
     lossy = result.converted and not result.verified
     crcs = frame_crc32s(result.data) if lossy else result.frame_crc32
+    # The identity of exactly what is stored: the bytes just written, parsed again from memory
+    # (large values, Pixel Data among them, only if the fingerprint needs them).
+    identity = instance_identity(
+        pydicom.dcmread(BytesIO(result.data), defer_size=DEFER_ABOVE_BYTES), crcs
+    )
     result = replace(result, data=b"")
-    # The identity of exactly what is stored, read back from the file (large values, Pixel
-    # Data among them, are only read from disk if the fingerprint needs them).
-    stored = pydicom.dcmread(output, defer_size=DEFER_ABOVE_BYTES)
     return IngestOutcome(
         result=result,
         output=output,
-        identity=instance_identity(stored, crcs),
+        identity=identity,
         source_sop_instance_uid=source_sop_instance_uid,
         modality=modality,
     )
