@@ -32,12 +32,15 @@ from procrastinate.app import WorkerOptions
 from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dicomgate.conversions import repository, service, studies
 from dicomgate.conversions.lifecycle import ProgressSink, RunSummary
+from dicomgate.conversions.liveness import LivenessJobManager, dead_workers_tasks
 from dicomgate.conversions.models import UNFINISHED_STATES, ConversionJobStudy
 from dicomgate.db import session_scope
 from dicomgate.errors import ConversionJobNotFound, JobRunningElsewhere
+from dicomgate.kit.clock import utcnow
 from dicomgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -96,9 +99,11 @@ async def _convert_study(
     )
 
 
-def build_app(database_url: str) -> App:
-    """The task queue on dicomgate's PostgreSQL (opened by the caller)."""
+def build_app(database_url: str, engine: AsyncEngine) -> App:
+    """The task queue on dicomgate's PostgreSQL (opened by the caller); its workers hold a
+    liveness lock on ``engine`` (:mod:`.liveness`)."""
     app = App(connector=PsycopgConnector(conninfo=libpq_url(database_url), min_size=1, max_size=4))
+    app.job_manager = LivenessJobManager(app.connector, engine)
     app.task(name=PLAN_TASK, pass_context=True, retry=RETRY)(_plan_job)
     app.task(name=STUDY_TASK, pass_context=True, retry=RETRY)(_convert_study)
     return app
@@ -171,18 +176,22 @@ class QueuedJobs:
         return resumed
 
     async def retry_stalled(self) -> int:
-        """Put back in the queue the tasks of workers silent for too long; how many."""
-        stalled = await self.app.job_manager.get_stalled_jobs(
+        """Put back in the queue the tasks of dead workers (their liveness lock is free) and of
+        workers silent for too long (a machine gone from the network); how many."""
+        manager = self.app.job_manager
+        stalled = await manager.get_stalled_jobs(
             seconds_since_heartbeat=self._runtime.settings.worker_stalled_after
         )
+        task_ids = {job.id for job in stalled if job.id is not None}
+        task_ids.update(await dead_workers_tasks(self._runtime.engine))
         count = 0
-        for job in stalled:
+        for task_id in sorted(task_ids):
             try:
-                await self.app.job_manager.retry_job(job)
+                await manager.retry_job_by_id_async(job_id=task_id, retry_at=utcnow())
             except Exception as exc:  # another process retried it first
-                log.debug("Task %s was not retried here: %s", job.id, exc)
+                log.debug("Task %s was not retried here: %s", task_id, exc)
                 continue
-            log.warning("Task %s (%s) of a dead worker is queued again", job.id, job.task_name)
+            log.warning("Task %s of a dead worker is queued again", task_id)
             count += 1
         return count
 
@@ -247,7 +256,7 @@ class QueuedJobs:
 @asynccontextmanager
 async def open_queue(runtime: Runtime) -> AsyncIterator[QueuedJobs]:
     """The task queue of this deployment's PostgreSQL, open for this block."""
-    app = build_app(runtime.settings.database_url)
+    app = build_app(runtime.settings.database_url, runtime.engine)
     async with app.open_async():
         jobs = QueuedJobs(runtime, app)
         try:
