@@ -6,7 +6,6 @@ from io import BytesIO
 from pathlib import Path
 
 import pydicom
-import pytest
 from prometheus_client import REGISTRY
 
 from dicomgate.codec.profiles import HTJ2K_SYNTAXES

@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy import select, text
 
 from dicomgate.conversions import studies
+from dicomgate.conversions.liveness import dead_workers_tasks
 from dicomgate.conversions.models import ConversionJob, ConversionJobStudy
 from dicomgate.conversions.plan import make_selection
-from dicomgate.conversions.queue import QueuedJobs, open_queue
+from dicomgate.conversions.queue import STUDY_TASK, QueuedJobs, open_queue
 from dicomgate.conversions.repository import create_job
 from dicomgate.conversions.service import request_cancel
 from dicomgate.db import session_scope
@@ -236,3 +237,57 @@ def test_the_worker_command_needs_postgresql(orthanc: OrthancProcess, tmp_path: 
     )
     assert done.returncode == 2
     assert "`dicomgate worker` needs PostgreSQL" in done.stderr
+
+
+async def test_a_killed_workers_task_is_known_dead_at_once(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    """kill -9 a `dicomgate worker` mid-study: its task is found dead right away (its liveness
+    lock went with its connections), not after DICOMGATE_WORKER_STALLED_AFTER (30 s here)."""
+    for n in range(40):
+        data = to_bytes(
+            make_dataset(rows=256, columns=256, study_uid=STUDIES[0], instance_number=n)
+        )
+        await asyncio.to_thread(clean_orthanc.store, data)
+    async with pg_runtime(clean_orthanc, tmp_path) as runtime, open_queue(runtime) as queue:
+        env = {
+            **os.environ,
+            "DICOMGATE_ORTHANC_URL": clean_orthanc.url,
+            "DICOMGATE_DATABASE_URL": runtime.settings.database_url,
+            "DICOMGATE_WORKERS": "1",
+        }
+        worker = await asyncio.to_thread(
+            subprocess.Popen, [sys.executable, "-m", "dicomgate.cli", "worker"], env=env
+        )
+        try:
+            job_id = await new_job(runtime)
+            await queue.start_job(job_id, concurrency=1)
+            doing = await _wait_doing(runtime)
+            assert await dead_workers_tasks(runtime.engine) == []  # alive: its lock is held
+        finally:
+            worker.kill()
+            await asyncio.to_thread(worker.wait)
+        assert await dead_workers_tasks(runtime.engine) == [doing]
+        assert await queue.retry_stalled() == 1
+        queue.run_worker(concurrency=1)
+        job = await wait_ended(runtime, job_id)
+    assert (job.state, job.converted) == ("completed", 40)
+
+
+async def _wait_doing(runtime: Runtime) -> int:
+    """The ID of the first study task a worker is doing (a convert_study, past planning)."""
+    for _ in range(600):
+        async with runtime.engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    text(
+                        "SELECT id FROM procrastinate_jobs WHERE status = 'doing' "
+                        "AND task_name = :task"
+                    ),
+                    {"task": STUDY_TASK},
+                )
+            ).scalar()
+        if found is not None:
+            return int(found)
+        await asyncio.sleep(0.1)
+    raise AssertionError("no worker took the study")

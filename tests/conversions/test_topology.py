@@ -138,6 +138,10 @@ def served_everywhere(nodes: list[OrthancProcess], crcs: dict[str, tuple[int, ..
     assert set(sops.values()) == {1}
 
 
+def read_logs(folder: Path) -> str:
+    return "".join(p.read_text() for p in sorted(folder.glob("worker*/worker*.log")))
+
+
 REPLACED = re.compile(r"Replaced instance ([0-9a-f-]+):")
 FINISHED = re.compile(r"Recovered instance ([0-9a-f-]+): the converted file is in place")
 
@@ -173,8 +177,11 @@ async def test_workers_killed_at_random_lose_nothing_and_convert_each_instance_o
                     )
                 for worker in workers:
                     worker.start()
-                answer = httpx.post(
-                    f"{serves[0][1]}/api/ris/conversions/", json={"all": True}, timeout=30
+                answer = await asyncio.to_thread(
+                    httpx.post,
+                    f"{serves[0][1]}/api/ris/conversions/",
+                    json={"all": True},
+                    timeout=30,
                 )
                 assert answer.status_code == 202, answer.text
                 job_id = answer.json()["id"]
@@ -211,7 +218,7 @@ async def test_workers_killed_at_random_lose_nothing_and_convert_each_instance_o
     assert outcomes == Counter({(orthanc_id, "converted"): 1 for orthanc_id in crcs})
     # Replaced once: each instance's converted file was posted by one worker, whose log says
     # so, or, when a kill came between the post and that line, by the worker that settled it.
-    logs = "".join(p.read_text() for p in tmp_path.glob("worker*/worker*.log"))
+    logs = await asyncio.to_thread(read_logs, tmp_path)
     replaced = Counter(REPLACED.findall(logs))
     finished = Counter(FINISHED.findall(logs))
     assert max(replaced.values()) == 1, [i for i, n in replaced.items() if n > 1]

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 WORKER_LOCK_SPACE = 0x574B  # the first key of a worker's liveness lock ("WK")
-_KEY = "CAST(:worker AS bigint) % 2147483647"  # the second key must be an int4
+_KEY = "CAST(CAST(:worker AS bigint) % 2147483647 AS integer)"  # the second key: an int4
 
 
 class LivenessJobManager(JobManager):
