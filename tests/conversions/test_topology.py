@@ -39,7 +39,7 @@ from tests.orthanc_process import OrthancProcess
 pytestmark = pytest.mark.postgres
 
 STUDIES = [f"1.2.826.0.1.3680043.10.9.{300 + n}" for n in range(5)]
-PER_STUDY = 84  # 420 instances
+PER_STUDY = 80  # 400 instances
 KILLS = 4
 FAST = {
     "DICOMGATE_WORKER_HEARTBEAT": "1",
@@ -83,7 +83,7 @@ class Worker:
         self.lives += 1
         with (self.folder / f"{self.name}-{self.lives}.log").open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dicomgate.cli", "worker", "--concurrency", "1"],
+                [sys.executable, "-m", "dicomgate.cli", "worker", "--concurrency", "2"],
                 env=self.env,
                 cwd=self.folder,
                 stderr=log,
@@ -180,7 +180,7 @@ async def test_workers_killed_at_random_lose_nothing_and_convert_each_instance_o
                 answer = await asyncio.to_thread(
                     httpx.post,
                     f"{serves[0][1]}/api/ris/conversions/",
-                    json={"all": True},
+                    json={"all": True, "concurrency": 4},
                     timeout=30,
                 )
                 assert answer.status_code == 202, answer.text
