@@ -135,7 +135,14 @@ def _written(
     write_charset: Charset,
     settings: tuple[Any, ...],
 ) -> bytes | None:
-    raw = RawDataElement(
+    raw = _raw(tag, vr, value, undefined_length)
+    elem = convert(raw, read_charset=read_charset)
+    return write(elem, write_charset=write_charset)
+
+
+def _raw(tag: int, vr: str, value: bytes, undefined_length: bool) -> RawDataElement:
+    """The raw element the cache key describes (explicit VR little endian)."""
+    return RawDataElement(
         tag,  # type: ignore[arg-type]
         vr,
         _UNDEFINED if undefined_length else len(value),
@@ -144,8 +151,6 @@ def _written(
         False,
         True,
     )
-    elem = convert(raw, read_charset=read_charset)
-    return write(elem, write_charset=write_charset)
 
 
 @functools.lru_cache(maxsize=CACHE_ENTRIES)
@@ -159,15 +164,7 @@ def _unchanged(
     settings: tuple[Any, ...],
 ) -> bool:
     data = _written(tag, vr, value, undefined_length, read_charset, write_charset, settings)
-    raw = RawDataElement(
-        tag,  # type: ignore[arg-type]
-        vr,
-        _UNDEFINED if undefined_length else len(value),
-        value,
-        0,
-        False,
-        True,
-    )
+    raw = _raw(tag, vr, value, undefined_length)
     return data is not None and data == raw_element_bytes(raw)
 
 
