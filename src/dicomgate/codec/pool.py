@@ -9,10 +9,13 @@ worker in its place and the pool keeps serving.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import multiprocessing
 import os
 import resource
+import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -39,6 +42,20 @@ MEMORY_EXIT_CODE = 86
 def ping() -> int:
     """A trivial task: proves a worker can run code (used by the health check)."""
     return os.getpid()
+
+
+def warm_up(modules: tuple[str, ...], linger: float) -> int:
+    """Import ``modules`` in this worker (the first task otherwise pays it), then stay busy for
+    ``linger`` seconds so that each of the pool's warm-up tasks lands on a different worker."""
+    for name in modules:
+        importlib.import_module(name)
+    time.sleep(linger)
+    return os.getpid()
+
+
+def loaded(module: str) -> bool:
+    """Whether this worker has imported ``module`` (tests of the warm-up)."""
+    return module in sys.modules
 
 
 def limit_memory(limit: int | None) -> None:
@@ -137,6 +154,23 @@ class WorkerPool:
             ) from None
         finally:
             self._pending -= 1
+
+    def warm(self, modules: tuple[str, ...], *, linger: float = 0.5) -> asyncio.Future[list[int]]:
+        """Start every worker now and import ``modules`` in each (at startup: the first
+        request must not pay the spawn and the imports). Runs in the background; its failure
+        is logged, and a later task gets a fresh worker as always."""
+
+        async def one() -> int:
+            return await self.run(warm_up, modules, linger, timeout=120)
+
+        warming = asyncio.gather(*(one() for _ in range(self.workers)))
+
+        def report(done: asyncio.Future[list[int]]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.warning("Warming the worker pool failed: %s", done.exception())
+
+        warming.add_done_callback(report)
+        return warming
 
     def close(self) -> None:
         """Stop the workers (running tasks are abandoned)."""
