@@ -35,12 +35,13 @@ from dicomgate.errors import (
 from dicomgate.identity.service import ALREADY_STORED, IdentityGuard
 from dicomgate.ingest.schemas import FailedFile, OrthancStoreAnswer, UploadResult
 from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
+from dicomgate.kit.hashing import md5_of_file
 from dicomgate.kit.tasks import gather_or_cancel
 from dicomgate.orthanc import OrthancClient
 from dicomgate.orthanc_models import StoredInstance
 from dicomgate.phi import Phi
 from dicomgate.settings import Settings
-from dicomgate.statistics.ledger import StoredRecord, record_ingested
+from dicomgate.statistics.ledger import StoredRecord, record_ingested, verified_file_uuid
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class Ingestor:
                 answer = await self._store_checked(outcome, output)
             metrics.record_ingested(outcome.result)
             if answer.status == "Success":  # new in Orthanc (not AlreadyStored)
-                await self._record(outcome, answer)
+                await self._record(outcome, answer, output)
         finally:
             await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
         return StoredFile(outcome=outcome, answer=answer)
@@ -204,7 +205,7 @@ class Ingestor:
             notes=self.notes,
         )
 
-    async def _record(self, outcome: IngestOutcome, answer: StoredInstance) -> None:
+    async def _record(self, outcome: IngestOutcome, answer: StoredInstance, output: Path) -> None:
         """Record the new instance for the storage statistics, in its own transaction.
 
         The instance is stored whatever happens here: a failed write costs a statistic, and
@@ -212,6 +213,7 @@ class Ingestor:
         """
         if self.sessions is None:
             return
+        md5 = await anyio.to_thread.run_sync(md5_of_file, str(output))
         record = StoredRecord(
             orthanc_id=answer.id,
             patient_orthanc_id=answer.parent_patient,
@@ -221,6 +223,8 @@ class Ingestor:
             transfer_syntax=outcome.result.transfer_syntax,
             size_before=outcome.result.original_size,
             size_after=outcome.result.size,
+            # What DICOMweb reads the stored syntax by (instead of the file's header).
+            file_uuid=await verified_file_uuid(self.orthanc, answer.id, md5),
         )
         try:
             async with session_scope(self.sessions) as session:
