@@ -13,7 +13,7 @@ loop (``framefile``), and the file's own meta information must name the same tra
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dicomgate.audit.context import Touched
 from dicomgate.dicomweb.catalog import Details, StoredInstance
@@ -65,7 +65,9 @@ class FrameSources:
             sop_instance_uids=[instance.sop_uid],
             orthanc_ids=[instance.orthanc_id],
         )
-        self._entries[key] = FrameSource(instance, details, touched)
+        # Without its DICOM JSON: the details cache bounds that by size, this is by count.
+        slim = replace(details, metadata=b"")
+        self._entries[key] = FrameSource(instance, slim, touched)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
