@@ -46,6 +46,15 @@ from dicomgate.statistics.router import router as statistics_router
 
 log = logging.getLogger(__name__)
 
+# What the codec workers run, imported in each at startup (``WorkerPool.warm``).
+WORKER_MODULES = (
+    "dicomgate.codec.native",
+    "dicomgate.codec.transcode",
+    "dicomgate.codec.rendered",
+    "dicomgate.dicomweb.dicomjson",
+    "dicomgate.ingest.worker",
+)
+
 TAGS = [
     {"name": "health", "description": "Is the service and everything it depends on working?"},
     {"name": "browse", "description": "The Orthanc Patient → Study → Series → Instance hierarchy."},
@@ -197,6 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await ensure_database_current(settings)  # refuse to serve on an unmigrated database
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            warming = runtime.pool.warm(WORKER_MODULES)  # in the background
             trail = app.state.audit_trail = AuditTrail(runtime.sessions, atna)
             trail.start()
             if atna is not None:
@@ -232,6 +242,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             await follower.stop()  # first: it creates jobs
                     # Leaving the block stops the jobs, before the runtime closes under them.
             finally:
+                warming.cancel()
                 await trail.stop()  # the rows still queued, before the engine closes
                 if atna is not None:
                     await atna.stop()

@@ -15,7 +15,9 @@ from dicomgate.runtime import Runtime
 from dicomgate.settings import Settings
 
 
-def get_runtime(request: Request) -> Runtime:
+# Plain lookups are ``async def``: FastAPI runs a ``def`` dependency in its thread pool, a
+# thread hop per request (and per dependency) that a viewer's frame requests would all pay.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -23,15 +25,15 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
+async def get_settings(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
-def get_orthanc(runtime: RuntimeDep) -> OrthancClient:
+async def get_orthanc(runtime: RuntimeDep) -> OrthancClient:
     return runtime.orthanc
 
 
-def get_pool(runtime: RuntimeDep) -> WorkerPool:
+async def get_pool(runtime: RuntimeDep) -> WorkerPool:
     return runtime.pool
 
 

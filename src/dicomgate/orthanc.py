@@ -31,18 +31,18 @@ from dicomgate.orthanc_models import (
     InstanceHeader,
     Level,
     StoredInstance,
+    file_uuid_of,
     not_found_message,
 )
 
 log = logging.getLogger(__name__)
 
-
 # Orthanc gzips answers when asked (httpx asks by default): near Orthanc it only costs CPU.
 IDENTITY = {"Accept-Encoding": "identity"}
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD"})
-"""Requests sent once more when the connection drops before Orthanc answers."""
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD"})  # sent again if the connection drops first
 FindLevel = Literal["Patient", "Study", "Series", "Instance"]
 TagLevel = Literal["series", "instances"]
+Part = Literal["", "attachments/dicom/info"]  # the attachment's Uuid and UncompressedMD5
 
 
 E = TypeVar("E", bound=DicomgateError)
@@ -148,7 +148,6 @@ class OrthancClient:
         except ValueError:
             raise _counted(OrthancError(f"Orthanc sent a non-JSON answer to {what}")) from None
 
-    # --- System ----------------------------------------------------------------------------
     async def system(self) -> dict[str, Any]:
         """``GET /system``: name, version, API version, plugins."""
         result: dict[str, Any] = await self._json("GET", "/system", what="GET /system")
@@ -165,13 +164,13 @@ class OrthancClient:
         result = await self._json("GET", "/changes", params=params, what="GET /changes")
         return _parsed(ChangesPage.from_json, result)
 
-    # --- Resources -------------------------------------------------------------------------
-    async def resource(self, level: Level, orthanc_id: str) -> dict[str, Any]:
-        """``GET /{level}/{id}``: one resource with its main tags and children."""
+    async def resource(self, level: Level, orthanc_id: str, part: Part = "") -> dict[str, Any]:
+        """``GET /{level}/{id}``: one resource with its main tags and children (or ``part``)."""
+        tail = f"/{part}" if part else ""
         result: dict[str, Any] = await self._json(
             "GET",
-            f"/{level}/{orthanc_id}",
-            what=f"GET /{level}/{{id}}",
+            f"/{level}/{orthanc_id}{tail}",
+            what=f"GET /{level}/{{id}}{tail}",
             not_found=not_found_message(level, orthanc_id),
         )
         return result
@@ -294,7 +293,6 @@ class OrthancClient:
             body = None
         return _parsed(DeleteAnswer.from_json, body)
 
-    # --- What Orthanc keeps on a resource besides its files --------------------------------
     async def metadata(self, level: Level, orthanc_id: str) -> dict[str, str]:
         """``GET /{level}/{id}/metadata?expand``: all metadata names and values of a resource."""
         result: dict[str, str] = await self._json(
@@ -356,7 +354,6 @@ class OrthancClient:
             not_found=not_found_message("patients", orthanc_id),
         )
 
-    # --- Instances -------------------------------------------------------------------------
     async def instance_tags(self, orthanc_id: str, *, simplify: bool = True) -> dict[str, Any]:
         """``GET /instances/{id}/simplified-tags`` (or ``/tags``)."""
         suffix = "simplified-tags" if simplify else "tags"
@@ -369,11 +366,7 @@ class OrthancClient:
         return result
 
     async def instance_header(self, orthanc_id: str) -> InstanceHeader:
-        """``GET /instances/{id}/header?simplify``: the file meta (Transfer Syntax UID …).
-
-        Orthanc 1.10 has no ``TransferSyntax`` metadata for syntaxes it does not know (HTJ2K);
-        the header is read from the stored file and is always right.
-        """
+        """``GET /instances/{id}/header?simplify``: the stored file's meta (Transfer Syntax …)."""
         result = await self._json(
             "GET",
             f"/instances/{orthanc_id}/header",
@@ -394,6 +387,17 @@ class OrthancClient:
         )
         return response.content
 
+    async def attachment_file(self, orthanc_id: str) -> tuple[str | None, bytes]:
+        """The stored file and its attachment UUID, from one answer (``file_uuid_of``)."""
+        response = await self._request(
+            "GET",
+            f"/instances/{orthanc_id}/attachments/dicom/data",
+            what="GET /instances/{id}/attachments/dicom/data",
+            not_found=not_found_message("instances", orthanc_id),
+            headers=IDENTITY,
+        )
+        return file_uuid_of(response.headers), response.content
+
     @asynccontextmanager
     async def stream_instance_file(
         self, orthanc_id: str
@@ -401,10 +405,9 @@ class OrthancClient:
         """Open ``GET /instances/{id}/file`` as a stream; errors surface before the first byte."""
         what = "GET /instances/{id}/file"
         with map_exceptions(what):
-            # identity: Orthanc gzips when asked, and raw chunks + Content-Length are passed on.
-            request = self._http.build_request(
-                "GET", f"/instances/{orthanc_id}/file", headers={"Accept-Encoding": "identity"}
-            )
+            # identity: raw chunks + Content-Length are passed on (Orthanc gzips when asked).
+            path = f"/instances/{orthanc_id}/file"
+            request = self._http.build_request("GET", path, headers=IDENTITY)
             response = await self._http.send(request, stream=True)
         try:
             if not response.is_success:

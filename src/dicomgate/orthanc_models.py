@@ -9,6 +9,8 @@ the change log (``GET /changes``).
 from __future__ import annotations
 
 import datetime
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,6 +39,16 @@ def not_found_message(level: Level, orthanc_id: str) -> str:
 def not_found(level: Level, orthanc_id: str) -> NotFound:
     """NotFound for a resource of ``level``."""
     return NotFound(not_found_message(level, orthanc_id))
+
+
+_FILE_UUID = re.compile(r'filename="([0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12})\.dcm"')
+
+
+def file_uuid_of(headers: Mapping[str, str]) -> str | None:
+    """The attachment UUID of a file Orthanc sends (``/attachments/dicom/data``): Orthanc names
+    it ``<uuid>.dcm`` in Content-Disposition. None when the answer does not say so."""
+    found = _FILE_UUID.search(headers.get("content-disposition", ""))
+    return found.group(1) if found else None
 
 
 def level_of_type(orthanc_type: object) -> Level | None:

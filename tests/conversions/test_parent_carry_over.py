@@ -207,9 +207,11 @@ class TestConversionKeepsParents:
             f"/studies/{parents['studies']}/series",
         ]
         assert [path for method, path in requests if method == "PUT"] == []
-        # Per instance: header, file, metadata, DELETE, POST, verifying GET of the file.
+        # Per instance: header, file, metadata, DELETE, POST, verifying GET of the file, and the
+        # new file's attachment info (UUID and MD5: its syntax is recorded for DICOMweb).
         per_instance = [p for _, p in requests if p.startswith("/instances")]
-        assert len(per_instance) == 3 * 6
+        assert len(per_instance) == 3 * 7
+        assert sum(p.endswith("/attachments/dicom/info") for p in per_instance) == 3
         _assert_parents_kept(conv_orthanc, parents)
 
 

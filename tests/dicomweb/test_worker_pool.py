@@ -10,7 +10,8 @@ import requests
 from dicomweb_client import DICOMwebClient
 from pydicom.uid import generate_uid
 
-from dicomgate.app import create_app
+from dicomgate.app import WORKER_MODULES, create_app
+from dicomgate.codec.pool import loaded
 from dicomgate.settings import Settings
 from tests.builders import make_dataset
 from tests.live_server import serve_in_thread
@@ -53,3 +54,17 @@ def test_a_broken_worker_pool_is_503_on_the_decode_path(
             media_types=(("application/octet-stream", "*"),),
         )
         assert np.array_equal(imagecodecs.htj2k_decode(stored), pixels)
+
+
+def test_the_workers_are_started_and_warm_before_the_first_request(
+    settings: Settings, clean_orthanc: OrthancProcess
+) -> None:
+    """The lifespan warms every worker: the first DICOMweb request pays no spawn or import."""
+    app = create_app(
+        settings.model_copy(update={"workers": 2, "resume_conversions_on_start": False})
+    )
+    with serve_in_thread(app):
+        pool = app.state.runtime.pool._pool
+        # Queued behind the warm-up tasks (first in, first out): each runs on a warm worker.
+        checks = [pool.schedule(loaded, args=(WORKER_MODULES[-1],)) for _ in range(2)]
+        assert [c.result(timeout=120) for c in checks] == [True, True]

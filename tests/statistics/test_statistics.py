@@ -247,3 +247,44 @@ async def test_a_failed_statistics_write_costs_the_statistic_not_the_upload(
 
 def answer_sop_uid(path: Path) -> str:
     return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+
+
+async def orthanc_file_uuid(orthanc: OrthancProcess, orthanc_id: str) -> str:
+    async with httpx.AsyncClient(base_url=orthanc.url) as client:
+        answer = (await client.get(f"/instances/{orthanc_id}")).json()
+    return str(answer["FileUuid"])
+
+
+async def recorded_row(app: FastAPI, orthanc_id: str) -> StoredInstance:
+    async with session_scope(app.state.runtime.sessions) as session:
+        row = await session.get(StoredInstance, orthanc_id)
+    assert row is not None
+    return row
+
+
+async def test_the_row_names_the_file_orthanc_holds_after_ingest_and_conversion(
+    api: httpx.AsyncClient, stats_app: FastAPI, clean_orthanc: OrthancProcess, corpus_dir: Path
+) -> None:
+    """The syntax DICOMweb reads instead of the file's header is recorded with the attachment
+    UUID of the very file (verified by Orthanc's MD5 of it), on ingest and on conversion."""
+    ct = await upload(api, corpus_dir / "CT_small.dcm")
+    ct_id = ct["orthanc_response"]["ID"]
+    row = await recorded_row(stats_app, ct_id)
+    assert row.transfer_syntax == HTJ2K_LOSSLESS
+    assert row.file_uuid == await orthanc_file_uuid(clean_orthanc, ct_id)
+
+    direct = make_dataset(rows=64, columns=64, modality="CT", patient_id="DIRECT-2")
+    direct_id = clean_orthanc.store(to_bytes(direct))["ID"]
+    before = await orthanc_file_uuid(clean_orthanc, direct_id)
+    runtime = stats_app.state.runtime
+    job = await start_or_resume(
+        runtime,
+        selection=make_selection(study=str(direct.StudyInstanceUID)),
+        dry_run=False,
+        resume=False,
+    )
+    assert (await run_job(runtime, job, concurrency=1)).converted == 1
+    row = await recorded_row(stats_app, direct_id)
+    after = await orthanc_file_uuid(clean_orthanc, direct_id)
+    assert after != before
+    assert (row.transfer_syntax, row.file_uuid) == (HTJ2K_LOSSLESS, after)

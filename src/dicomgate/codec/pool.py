@@ -9,10 +9,13 @@ worker in its place and the pool keeps serving.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import multiprocessing
 import os
 import resource
+import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -41,11 +44,18 @@ def ping() -> int:
     return os.getpid()
 
 
-def load_codecs() -> int:
-    """Import the transcoder and its codecs in a worker (what the first real task would pay)."""
-    import dicomgate.codec.transcode  # noqa: F401
-
+def warm_up(modules: tuple[str, ...], linger: float) -> int:
+    """Import ``modules`` in this worker (the first task otherwise pays it), then stay busy for
+    ``linger`` seconds so that each of the pool's warm-up tasks lands on a different worker."""
+    for name in modules:
+        importlib.import_module(name)
+    time.sleep(linger)
     return os.getpid()
+
+
+def loaded(module: str) -> bool:
+    """Whether this worker has imported ``module`` (tests of the warm-up)."""
+    return module in sys.modules
 
 
 def limit_memory(limit: int | None) -> None:
@@ -145,9 +155,22 @@ class WorkerPool:
         finally:
             self._pending -= 1
 
-    async def warm(self) -> None:
-        """Start every worker and load its codecs before the first real task needs them."""
-        await asyncio.gather(*(self.run(load_codecs) for _ in range(self.workers)))
+    def warm(self, modules: tuple[str, ...], *, linger: float = 0.5) -> asyncio.Future[list[int]]:
+        """Start every worker now and import ``modules`` in each (at startup: the first
+        request must not pay the spawn and the imports). Runs in the background; its failure
+        is logged, and a later task gets a fresh worker as always."""
+
+        async def one() -> int:
+            return await self.run(warm_up, modules, linger, timeout=120)
+
+        warming = asyncio.gather(*(one() for _ in range(self.workers)))
+
+        def report(done: asyncio.Future[list[int]]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.warning("Warming the worker pool failed: %s", done.exception())
+
+        warming.add_done_callback(report)
+        return warming
 
     def close(self) -> None:
         """Stop the workers (running tasks are abandoned)."""

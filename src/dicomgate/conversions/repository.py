@@ -219,4 +219,5 @@ def stored_record(result: InstanceResult) -> StoredRecord:
         transfer_syntax=result.stored_transfer_syntax or "",
         size_before=result.bytes_before,
         size_after=result.bytes_after,
+        file_uuid=result.stored_file_uuid,
     )

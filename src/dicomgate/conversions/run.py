@@ -47,9 +47,10 @@ from dicomgate.conversions.replace import (
 )
 from dicomgate.db import session_scope
 from dicomgate.errors import ConversionJobNotFound, DicomgateError
-from dicomgate.kit.hashing import sha256_in_thread
+from dicomgate.kit.hashing import md5_in_thread, sha256_in_thread
 from dicomgate.orthanc import OrthancClient
 from dicomgate.runtime import Runtime
+from dicomgate.statistics.ledger import verified_file_uuid
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,9 @@ async def convert_instance(
         len(result.data),
         saved,
     )
+    file_uuid = await verified_file_uuid(orthanc, ref.orthanc_id, await md5_in_thread(result.data))
     return InstanceResult(
-        ref, "converted", None, len(original), len(result.data), result.transfer_syntax
+        ref, "converted", None, len(original), len(result.data), result.transfer_syntax, file_uuid
     )
 
 

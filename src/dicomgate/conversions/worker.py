@@ -59,7 +59,8 @@ async def _work(settings: Settings, concurrency: int) -> int:
                 file=sys.stderr,
             )
             return 2
-        await runtime.pool.warm()  # a study taken at once does not wait for the codecs
+        # A study taken at once does not wait for the workers' spawn and codec imports.
+        await runtime.pool.warm(("dicomgate.codec.transcode",))
         async with open_queue(runtime) as queue:
             await queue.sweep()
             if settings.resume_conversions_every:

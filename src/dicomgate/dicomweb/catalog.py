@@ -30,6 +30,9 @@ _UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # PS3.5 §9.1 (leading zeros tolerated,
 # reads every file of the series) beats one /instances/{id}/tags call per instance.
 SERIES_CALL_THRESHOLD = 4
 T = TypeVar("T")
+# The syntaxes dicomgate recorded, by Orthanc ID, of the files given (Orthanc ID → attachment
+# UUID) it stored itself; only files it verified (``statistics.ledger.recorded_syntaxes``).
+Recorded = Callable[[dict[str, str]], Awaitable[dict[str, str]]]
 
 
 def check_uid(value: str, what: str) -> str:
@@ -259,17 +262,27 @@ async def _syntax_of(orthanc: OrthancClient, orthanc_id: str) -> str:
 
 
 async def syntaxes_of(
-    orthanc: OrthancClient, instances: Sequence[StoredInstance], *, concurrency: int
+    orthanc: OrthancClient,
+    instances: Sequence[StoredInstance],
+    *,
+    concurrency: int,
+    recorded: Recorded | None = None,
 ) -> dict[str, str]:
     """The stored transfer syntax of each instance, by Orthanc ID.
 
-    For many instances, Orthanc's ``TransferSyntax`` metadata first (one ``bulk-content`` call
-    per thousand); Orthanc 1.10 records none for syntaxes it does not know (HTJ2K included):
-    those, and single instances, are read from the file's header.
+    First what dicomgate recorded when it stored the very file Orthanc holds now (``recorded``:
+    by attachment UUID, one database query). Then, for many instances, Orthanc's
+    ``TransferSyntax`` metadata (one ``bulk-content`` call per thousand); Orthanc 1.10 records
+    none for syntaxes it does not know (HTJ2K included): those, and single instances, are read
+    from the file's header.
     """
     out: dict[str, str] = {}
-    if len(instances) > SERIES_CALL_THRESHOLD:
-        ids = [i.orthanc_id for i in instances]
+    if recorded is not None:
+        files = {i.orthanc_id: i.file_uuid for i in instances if i.file_uuid is not None}
+        if files:
+            out.update(await recorded(files))
+    if len(instances) - len(out) > SERIES_CALL_THRESHOLD:
+        ids = [i.orthanc_id for i in instances if i.orthanc_id not in out]
         for start in range(0, len(ids), 1000):
             found = await orthanc.bulk_content("Instance", ids[start : start + 1000], metadata=True)
             for resource in found:
@@ -329,6 +342,7 @@ async def details(
     instances: Sequence[StoredInstance],
     *,
     concurrency: int,
+    recorded: Recorded | None = None,
 ) -> dict[str, Details]:
     """Details of each instance (by Orthanc ID): from the cache, else read from Orthanc (the
     syntaxes and the tags at once, a fixed number of calls per series but for the headers of
@@ -346,7 +360,9 @@ async def details(
     by_series: dict[str, list[StoredInstance]] = {}
     for inst in missing:
         by_series.setdefault(inst.series_orthanc_id, []).append(inst)
-    reading = asyncio.ensure_future(syntaxes_of(orthanc, missing, concurrency=concurrency))
+    reading = asyncio.ensure_future(
+        syntaxes_of(orthanc, missing, concurrency=concurrency, recorded=recorded)
+    )
     try:
         fetched = await asyncio.gather(
             *(_series_tags(orthanc, s, m, concurrency) for s, m in by_series.items())
@@ -378,11 +394,12 @@ async def stored_syntaxes(
     instances: Sequence[StoredInstance],
     *,
     concurrency: int,
+    recorded: Recorded | None = None,
 ) -> list[str]:
     """Each instance's stored transfer syntax: cached, else from Orthanc (``syntaxes_of``)."""
     known = [cache.get(i.file_uuid) for i in instances]
     missing = [i for i, k in zip(instances, known, strict=True) if k is None]
-    fetched = await syntaxes_of(orthanc, missing, concurrency=concurrency)
+    fetched = await syntaxes_of(orthanc, missing, concurrency=concurrency, recorded=recorded)
     return [
         k.transfer_syntax if k is not None else fetched[i.orthanc_id]
         for i, k in zip(instances, known, strict=True)

@@ -14,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from dicomgate.audit.context import Touched, note_touched
 from dicomgate.dependencies import RuntimeDep
 from dicomgate.dicomweb.catalog import DetailsCache, SeriesIdentities, check_uid
+from dicomgate.dicomweb.framesource import FrameSources
 from dicomgate.dicomweb.lookup import InstanceLookup
 from dicomgate.dicomweb.media import MediaRange, parse_accept
 from dicomgate.dicomweb.ranges import parse_range
@@ -31,7 +32,7 @@ def _state(request: Request, name: str, factory: type[Any]) -> Any:
     return found
 
 
-def get_reader(request: Request, runtime: RuntimeDep) -> Reader:
+async def get_reader(request: Request, runtime: RuntimeDep) -> Reader:
     """The request's view of the process's client, pool and caches, and its service URL."""
     return Reader(
         orthanc=runtime.orthanc,
@@ -40,12 +41,14 @@ def get_reader(request: Request, runtime: RuntimeDep) -> Reader:
         cache=_state(request, "dicomweb_details", DetailsCache),
         series=_state(request, "dicomweb_series", SeriesIdentities),
         lookup=_state(request, "dicomweb_instances", InstanceLookup),
+        sources=_state(request, "dicomweb_frame_sources", FrameSources),
         base_url=service_url(request, runtime.settings),
         touch=partial(note, request),
+        sessions=runtime.sessions,
     )
 
 
-def get_ranges(request: Request) -> list[MediaRange]:
+async def get_ranges(request: Request) -> list[MediaRange]:
     """The accepted media ranges: the ``accept`` query parameter (PS3.18 §8.3.3.1), which
     replaces the Accept header, else the header."""
     query = request.query_params.get("accept")

@@ -9,33 +9,49 @@ already on their way to the client.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from itertools import groupby
 
 from dicomgate.dicomweb.catalog import StoredInstance, details
 from dicomgate.dicomweb.dicomjson import complete_bulk_uris
+from dicomgate.dicomweb.framesource import Key
 from dicomgate.dicomweb.reader import Reader, instances_at, touch_instances
 
 
-async def _series_chunks(reader: Reader, members: list[StoredInstance]) -> list[bytes]:
+async def _series_chunks(
+    reader: Reader, members: list[StoredInstance], duplicates: set[Key]
+) -> list[bytes]:
+    """One series' instances; each is also remembered for its frame requests (``framesource``)
+    unless its UIDs are listed twice (under two patients: the frame request answers 409)."""
     found = await details(
-        reader.orthanc, reader.pool, reader.cache, members, concurrency=reader.concurrency
+        reader.orthanc,
+        reader.pool,
+        reader.cache,
+        members,
+        concurrency=reader.concurrency,
+        recorded=reader.recorded,
     )
+    patient_id = (await reader.series.get(reader.orthanc, members[0].series_orthanc_id)).patient_id
     out = []
     for inst in members:
         entry = found.get(inst.orthanc_id)
         if entry is None:  # deleted since it was listed
             continue
+        if (inst.study_uid, inst.series_uid, inst.sop_uid) not in duplicates:
+            reader.sources.put(inst, entry, patient_id=patient_id)
         url = reader.instance_url(inst.study_uid, inst.series_uid, inst.sop_uid)
         out.append(complete_bulk_uris(entry.metadata, url))
     return out
 
 
 async def _array(reader: Reader, instances: list[StoredInstance]) -> AsyncIterator[bytes]:
+    counts = Counter((i.study_uid, i.series_uid, i.sop_uid) for i in instances)
+    duplicates = {key for key, count in counts.items() if count > 1}
     yield b"["
     first = True
     for _, group in groupby(instances, key=lambda i: i.series_orthanc_id):
-        for chunk in await _series_chunks(reader, list(group)):
+        for chunk in await _series_chunks(reader, list(group), duplicates):
             yield chunk if first else b"," + chunk
             first = False
     yield b"]"

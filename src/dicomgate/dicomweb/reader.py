@@ -4,26 +4,34 @@ what a request touched (for its audit row), and an ordered pipeline with bounded
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
 from dicomgate.audit.context import Touched
 from dicomgate.codec.pool import WorkerPool
+from dicomgate.db import session_scope
 from dicomgate.dicomweb.catalog import (
     DetailsCache,
     SeriesIdentities,
     StoredInstance,
     list_instances,
 )
+from dicomgate.dicomweb.framesource import FrameSources
 from dicomgate.dicomweb.lookup import InstanceLookup, lookup_instance
+from dicomgate.errors import DatabaseUnavailable
 from dicomgate.orthanc import OrthancClient
 from dicomgate.settings import Settings
+from dicomgate.statistics.ledger import recorded_syntaxes
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def service_url(request: HTTPConnection, settings: Settings) -> str:
@@ -49,9 +57,24 @@ class Reader:
     series: SeriesIdentities
     base_url: str  # e.g. https://pacs.example.org/dicomweb
     lookup: InstanceLookup = field(default_factory=InstanceLookup)
+    sources: FrameSources = field(default_factory=FrameSources)
     # Names what the request touched on its audit row, as soon as it is known (so a request
     # that fails later is still recorded with what it asked for).
     touch: Callable[[Touched], None] = _ignore
+    # Where dicomgate recorded the syntax of the files it stored (``stored_instances``).
+    sessions: async_sessionmaker[AsyncSession] | None = None
+
+    async def recorded(self, files: dict[str, str]) -> dict[str, str]:
+        """The syntaxes dicomgate recorded of these very files (``catalog.Recorded``); none
+        when the database cannot say (the files' headers are read instead)."""
+        if self.sessions is None:
+            return {}
+        try:
+            async with session_scope(self.sessions) as session:
+                return await recorded_syntaxes(session, files)
+        except (SQLAlchemyError, OSError, DatabaseUnavailable) as exc:
+            log.warning("Recorded transfer syntaxes not read (%s)", type(exc).__name__)
+            return {}
 
     @property
     def concurrency(self) -> int:

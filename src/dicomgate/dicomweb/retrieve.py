@@ -23,7 +23,7 @@ from dicomgate.codec.native import (
     native_instance_task,
     stored_frame_task,
 )
-from dicomgate.dicomweb import media
+from dicomgate.dicomweb import framesource, media
 from dicomgate.dicomweb.catalog import (
     Details,
     StoredInstance,
@@ -107,7 +107,11 @@ async def retrieve_instances(
         reader, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
     )
     syntaxes = await stored_syntaxes(
-        reader.orthanc, reader.cache, instances, concurrency=reader.concurrency
+        reader.orthanc,
+        reader.cache,
+        instances,
+        concurrency=reader.concurrency,
+        recorded=reader.recorded,
     )
     single_ok = sop_uid is not None
     chosen = [
@@ -153,14 +157,19 @@ async def _whole_file_frame(
 
 
 async def _frame_payload(
-    reader: Reader, inst: StoredInstance, found: Details, rep: media.Representation, number: int
+    reader: Reader,
+    inst: StoredInstance,
+    found: Details,
+    rep: media.Representation,
+    number: int,
+    stored_frame: bytes | None = None,
 ) -> bytes:
     stored = found.transfer_syntax
     index = number - 1
     # Big endian native frames are decoded from the whole file (Orthanc's raw bytes are BE).
     raw = (
-        None
-        if stored == media.BIG_ENDIAN
+        stored_frame
+        if stored_frame is not None or stored == media.BIG_ENDIAN
         else await reader.orthanc.frame_raw(inst.orthanc_id, index)
     )
     if rep.as_stored:
@@ -185,15 +194,20 @@ async def _frames_body(
     ranges: Sequence[media.MediaRange],
     inst: StoredInstance,
     numbers: list[int],
+    known: Details | None = None,
+    stored_frame: bytes | None = None,
 ) -> Body:
+    """The frames' answer; ``known``: the file's details, ``stored_frame``: frame 1 as stored
+    (both from a ``FrameSource``, for the file just fetched), else read from Orthanc."""
     missing = [n for n in numbers if n > inst.frames]
     if missing:
         raise FrameNotFound(
             f"Frame {missing[0]} does not exist; the instance has {inst.frames} frame(s)"
         )
-    found = (await details(reader.orthanc, reader.pool, reader.cache, [inst], concurrency=1)).get(
-        inst.orthanc_id
-    )
+    found = known
+    if found is None:
+        read = details(reader.orthanc, reader.pool, reader.cache, [inst], concurrency=1)
+        found = (await read).get(inst.orthanc_id)
     if found is None:
         raise NotFound(f"No instance {inst.sop_uid}")
     if found.facts is None:
@@ -209,10 +223,10 @@ async def _frames_body(
     )
     label = f"{media.part_media_type(wanted, rep)}; transfer-syntax={rep.transfer_syntax}"
     if not rep.multipart:
-        data = await _frame_payload(reader, inst, found, rep, numbers[0])
+        data = await _frame_payload(reader, inst, found, rep, numbers[0], stored_frame)
         return Body(content_type=label, data=data)
     if len(numbers) == 1:  # a viewer's usual request: one part, answered whole, not streamed
-        payload = await _frame_payload(reader, inst, found, rep, numbers[0])
+        payload = await _frame_payload(reader, inst, found, rep, numbers[0], stored_frame)
         boundary = new_boundary()
         return Body(
             content_type=related_content_type(media.part_media_type(wanted, rep), boundary),
@@ -251,9 +265,27 @@ async def retrieve_frames(
     sop_uid: str,
     numbers: list[int],
 ) -> Body:
-    """Frames of one instance (PS3.18 §10.4.1.1.4), one part per frame in the order asked."""
+    """Frames of one instance (PS3.18 §10.4.1.1.4), one part per frame in the order asked.
+
+    Frame 1 of a single-frame instance already resolved costs one Orthanc call
+    (``framesource``); anything else, or a file that changed, takes the general path.
+    """
+    key = (study_uid, series_uid, sop_uid)
+    source = reader.sources.get(key)
+    if source is not None and numbers == [1]:
+        reader.touch(source.touched)
+        frame = await framesource.stored_frame(reader.orthanc, reader.sources, source)
+        if frame is not None:
+            return await _frames_body(
+                reader, ranges, source.instance, numbers, source.details, frame
+            )
     inst = await _one_instance(reader, study_uid, series_uid, sop_uid)
-    return await _frames_body(reader, ranges, inst, numbers)
+    body = await _frames_body(reader, ranges, inst, numbers)
+    found = reader.cache.get(inst.file_uuid)
+    if found is not None:
+        patient_id = (await reader.series.get(reader.orthanc, inst.series_orthanc_id)).patient_id
+        reader.sources.put(inst, found, patient_id=patient_id)
+    return body
 
 
 def parse_bulk_path(text: str) -> tuple[int, ...]:

@@ -74,8 +74,18 @@ WAIT_FOR_SAME = 30.0  # seconds an upload of the same instance waits for the one
 POLL_SECONDS = 0.1
 
 
-# The caller's rows about a stored instance (``store(record=…)``), in the settling transaction.
-Record = Callable[..., Awaitable[None]]  # (session, *, answer: StoredInstance)
+@dataclass(frozen=True)
+class StoredAttachment:
+    """The file Orthanc holds for an instance just stored: its UUID and MD5 (None: not said)."""
+
+    uuid: str | None
+    md5: str | None
+
+
+# The caller's rows about a stored instance (``store(record=…)``), in the settling transaction:
+# (session, *, answer: StoredInstance, attachment: StoredAttachment | None), the attachment
+# read when the instance is new to Orthanc (else None).
+Record = Callable[..., Awaitable[None]]
 
 IDENTITY_CONFLICTS = frozenset(
     cls.__name__ for cls in (IdentityConflict, PatientConflict, ContentConflict, InstanceBusy)
@@ -191,11 +201,13 @@ class IdentityGuard:
             answer = await send()
             orthanc_id = answer.id
             file_uuid = admission.verdict.file_uuid
+            attachment = None
             if admission.verdict.orthanc_id != orthanc_id:
                 if answer.status == ALREADY_STORED:
                     # Stored without dicomgate since the check: Orthanc kept its own copy.
                     await self._require_same(identity, orthanc_id, scratch, known=None)
-                file_uuid = await self._file_uuid(orthanc_id)
+                attachment = await self._attachment(orthanc_id)
+                file_uuid = attachment.uuid
             settle = partial(
                 settle_claim,
                 self.sessions,
@@ -204,7 +216,8 @@ class IdentityGuard:
                 orthanc_id=orthanc_id,
                 file_uuid=file_uuid,
             )
-            await self._settle(settle, None if record is None else partial(record, answer=answer))
+            also = None if record is None else partial(record, answer=answer, attachment=attachment)
+            await self._settle(settle, also)
         except BaseException:
             await self._give_back(identity, admission)
             raise
@@ -384,9 +397,13 @@ class IdentityGuard:
         patient = await self.orthanc.parent("instances", orthanc_id, "patients")
         return str((patient.get("MainDicomTags") or {}).get("PatientID") or "")
 
-    async def _file_uuid(self, orthanc_id: str) -> str | None:
-        instance = await self.orthanc.resource("instances", orthanc_id)
-        return str(instance.get("FileUuid") or "") or None
+    async def _attachment(self, orthanc_id: str) -> StoredAttachment:
+        """The UUID and MD5 of the file Orthanc holds for the instance (one call)."""
+        info = await self.orthanc.resource("instances", orthanc_id, "attachments/dicom/info")
+        return StoredAttachment(
+            uuid=str(info.get("Uuid") or "") or None,
+            md5=str(info.get("UncompressedMD5") or "") or None,
+        )
 
     async def _stored_identity(self, orthanc_id: str, scratch: Path) -> InstanceIdentity:
         """Download the stored file to ``scratch`` and fingerprint it in the worker pool."""

@@ -29,9 +29,10 @@ from dicomgate.errors import (
     InsufficientStorage,
     OrthancFailure,
 )
-from dicomgate.identity.service import ALREADY_STORED, IdentityGuard
+from dicomgate.identity.service import ALREADY_STORED, IdentityGuard, StoredAttachment
 from dicomgate.ingest.schemas import FailedFile, OrthancStoreAnswer, UploadResult
 from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
+from dicomgate.kit.hashing import md5_of_file
 from dicomgate.kit.tasks import gather_or_cancel
 from dicomgate.orthanc import OrthancClient
 from dicomgate.orthanc_models import StoredInstance
@@ -197,7 +198,7 @@ class Ingestor:
             partial(self._store, output, size=outcome.result.size),
             scratch=output.with_name(output.name + ".stored"),
             notes=self.notes,
-            record=None if self.sessions is None else partial(_record, outcome),
+            record=None if self.sessions is None else partial(_record, outcome, output),
         )
 
     async def _store(self, path: Path, *, size: int) -> StoredInstance:
@@ -208,12 +209,22 @@ class Ingestor:
         return await self.orthanc.store_instance_stream(_file_chunks(path), size=size)
 
 
-async def _record(outcome: IngestOutcome, session: AsyncSession, *, answer: StoredInstance) -> None:
+async def _record(
+    outcome: IngestOutcome,
+    output: Path,
+    session: AsyncSession,
+    *,
+    answer: StoredInstance,
+    attachment: StoredAttachment | None,
+) -> None:
     """Record a new instance (Orthanc answered ``Success``, not ``AlreadyStored``) for the
     storage statistics, in the transaction that settles its claim (best effort: the guard
-    settles the claim alone, and logs it, if this fails; the upload never does)."""
+    settles the claim alone, and logs it, if this fails; the upload never does). With the
+    file's UUID when Orthanc's MD5 of it is that of the bytes sent: what DICOMweb reads the
+    stored syntax by (instead of the file's header)."""
     if answer.status != "Success":
         return
+    md5 = await anyio.to_thread.run_sync(md5_of_file, str(output))
     await record_ingested(
         session,
         StoredRecord(
@@ -225,6 +236,7 @@ async def _record(outcome: IngestOutcome, session: AsyncSession, *, answer: Stor
             transfer_syntax=outcome.result.transfer_syntax,
             size_before=outcome.result.original_size,
             size_after=outcome.result.size,
+            file_uuid=attachment.uuid if attachment and attachment.md5 == md5 else None,
         ),
     )
 

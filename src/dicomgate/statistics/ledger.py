@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dicomgate.errors import DicomgateError
+from dicomgate.orthanc import OrthancClient
 from dicomgate.orthanc_models import Level
 from dicomgate.statistics.models import StoredInstance
 
@@ -32,6 +34,7 @@ class StoredRecord:
     transfer_syntax: str
     size_before: int
     size_after: int
+    file_uuid: str | None = None  # verified: Orthanc's file has the bytes written
 
     def row(self) -> dict[str, Any]:
         return {
@@ -43,6 +46,7 @@ class StoredRecord:
             "transfer_syntax": self.transfer_syntax[:64],
             "original_size": self.size_before,
             "stored_size": self.size_after,
+            "file_uuid": self.file_uuid,
         }
 
 
@@ -85,6 +89,7 @@ async def record_converted(session: AsyncSession, record: StoredRecord) -> None:
                 "series_orthanc_id": excluded.series_orthanc_id,
                 "modality": func.coalesce(StoredInstance.modality, excluded.modality),
                 "transfer_syntax": excluded.transfer_syntax,
+                "file_uuid": excluded.file_uuid,
                 "stored_size": excluded.stored_size,
                 "conversion_saved": excluded.conversion_saved,
                 "updated_at": func.now(),
@@ -99,3 +104,34 @@ async def forget(session: AsyncSession, *, level: Level, orthanc_id: str) -> int
         delete(StoredInstance).where(PARENT_COLUMNS[level] == orthanc_id)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def recorded_syntaxes(session: AsyncSession, files: dict[str, str]) -> dict[str, str]:
+    """The recorded transfer syntax of each file, by Orthanc ID (``files``: Orthanc ID → the
+    attachment UUID Orthanc holds now); only where the row names that very file."""
+    out: dict[str, str] = {}
+    ids = list(files)
+    for start in range(0, len(ids), 500):
+        rows = await session.execute(
+            select(
+                StoredInstance.orthanc_id, StoredInstance.file_uuid, StoredInstance.transfer_syntax
+            ).where(StoredInstance.orthanc_id.in_(ids[start : start + 500]))
+        )
+        for orthanc_id, file_uuid, syntax in rows:
+            if file_uuid is not None and file_uuid == files.get(orthanc_id) and syntax:
+                out[orthanc_id] = syntax
+    return out
+
+
+async def verified_file_uuid(orthanc: OrthancClient, orthanc_id: str, md5: str) -> str | None:
+    """The attachment UUID of the file Orthanc holds for the instance if that file has the
+    bytes whose MD5 is ``md5`` (Orthanc answers the UUID and the file's MD5 together); None
+    otherwise, or when Orthanc does not say (no MD5 stored, an error: the header is read)."""
+    try:
+        info = await orthanc.resource("instances", orthanc_id, "attachments/dicom/info")
+    except DicomgateError:
+        return None
+    uuid = info.get("Uuid")
+    if isinstance(uuid, str) and uuid and info.get("UncompressedMD5") == md5:
+        return uuid
+    return None

@@ -30,6 +30,10 @@ class StoredInstance(Base):
     series_orthanc_id: Mapped[str] = mapped_column(String(64), default="")
     modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
     transfer_syntax: Mapped[str] = mapped_column(String(64))
+    # Orthanc's attachment UUID of the file ``transfer_syntax`` describes, when dicomgate
+    # verified it (the file Orthanc holds has the very bytes dicomgate sent); else None. A
+    # replaced file has another UUID, so the syntax is never taken for another file.
+    file_uuid: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The size dicomgate first had (as uploaded, or as stored before a conversion) and now.
     original_size: Mapped[int] = mapped_column(BigInteger)
     stored_size: Mapped[int] = mapped_column(BigInteger)
