@@ -15,13 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from dicomgate.conversions import queue as queue_module
 from dicomgate.conversions import run as run_module
 from dicomgate.conversions.journals import DatabaseJournal
 from dicomgate.conversions.locks import run_locks
 from dicomgate.conversions.models import ConversionJob
 from dicomgate.conversions.plan import InstanceResult, make_selection
+from dicomgate.conversions.queue import STUDY_TASK
 from dicomgate.conversions.repository import create_job
 from dicomgate.db import create_engine, create_sessionmaker, session_scope
 from dicomgate.migrations import upgrade_database
@@ -33,6 +35,7 @@ from tests.conversions.test_background import (
     job_state,
     running_app,
     store_study,
+    wait_completed,
 )
 from tests.databases import fresh_database
 from tests.dicomgate_process import start_dicomgate, stop_dicomgate
@@ -208,12 +211,13 @@ async def test_a_killed_runners_job_goes_on_in_a_live_replica(
 
 
 @pytest.mark.postgres
-async def test_a_shutdown_marks_only_the_jobs_it_ran(
+async def test_a_stopping_replica_queues_its_study_again_and_the_job_goes_on(
     clean_orthanc: OrthancProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A replica stopping interrupts the job it runs, not one another process runs (and that
-    it was only waiting to try)."""
-    await asyncio.to_thread(store_study, clean_orthanc, 3)
+    """On the task queue a replica stopping mid-study neither ends nor interrupts the job (other
+    workers may be converting its other studies): after its grace the study is cut short (safe:
+    the journal) and queued again, and the next worker to start finishes it, counting exactly."""
+    crcs = await asyncio.to_thread(store_study, clean_orthanc, 3)
     reached = asyncio.Event()
 
     async def held(*args: Any, **kwargs: Any) -> InstanceResult:
@@ -222,22 +226,24 @@ async def test_a_shutdown_marks_only_the_jobs_it_ran(
         raise AssertionError("never reached")
 
     monkeypatch.setattr(run_module, "convert_instance", held)
+    monkeypatch.setattr(queue_module, "SHUTDOWN_GRACE", 1.0)
     async with fresh_database("postgresql", tmp_path, prefix="shutdown") as url:
         settings = await asyncio.to_thread(make_settings, clean_orthanc, tmp_path, database_url=url)
         engine = create_engine(url)
         async with session_scope(create_sessionmaker(engine)) as session:
-            ours = await create_job(session, selection=make_selection(study=STUDY), dry_run=False)
-            theirs = await create_job(
-                session, selection=make_selection(all_studies=True), dry_run=False
-            )
-            theirs.state = "running"
-        async with run_locks(engine) as elsewhere:  # another process runs "theirs"
-            assert await elsewhere.try_job(theirs.id)
-            async with running_app(settings) as client:  # resumes both at start
-                await asyncio.wait_for(reached.wait(), timeout=60)
-                assert (await client.get(f"/api/ris/conversions/{ours.id}/")).json()[
-                    "state"
-                ] == "running"
-            assert await job_state(settings, ours.id) == "interrupted"
-            assert await job_state(settings, theirs.id) == "running"
+            job = await create_job(session, selection=make_selection(study=STUDY), dry_run=False)
+            job_id = job.id
+        async with running_app(settings):  # resumes it at start: planned, then its study held
+            await asyncio.wait_for(reached.wait(), timeout=60)
+        state = await job_state(settings, job_id)
+        async with engine.connect() as conn:
+            query = "SELECT status::text FROM procrastinate_jobs WHERE task_name = :task"
+            tasks = (await conn.execute(text(query), {"task": STUDY_TASK})).scalars().all()
+        monkeypatch.undo()
+        async with running_app(settings) as client:
+            body = await wait_completed(client, job_id)
         await engine.dispose()
+
+    assert (state, tasks) == ("running", ["todo"])
+    assert (body["converted"], body["skipped"], body["failed"]) == (3, 0, 0)
+    await asyncio.to_thread(assert_converted, clean_orthanc, crcs)
