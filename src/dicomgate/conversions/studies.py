@@ -95,7 +95,7 @@ async def plan_job(runtime: Runtime, job_id: int, *, defer_study: DeferStudy) ->
         job.instances_total = sum(row.instances_total for row in rows.values())
         queued = sorted(uid for uid, row in rows.items() if row.state == "queued")
     log.info(
-        "Conversion job %d: %d studies queued (%s)", job_id, len(queued), begun.selection.describe()
+        "Conversion job %d: %d studies queued (%s)", job_id, len(queued), begun.selection.for_log()
     )
     for uid in queued:
         await defer_study(uid)
