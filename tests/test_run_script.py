@@ -113,9 +113,23 @@ def start_run(
         env.pop(variable, None)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(PROJECT / "scripts" / "run")], cwd=tmp_path, env=env, stdout=out, stderr=out
+            [str(PROJECT / "scripts" / "run")],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=out,
+            preexec_fn=terminal_signals,
         )
     return Run(proc, port, orthanc, data, log)
+
+
+def terminal_signals() -> None:
+    """The script starts with a terminal's signal state, not this test process's: an earlier
+    test in the same (xdist) process may leave SIGINT ignored or blocked, and a shell can
+    never trap a signal it was started with ignored (Ctrl-C would then do nothing)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture
