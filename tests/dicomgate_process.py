@@ -13,7 +13,7 @@ from typing import IO
 
 import httpx
 
-from tests.orthanc_process import free_port
+from tests.orthanc_process import free_port, listens
 
 
 def start_dicomgate(
@@ -28,7 +28,6 @@ def start_dicomgate(
 
     ``env`` adds or overrides DICOMGATE_* variables; ``stderr`` receives the server's logs.
     """
-    port = free_port()
     full_env = {
         **os.environ,
         "DICOMGATE_ORTHANC_URL": orthanc_url,
@@ -42,25 +41,32 @@ def start_dicomgate(
     subprocess.run(
         [*cli, "db", "upgrade"], env=full_env, check=True, cwd=workdir, capture_output=True
     )
-    proc = subprocess.Popen(
-        [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=full_env,
-        cwd=workdir,
-        stderr=stderr,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/ris/health/", timeout=10).status_code in (200, 503):
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"dicomgate exited at start (code {proc.returncode})")
-        time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("dicomgate did not start within 60 s")
+    # The port is free when picked, yet another test's process may bind it first: then this one
+    # exits at start, and only its own listening socket proves which process answers the probe.
+    for _ in range(3):
+        port = free_port()
+        proc = subprocess.Popen(
+            [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=full_env,
+            cwd=workdir,
+            stderr=stderr,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if listens(proc.pid, port):
+                try:
+                    if httpx.get(f"{url}/api/ris/health/", timeout=10).status_code in (200, 503):
+                        return proc, url
+                except httpx.TransportError:
+                    pass
+            time.sleep(0.2)
+        else:
+            proc.terminate()
+            raise RuntimeError("dicomgate did not start within 60 s")
+    raise RuntimeError(f"dicomgate exited at start three times (last code {proc.returncode})")
 
 
 def stop_dicomgate(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:

@@ -36,6 +36,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the listening TCP socket on ``port`` (Linux ``/proc``).
+
+    A port from :func:`free_port` is free only when it is picked: another test's process can bind
+    it first, and then answers the readiness probe in place of the process just started. Only a
+    socket that process owns proves it is the one answering.
+    """
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port and inode in inodes:
+            return True
+    return False
+
+
+class PortTaken(RuntimeError):
+    """The process could not bind its port: another process took it after it was picked."""
+
+
 class OrthancProcess:
     """Start, stop and restart an Orthanc with its own storage folder and generated config."""
 
@@ -87,7 +118,17 @@ class OrthancProcess:
         }
         if index_database is not None:
             config.update(postgresql_index_config(index_database, plugins=extra.get("Plugins")))
+        self._config = config
         self.config_path.write_text(json.dumps(config, indent=2))
+        self._started_once = False
+
+    def _new_ports(self) -> None:
+        """Pick other ports before a first start whose port another process took meanwhile."""
+        self.port = free_port()
+        self.dicom_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._config.update(HttpPort=self.port, DicomPort=self.dicom_port)
+        self.config_path.write_text(json.dumps(self._config, indent=2))
 
     @property
     def running(self) -> bool:
@@ -96,6 +137,19 @@ class OrthancProcess:
     def start(self, timeout: float = 30.0) -> None:
         if self.running:
             return
+        for attempt in range(3):
+            try:
+                self._start(timeout)
+            except PortTaken:
+                if self._started_once or attempt == 2:
+                    raise
+                self._new_ports()
+            else:
+                self._started_once = True
+                return
+
+    def _start(self, timeout: float) -> None:
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
             [ORTHANC_BINARY, str(self.config_path)],
@@ -106,12 +160,12 @@ class OrthancProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"Orthanc exited at start; see {self.log_path}:\n"
-                    + self.log_path.read_text()[-3000:]
-                )
+                printed = self.log_path.read_bytes()[log_start:].decode(errors="replace")
+                error = PortTaken if "privileged or already in use" in printed else RuntimeError
+                raise error(f"Orthanc exited at start; see {self.log_path}:\n" + printed[-3000:])
             try:
-                if httpx.get(f"{self.url}/system", timeout=1).status_code == 200:
+                answer = httpx.get(f"{self.url}/system", timeout=1)
+                if answer.status_code == 200 and listens(self._proc.pid, self.port):
                     return
             except httpx.TransportError:
                 pass
