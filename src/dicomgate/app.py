@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 WORKER_MODULES = (
     "dicomgate.codec.native",
     "dicomgate.codec.transcode",
+    "dicomgate.conversions.transcoding",
     "dicomgate.codec.rendered",
     "dicomgate.dicomweb.dicomjson",
     "dicomgate.ingest.worker",

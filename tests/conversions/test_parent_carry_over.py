@@ -207,11 +207,13 @@ class TestConversionKeepsParents:
             f"/studies/{parents['studies']}/series",
         ]
         assert [path for method, path in requests if method == "PUT"] == []
-        # Per instance: header, file, metadata, DELETE, POST, verifying GET of the file, and the
-        # new file's attachment info (UUID and MD5: its syntax is recorded for DICOMweb).
+        # Per instance: header, file, metadata, DELETE, POST, and the verifying GET of the new
+        # file as an attachment, whose answer names its UUID too (its syntax is recorded for
+        # DICOMweb with that UUID): no call of its own for it.
         per_instance = [p for _, p in requests if p.startswith("/instances")]
-        assert len(per_instance) == 3 * 7
-        assert sum(p.endswith("/attachments/dicom/info") for p in per_instance) == 3
+        assert len(per_instance) == 3 * 6
+        assert sum(p.endswith("/attachments/dicom/data") for p in per_instance) == 3
+        assert not any(p.endswith("/attachments/dicom/info") for p in per_instance)
         _assert_parents_kept(conv_orthanc, parents)
 
 

@@ -17,7 +17,7 @@ settle an entry is decided by the run's locks (:mod:`.locks`), study by study.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -65,6 +65,10 @@ class Journal(Protocol):
         """Forget an entry whose outcome was verified in Orthanc (and recorded)."""
         ...
 
+    async def drop_all(self, orthanc_ids: Sequence[str]) -> None:
+        """:meth:`drop` for several entries at once (one transaction on PostgreSQL)."""
+        ...
+
     async def entries(self, *, study: str | None = None) -> list[JournalEntry]:
         """Every whole entry (or one study's), oldest first."""
         ...
@@ -105,6 +109,15 @@ class FolderJournal:
 
     async def drop(self, orthanc_id: str) -> None:
         await asyncio.to_thread(self._journal().drop, orthanc_id)
+
+    async def drop_all(self, orthanc_ids: Sequence[str]) -> None:
+        def drop_each() -> None:
+            journal = self._journal()
+            for orthanc_id in orthanc_ids:
+                journal.drop(orthanc_id)
+
+        if orthanc_ids:
+            await asyncio.to_thread(drop_each)
 
     async def entries(self, *, study: str | None = None) -> list[JournalEntry]:
         found = await asyncio.to_thread(self._journal().entries)
@@ -164,15 +177,20 @@ class DatabaseJournal:
         return bytes(data)
 
     async def drop(self, orthanc_id: str) -> None:
+        await self.drop_all([orthanc_id])
+
+    async def drop_all(self, orthanc_ids: Sequence[str]) -> None:
+        if not orthanc_ids:
+            return
         async with self._engine.begin() as conn:
-            oid = (
+            oids = (
                 await conn.execute(
                     delete(_TABLE)
-                    .where(_TABLE.c.orthanc_id == orthanc_id)
+                    .where(_TABLE.c.orthanc_id.in_(list(orthanc_ids)))
                     .returning(_TABLE.c.original_oid)
                 )
-            ).scalar_one_or_none()
-            if oid is not None:
+            ).scalars()
+            for oid in oids.all():
                 await conn.execute(select(func.lo_unlink(oid)))
 
     async def entries(self, *, study: str | None = None) -> list[JournalEntry]:

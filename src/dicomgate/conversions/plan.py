@@ -119,7 +119,7 @@ class InstanceResult:
     bytes_before: int
     bytes_after: int
     stored_transfer_syntax: str | None = None  # a converted instance's new syntax
-    stored_file_uuid: str | None = None  # its new file's attachment UUID, verified by MD5
+    stored_file_uuid: str | None = None  # its new file's UUID, read with its verified bytes
 
 
 async def select_studies(orthanc: OrthancClient, selection: Selection) -> list[StudyRef]:

@@ -39,6 +39,16 @@ async def _served(orthanc: OrthancClient, orthanc_id: str) -> bytes | None:
         return None
 
 
+async def _served_attachment(
+    orthanc: OrthancClient, orthanc_id: str
+) -> tuple[str | None, bytes | None]:
+    """The file Orthanc serves for the instance and its attachment UUID ((None, None) if gone)."""
+    try:
+        return await orthanc.attachment_file(orthanc_id)
+    except NotFound:
+        return None, None
+
+
 async def _delete_instance(orthanc: OrthancClient, orthanc_id: str) -> DeleteAnswer | None:
     """Delete an instance; Orthanc's answer (which ancestor remains), None if it was gone."""
     try:
@@ -85,18 +95,20 @@ async def replace_instance(
     entry: JournalEntry,
     original: bytes,
     converted: bytes,
-) -> None:
+) -> str | None:
     """Journal the original, swap in the converted file, verify what Orthanc serves; or undo.
 
     On success the journal entry stays: the caller drops it once the outcome is recorded, so a
     crash in between is settled by recovery as "converted by this job", never miscounted.
+    Returns the attachment UUID of the verified file (None if Orthanc did not name it): the
+    file whose every byte was just checked, read in the same answer.
     """
     await journal.record(entry, original)
     try:
         removed = removed_parents(await _delete_instance(orthanc, entry.orthanc_id))
         check_removed(entry, removed)
         await post_expecting(orthanc, converted, entry.orthanc_id)
-        served = await _served(orthanc, entry.orthanc_id)
+        file_uuid, served = await _served_attachment(orthanc, entry.orthanc_id)
         if served is None or await sha256_in_thread(served) != entry.converted_sha256:
             raise ReplaceFailed(
                 f"Orthanc does not serve the converted file of instance {entry.orthanc_id}"
@@ -116,6 +128,7 @@ async def replace_instance(
                 restore_exc,
             )
         raise
+    return file_uuid
 
 
 @dataclass(frozen=True)

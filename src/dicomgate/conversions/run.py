@@ -21,7 +21,7 @@ from dicomgate import metrics
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.codec.profiles import HTJ2K_SYNTAXES
 from dicomgate.codec.reasons import PassThroughReason, reason_text
-from dicomgate.codec.transcode import TranscodeOptions, transcode
+from dicomgate.codec.transcode import TranscodeOptions
 from dicomgate.conversions import repository
 from dicomgate.conversions.carry import CarryOver, detect_carry_over, read_parents, read_state
 from dicomgate.conversions.journal import JournalEntry, ReplaceJournal
@@ -38,6 +38,7 @@ from dicomgate.conversions.lifecycle import (
     stop_run,
 )
 from dicomgate.conversions.locks import RunLocks, wait_for_study
+from dicomgate.conversions.outcomes import OutcomeWriter
 from dicomgate.conversions.plan import InstanceRef, InstanceResult, select_studies, study_instances
 from dicomgate.conversions.replace import (
     Recovered,
@@ -45,12 +46,11 @@ from dicomgate.conversions.replace import (
     recover_study,
     replace_instance,
 )
+from dicomgate.conversions.transcoding import transcode_hashed
 from dicomgate.db import session_scope
 from dicomgate.errors import ConversionJobNotFound, DicomgateError
-from dicomgate.kit.hashing import md5_in_thread, sha256_in_thread
 from dicomgate.orthanc import OrthancClient
 from dicomgate.runtime import Runtime
-from dicomgate.statistics.ledger import verified_file_uuid
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,10 @@ async def convert_instance(
         )
     original = await orthanc.instance_file(ref.orthanc_id)
     log.info("Converting instance %s (SOP Instance UID %s)", ref.orthanc_id, ref.sop_instance_uid)
-    result = await pool.run(transcode, original, options)
+    transcoded = await pool.run(transcode_hashed, original, options)
+    result, converted_sha256 = transcoded.result, transcoded.converted_sha256
     metrics.record_transcode("conversion", result)
-    if not result.converted:
+    if converted_sha256 is None:  # not converted
         log.info("Skipping instance %s: %s", ref.orthanc_id, reason_text(result.reason))
         return InstanceResult(ref, "skipped", result.reason, len(original), len(original))
     # Read as late as possible: what is set after this read and before the delete is lost.
@@ -94,10 +95,10 @@ async def convert_instance(
     entry = JournalEntry(
         orthanc_id=ref.orthanc_id,
         sop_instance_uid=result.sop_instance_uid,
-        original_sha256=await sha256_in_thread(original),
+        original_sha256=transcoded.original_sha256,
         original_size=len(original),
         original_frame_crc32=tuple(result.frame_crc32),
-        converted_sha256=await sha256_in_thread(result.data),
+        converted_sha256=converted_sha256,
         converted_size=len(result.data),
         job_id=job_id,
         study_instance_uid=ref.study_instance_uid,
@@ -105,7 +106,9 @@ async def convert_instance(
         labels=labels,
         parents=parents,
     )
-    await replace_instance(orthanc, journal, entry=entry, original=original, converted=result.data)
+    file_uuid = await replace_instance(
+        orthanc, journal, entry=entry, original=original, converted=result.data
+    )
     saved = 100.0 * (1 - len(result.data) / len(original)) if original else 0.0
     log.info(
         "Replaced instance %s: %d → %d bytes (%.1f%% saved)",
@@ -114,7 +117,6 @@ async def convert_instance(
         len(result.data),
         saved,
     )
-    file_uuid = await verified_file_uuid(orthanc, ref.orthanc_id, await md5_in_thread(result.data))
     return InstanceResult(
         ref, "converted", None, len(original), len(result.data), result.transfer_syntax, file_uuid
     )
@@ -203,6 +205,7 @@ async def _run(
         run.queue.put_nowait(ref)
         run.left[ref.study_instance_uid] = run.left.get(ref.study_instance_uid, 0) + 1
     await asyncio.gather(*(run.worker() for _ in range(max(1, concurrency))))
+    await run.written()  # every outcome recorded before the run ends
     if run.stop_reason is not None:
         return await stop_run(runtime, summary, started, run.stop_reason)
     return await finish_run(
@@ -233,6 +236,12 @@ class RealRun:
     # The studies this run holds, each taken (and its journal settled) once by one worker.
     taking: dict[str, asyncio.Lock] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)
+    outcomes: OutcomeWriter = field(init=False)
+    # Outcomes handed to the writer and not awaited yet, by study.
+    writing: dict[str, list[asyncio.Future[bool]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.outcomes = OutcomeWriter(self.runtime, self.journal, self.job_id)
 
     async def worker(self) -> None:
         """Take instances off the queue until it is empty or the run stops."""
@@ -253,7 +262,7 @@ class RealRun:
                 if self.stop_reason is None:
                     self.stop_reason = f"study {ref.study_instance_uid} left unsettled: {exc}"
                 return
-            await self._done(ref, result)
+            self._done(ref, result)
             await self._leave_study(ref.study_instance_uid)
 
     async def _take_study(self, study: str) -> None:
@@ -276,9 +285,10 @@ class RealRun:
             self.summary.recovered += recovered
 
     async def _leave_study(self, study: str) -> None:
-        """Release the study once this run has done all its instances."""
+        """Release the study once this run has done all its instances and recorded them."""
         self.left[study] -= 1
         if self.left[study] == 0 and study in self.held:
+            await self.written(study)
             self.held.discard(study)
             await self.locks.release_study(study)
 
@@ -305,18 +315,30 @@ class RealRun:
             reason = f"{type(exc).__name__}: {exc}"
         return InstanceResult(ref, "failed", reason, ref.file_size, ref.file_size)
 
-    async def _done(self, ref: InstanceRef, result: InstanceResult) -> None:
-        """Count, report and record one outcome; then drop a converted instance's journal entry."""
+    def _done(self, ref: InstanceRef, result: InstanceResult) -> None:
+        """Count and report one outcome, and hand it to the writer: it is recorded, then a
+        converted instance's journal entry dropped, while this worker goes on (awaited before
+        the study is given back: :meth:`_leave_study`)."""
         _tally(self.summary, result)
         if ref.orthanc_id in self.failed_before:
             self.summary.retried[result.outcome] += 1
         if self.progress is not None:
             self.progress.advanced(result)
-        cancel = await _record(self.runtime, self.job_id, result)
-        if result.outcome == "converted":  # recorded: the journal entry is no longer needed
-            await self.journal.drop(ref.orthanc_id)
-        if cancel:
+        written = self.outcomes.submit(result)
+        written.add_done_callback(self._cancel_if_asked)
+        self.writing.setdefault(ref.study_instance_uid, []).append(written)
+
+    def _cancel_if_asked(self, written: asyncio.Future[bool]) -> None:
+        if not written.cancelled() and written.exception() is None and written.result():
             self.cancelled = True
+
+    async def written(self, study: str | None = None) -> None:
+        """Wait until the outcomes handed over (of one study, or all) are recorded; raises what
+        recording one raised."""
+        studies = [study] if study is not None else list(self.writing)
+        for key in studies:
+            for written in self.writing.pop(key, []):
+                await written
 
 
 async def recover_legacy_folder(

@@ -156,6 +156,7 @@ async def convert_study(
             await interrupt(runtime, job_id, str(exc))
             return
         await asyncio.gather(*(run.worker() for _ in range(max(1, concurrency))))
+        await run.written()  # every outcome recorded before the study is given back
     if run.stop_reason is not None:
         await interrupt(runtime, job_id, run.stop_reason)
         return

@@ -60,7 +60,7 @@ async def _work(settings: Settings, concurrency: int) -> int:
             )
             return 2
         # A study taken at once does not wait for the workers' spawn and codec imports.
-        await runtime.pool.warm(("dicomgate.codec.transcode",))
+        await runtime.pool.warm(("dicomgate.conversions.transcoding",))
         async with open_queue(runtime) as queue:
             await queue.sweep()
             if settings.resume_conversions_every:

@@ -25,8 +25,3 @@ def md5_of_file(path: str) -> str:
     """Hex MD5 of a file (what Orthanc records of a stored file: ``UncompressedMD5``)."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "md5").hexdigest()
-
-
-async def md5_in_thread(data: bytes) -> str:
-    """Hex MD5 of a file's bytes (Orthanc's ``UncompressedMD5``), in a worker thread."""
-    return await anyio.to_thread.run_sync(lambda: hashlib.md5(data).hexdigest())

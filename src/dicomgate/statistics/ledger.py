@@ -9,8 +9,6 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dicomgate.errors import DicomgateError
-from dicomgate.orthanc import OrthancClient
 from dicomgate.orthanc_models import Level
 from dicomgate.statistics.models import StoredInstance
 
@@ -121,17 +119,3 @@ async def recorded_syntaxes(session: AsyncSession, files: dict[str, str]) -> dic
             if file_uuid is not None and file_uuid == files.get(orthanc_id) and syntax:
                 out[orthanc_id] = syntax
     return out
-
-
-async def verified_file_uuid(orthanc: OrthancClient, orthanc_id: str, md5: str) -> str | None:
-    """The attachment UUID of the file Orthanc holds for the instance if that file has the
-    bytes whose MD5 is ``md5`` (Orthanc answers the UUID and the file's MD5 together); None
-    otherwise, or when Orthanc does not say (no MD5 stored, an error: the header is read)."""
-    try:
-        info = await orthanc.resource("instances", orthanc_id, "attachments/dicom/info")
-    except DicomgateError:
-        return None
-    uuid = info.get("Uuid")
-    if isinstance(uuid, str) and uuid and info.get("UncompressedMD5") == md5:
-        return uuid
-    return None
