@@ -4,9 +4,10 @@ dicomgate deleted one (or a parent). One upsert or delete, in the caller's trans
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomgate.orthanc_models import Level
@@ -48,52 +49,77 @@ class StoredRecord:
         }
 
 
-def _insert(session: AsyncSession) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT (PostgreSQL and SQLite ≥ 3.24 alike)."""
+_ROW_KEYS = (
+    "orthanc_id",
+    "patient_orthanc_id",
+    "study_orthanc_id",
+    "series_orthanc_id",
+    "modality",
+    "transfer_syntax",
+    "original_size",
+    "stored_size",
+    "file_uuid",
+)
+
+
+@cache
+def _upserts(dialect: str) -> tuple[Any, Any]:
+    """The two upserts (ingested, converted), built once per dialect: both have ON CONFLICT
+    (PostgreSQL and SQLite ≥ 3.24 alike); the values come as parameters at each execution."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, StoredInstance.__table__)
+    ingested = insert(table)
+    ingested = ingested.on_conflict_do_update(
+        index_elements=["orthanc_id"],
+        set_={
+            **{
+                key: ingested.excluded[key]
+                for key in (*_ROW_KEYS, "ingest_saved", "conversion_saved")
+                if key != "orthanc_id"
+            },
+            "updated_at": func.now(),
+        },
+    )
+    converted = insert(table)
+    excluded = converted.excluded
+    converted = converted.on_conflict_do_update(
+        index_elements=["orthanc_id"],
+        set_={
+            "patient_orthanc_id": excluded.patient_orthanc_id,
+            "study_orthanc_id": excluded.study_orthanc_id,
+            "series_orthanc_id": excluded.series_orthanc_id,
+            "modality": func.coalesce(table.c.modality, excluded.modality),
+            "transfer_syntax": excluded.transfer_syntax,
+            "file_uuid": excluded.file_uuid,
+            "stored_size": excluded.stored_size,
+            "conversion_saved": excluded.conversion_saved,
+            "updated_at": func.now(),
+        },
+    )
+    return ingested, converted
+
+
+def _dialect(session: AsyncSession) -> str:
     bind = session.bind
-    if bind is not None and bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(StoredInstance)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(StoredInstance)
+    return bind.dialect.name if bind is not None else "sqlite"
 
 
 async def record_ingested(session: AsyncSession, record: StoredRecord) -> None:
     """An upload stored a new instance (Orthanc answered ``Success``): a fresh row."""
-    values = {**record.row(), "ingest_saved": record.size_before - record.size_after}
-    values["conversion_saved"] = None
-    statement = _insert(session).values(**values)
-    replace = {key: statement.excluded[key] for key in values if key != "orthanc_id"}
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["orthanc_id"], set_={**replace, "updated_at": func.now()}
-        )
-    )
+    values = {
+        **record.row(),
+        "ingest_saved": record.size_before - record.size_after,
+        "conversion_saved": None,
+    }
+    await session.execute(_upserts(_dialect(session))[0], values)
 
 
 async def record_converted(session: AsyncSession, record: StoredRecord) -> None:
     """A conversion replaced an instance: its new syntax and size; what it was first stays."""
     values = {**record.row(), "conversion_saved": record.size_before - record.size_after}
-    statement = _insert(session).values(**values)
-    excluded = statement.excluded
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["orthanc_id"],
-            set_={
-                "patient_orthanc_id": excluded.patient_orthanc_id,
-                "study_orthanc_id": excluded.study_orthanc_id,
-                "series_orthanc_id": excluded.series_orthanc_id,
-                "modality": func.coalesce(StoredInstance.modality, excluded.modality),
-                "transfer_syntax": excluded.transfer_syntax,
-                "file_uuid": excluded.file_uuid,
-                "stored_size": excluded.stored_size,
-                "conversion_saved": excluded.conversion_saved,
-                "updated_at": func.now(),
-            },
-        )
-    )
+    await session.execute(_upserts(_dialect(session))[1], values)
 
 
 async def forget(session: AsyncSession, *, level: Level, orthanc_id: str) -> int:
