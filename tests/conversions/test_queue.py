@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
+from dicomgate.app import create_app
 from dicomgate.conversions import studies
 from dicomgate.conversions.liveness import dead_workers_tasks
 from dicomgate.conversions.models import ConversionJob, ConversionJobStudy
@@ -291,3 +292,68 @@ async def _wait_doing(runtime: Runtime) -> int:
             return int(found)
         await asyncio.sleep(0.1)
     raise AssertionError("no worker took the study")
+
+
+async def test_a_job_the_queue_refuses_is_a_503_and_waits_interrupted_for_the_sweep(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    """POST a job while PostgreSQL refuses the queue's insert (its table renamed away): the
+    answer is a 503 naming the job, never a 202 for a job nothing runs; the job is interrupted
+    with the reason, and once the queue is back a sweep queues it and a worker converts it."""
+    crcs = await asyncio.to_thread(store_studies, clean_orthanc)
+    async with fresh_database("postgresql", tmp_path, prefix="refused") as url:
+        settings = (
+            await asyncio.to_thread(make_settings, clean_orthanc, tmp_path, database_url=url)
+        ).model_copy(
+            update={
+                "in_process_worker": False,
+                "resume_conversions_on_start": False,
+                "resume_conversions_every": 0.0,
+            }
+        )
+        app = create_app(settings)
+        responses = app.openapi()["paths"]["/api/ris/conversions/"]["post"]["responses"]
+        assert "ConversionQueueUnavailable" in responses["503"]["description"]
+        async with app.router.lifespan_context(app):
+            runtime: Runtime = app.state.runtime
+            queue: QueuedJobs = app.state.conversion_jobs
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                await _rename_queue_table(runtime, "procrastinate_jobs", "procrastinate_jobs_away")
+                try:
+                    answer = await client.post("/api/ris/conversions/", json={"all": True})
+                finally:
+                    await _rename_queue_table(
+                        runtime, "procrastinate_jobs_away", "procrastinate_jobs"
+                    )
+                (listed,) = (await client.get("/api/ris/conversions/")).json()["jobs"]
+            job_id = listed["id"]
+            reason = 'relation "procrastinate_jobs" does not exist'
+            assert answer.status_code == 503
+            assert answer.json() == {
+                "success": False,
+                "type": "ConversionQueueUnavailable",
+                "error": f"Conversion job {job_id} was created, but the task queue could not "
+                f"take it ({reason}). It is marked interrupted and queued again by the next "
+                "sweep of unfinished jobs; there is no need to start it again.",
+            }
+            assert (listed["state"], listed["converted"]) == ("interrupted", 0)
+            assert listed["errors"] == [
+                f"Not queued: the task queue could not take the job ({reason}). Nothing of it "
+                "ran; the next sweep of unfinished jobs (or the next start of a dicomgate "
+                "process) queues it again."
+            ]
+            assert await live_tasks(runtime) == 0
+
+            await queue.sweep()
+            assert await queue.live_job_ids() == {job_id}
+            queue.run_worker(concurrency=1)
+            job = await wait_ended(runtime, job_id)
+    total = len(STUDIES) * PER_STUDY
+    assert (job.state, job.converted, job.skipped, job.failed) == ("completed", total, 0, 0)
+    await asyncio.to_thread(assert_converted, clean_orthanc, crcs)
+
+
+async def _rename_queue_table(runtime: Runtime, old: str, new: str) -> None:
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))

@@ -27,9 +27,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.app import WorkerOptions
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.exceptions import AlreadyEnqueued, ProcrastinateException
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,8 +39,13 @@ from dicomgate.conversions import repository, service, studies
 from dicomgate.conversions.lifecycle import ProgressSink, RunSummary
 from dicomgate.conversions.liveness import LivenessJobManager, dead_workers_tasks
 from dicomgate.conversions.models import UNFINISHED_STATES, ConversionJobStudy
-from dicomgate.db import session_scope
-from dicomgate.errors import ConversionJobNotFound, JobRunningElsewhere
+from dicomgate.db import database_reason, session_scope
+from dicomgate.errors import (
+    ConversionJobNotFound,
+    ConversionQueueUnavailable,
+    DicomgateError,
+    JobRunningElsewhere,
+)
 from dicomgate.kit.clock import utcnow
 from dicomgate.runtime import Runtime
 
@@ -51,6 +57,16 @@ STUDY_TASK = "dicomgate.convert_study"
 # A task that fails on a bug (not Orthanc: that interrupts the job) is tried again a few times.
 RETRY = RetryStrategy(max_attempts=3, wait=5)
 SHUTDOWN_GRACE = 10.0  # seconds a stopping worker waits for its tasks in flight
+DEFER_TIMEOUT = 10.0  # seconds the API waits for the queue to take a new job
+
+
+def _queue_reason(exc: BaseException) -> str:
+    """Why the queue refused a task, short: the driver's first line (never SQL parameters)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer in {DEFER_TIMEOUT:g} s"
+    if isinstance(exc, ProcrastinateException) and exc.__cause__ is not None:
+        exc = exc.__cause__  # ConnectorException: the psycopg error it wraps says why
+    return database_reason(exc)
 
 
 def queue_of(job_id: int) -> str:
@@ -142,11 +158,40 @@ class QueuedJobs:
         """Queue a job (its planner); False (and nothing queued) if it is already queued."""
         return await defer(self.app, PLAN_TASK, job_id, concurrency=concurrency)
 
-    def start(self, job_id: int, *, concurrency: int) -> None:
-        """As the in-process runner's start (:class:`.background.BackgroundJobs`)."""
-        task = asyncio.create_task(self.start_job(job_id, concurrency=concurrency))
-        self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
+    async def start(self, job_id: int, *, concurrency: int) -> None:
+        """Queue a new job's planner before answering (the API's 202 means it is queued).
+
+        The queue refusing it (PostgreSQL failing, no answer in DEFER_TIMEOUT s) raises
+        ConversionQueueUnavailable, the job marked interrupted with the reason: nothing of it
+        ran, and the next sweep (:meth:`resume_unfinished`) queues it again."""
+        try:
+            async with asyncio.timeout(DEFER_TIMEOUT):
+                await self.start_job(job_id, concurrency=concurrency)
+        except (ProcrastinateException, psycopg.Error, OSError, TimeoutError) as exc:
+            reason = _queue_reason(exc)
+            log.error("Conversion job %d: the task queue refused it (%s)", job_id, reason)
+            await self._mark_not_queued(job_id, reason)
+            raise ConversionQueueUnavailable(
+                f"Conversion job {job_id} was created, but the task queue could not take it "
+                f"({reason}). It is marked interrupted and queued again by the next sweep of "
+                "unfinished jobs; there is no need to start it again."
+            ) from exc
+
+    async def _mark_not_queued(self, job_id: int, reason: str) -> None:
+        """An unfinished job the queue refused: interrupted (resumable), with the reason."""
+        message = (
+            f"Not queued: the task queue could not take the job ({reason}). Nothing of it ran; "
+            "the next sweep of unfinished jobs (or the next start of a dicomgate process) "
+            "queues it again."
+        )
+        try:
+            async with session_scope(self._runtime.sessions) as session:
+                job = await repository.get_job(session, job_id)
+                if job.state in UNFINISHED_STATES:
+                    job.state = "interrupted"
+                    repository.add_error(job, message)
+        except DicomgateError as exc:  # the database failing too: the job stays pending
+            log.error("Conversion job %d could not be marked interrupted: %s", job_id, exc)
 
     async def live_job_ids(self) -> set[int]:
         """Jobs that have a task waiting or running (a stalled one included: it is retried)."""
