@@ -27,7 +27,12 @@ from dicomgate.dicomweb.query_router import router as dicomweb_query_router
 from dicomgate.dicomweb.rendered_router import router as dicomweb_rendered_router
 from dicomgate.dicomweb.retrieve_router import router as dicomweb_retrieve_router
 from dicomgate.dicomweb.router import router as dicomweb_router
-from dicomgate.errors import ConfigurationError, RequestHeaderTooLarge, install_error_handlers
+from dicomgate.errors import (
+    ConfigurationError,
+    ConversionQueueUnavailable,
+    RequestHeaderTooLarge,
+    install_error_handlers,
+)
 from dicomgate.health import router as health_router
 from dicomgate.ingest.router import router as ingest_router
 from dicomgate.metrics import MetricsMiddleware
@@ -230,7 +235,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         jobs.watch(every=settings.resume_conversions_every)
 
                     async def start_job(job_id: int) -> None:
-                        jobs.start(job_id, concurrency=2)
+                        try:
+                            await jobs.start(job_id, concurrency=2)
+                        except ConversionQueueUnavailable as exc:  # the others still start;
+                            log.warning("%s", exc.message)  # this one resumes at the sweep
 
                     follower = None
                     if rules is not None and settings.rules_follower:

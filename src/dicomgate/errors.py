@@ -266,6 +266,15 @@ class DatabaseUnavailable(DicomgateError):
     default_message = "The database is unavailable"
 
 
+class ConversionQueueUnavailable(DicomgateError):
+    """The task queue (PostgreSQL) refused a new conversion job's first task: the job exists but
+    nothing runs it yet. It is marked interrupted, and the next sweep of unfinished jobs (or
+    the next start of a dicomgate process) queues it again: starting it again is not needed."""
+
+    status_code = 503
+    default_message = "The conversion task queue is unavailable"
+
+
 class DatabaseNotMigrated(DicomgateError):
     """The database schema is not at this version's Alembic head; the service refuses to start."""
 

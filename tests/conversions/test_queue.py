@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -15,10 +16,11 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
+from dicomgate.app import create_app
 from dicomgate.conversions import studies
 from dicomgate.conversions.liveness import dead_workers_tasks
 from dicomgate.conversions.models import ConversionJob, ConversionJobStudy
-from dicomgate.conversions.plan import make_selection
+from dicomgate.conversions.plan import InstanceResult, make_selection
 from dicomgate.conversions.queue import STUDY_TASK, QueuedJobs, open_queue
 from dicomgate.conversions.repository import create_job
 from dicomgate.conversions.service import request_cancel
@@ -291,3 +293,223 @@ async def _wait_doing(runtime: Runtime) -> int:
             return int(found)
         await asyncio.sleep(0.1)
     raise AssertionError("no worker took the study")
+
+
+async def test_a_job_the_queue_refuses_is_a_503_and_waits_interrupted_for_the_sweep(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    """POST a job while PostgreSQL refuses the queue's insert (its table renamed away): the
+    answer is a 503 naming the job, never a 202 for a job nothing runs; the job is interrupted
+    with the reason, and once the queue is back a sweep queues it and a worker converts it."""
+    crcs = await asyncio.to_thread(store_studies, clean_orthanc)
+    async with fresh_database("postgresql", tmp_path, prefix="refused") as url:
+        settings = (
+            await asyncio.to_thread(make_settings, clean_orthanc, tmp_path, database_url=url)
+        ).model_copy(
+            update={
+                "in_process_worker": False,
+                "resume_conversions_on_start": False,
+                "resume_conversions_every": 0.0,
+            }
+        )
+        app = create_app(settings)
+        responses = app.openapi()["paths"]["/api/ris/conversions/"]["post"]["responses"]
+        assert "ConversionQueueUnavailable" in responses["503"]["description"]
+        async with app.router.lifespan_context(app):
+            runtime: Runtime = app.state.runtime
+            queue: QueuedJobs = app.state.conversion_jobs
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                await _rename_queue_table(runtime, "procrastinate_jobs", "procrastinate_jobs_away")
+                try:
+                    answer = await client.post("/api/ris/conversions/", json={"all": True})
+                finally:
+                    await _rename_queue_table(
+                        runtime, "procrastinate_jobs_away", "procrastinate_jobs"
+                    )
+                (listed,) = (await client.get("/api/ris/conversions/")).json()["jobs"]
+            job_id = listed["id"]
+            reason = 'relation "procrastinate_jobs" does not exist'
+            assert answer.status_code == 503
+            assert answer.json() == {
+                "success": False,
+                "type": "ConversionQueueUnavailable",
+                "error": f"Conversion job {job_id} was created, but the task queue could not "
+                f"take it ({reason}). It is marked interrupted and queued again by the next "
+                "sweep of unfinished jobs; there is no need to start it again.",
+            }
+            assert (listed["state"], listed["converted"]) == ("interrupted", 0)
+            assert listed["errors"] == [
+                f"Not queued: the task queue could not take the job ({reason}). Nothing of it "
+                "ran; the next sweep of unfinished jobs (or the next start of a dicomgate "
+                "process) queues it again."
+            ]
+            assert await live_tasks(runtime) == 0
+
+            await queue.sweep()
+            assert await queue.live_job_ids() == {job_id}
+            queue.run_worker(concurrency=1)
+            job = await wait_ended(runtime, job_id)
+    total = len(STUDIES) * PER_STUDY
+    assert (job.state, job.converted, job.skipped, job.failed) == ("completed", total, 0, 0)
+    await asyncio.to_thread(assert_converted, clean_orthanc, crcs)
+
+
+async def _rename_queue_table(runtime: Runtime, old: str, new: str) -> None:
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+
+def delete_study(orthanc: OrthancProcess, study: str) -> None:
+    query = {"Level": "Study", "Query": {"StudyInstanceUID": study}}
+    (orthanc_id,) = httpx.post(f"{orthanc.url}/tools/find", json=query).json()
+    httpx.delete(f"{orthanc.url}/studies/{orthanc_id}").raise_for_status()
+
+
+async def study_rows(runtime: Runtime, job_id: int) -> dict[str, tuple[str, int, int]]:
+    """Each study of a job: (state, instances it covers, attempts)."""
+    async with session_scope(runtime.sessions) as session:
+        rows = await session.scalars(
+            select(ConversionJobStudy).where(ConversionJobStudy.job_id == job_id)
+        )
+        return {r.study_instance_uid: (r.state, r.instances_total, r.attempts) for r in rows}
+
+
+async def test_a_study_deleted_after_planning_ends_done_with_nothing_to_count(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    """A study deleted from Orthanc between planning and its task: the task finds nothing to
+    do, the study is done covering 0 instances, and the job completes with exact counts."""
+    crcs = await asyncio.to_thread(store_studies, clean_orthanc)
+    gone = STUDIES[1]
+    async with pg_runtime(clean_orthanc, tmp_path) as runtime:
+        job_id = await new_job(runtime)
+        deferred: list[str] = []
+
+        async def defer(study: str) -> None:
+            deferred.append(study)
+
+        await studies.plan_job(runtime, job_id, defer_study=defer)
+        assert (await read_job(runtime, job_id)).instances_total == len(STUDIES) * PER_STUDY
+        await asyncio.to_thread(delete_study, clean_orthanc, gone)
+        for study in deferred:
+            await studies.convert_study(runtime, job_id, study, concurrency=2)
+        job = await read_job(runtime, job_id)
+        rows = await study_rows(runtime, job_id)
+    kept = (len(STUDIES) - 1) * PER_STUDY
+    assert deferred == STUDIES
+    assert (job.state, job.instances_total, job.converted, job.skipped, job.failed) == (
+        "completed",
+        kept,
+        kept,
+        0,
+        0,
+    )
+    assert (job.errors, job.skipped_by_reason) == ([], {})
+    assert rows == {
+        STUDIES[0]: ("done", PER_STUDY, 1),
+        gone: ("done", 0, 1),
+        STUDIES[2]: ("done", PER_STUDY, 1),
+    }
+    deleted = list(crcs)[PER_STUDY : 2 * PER_STUDY]  # stored study by study, in STUDIES' order
+    left = {i: c for i, c in crcs.items() if i not in deleted}
+    await asyncio.to_thread(assert_converted, clean_orthanc, left)  # exactly these, HTJ2K
+
+
+class _StopOrthancAfterFirst:
+    """A progress sink that stops the real Orthanc once the first instance is done."""
+
+    def __init__(self, orthanc: OrthancProcess) -> None:
+        self.orthanc = orthanc
+        self.done: list[str] = []
+
+    def started(self, *, studies: int, instances: int, already_done: int) -> None:
+        return None
+
+    def study(self, study_instance_uid: str) -> None:
+        return None
+
+    def advanced(self, result: InstanceResult) -> None:
+        self.done.append(result.outcome)
+        if len(self.done) == 1:
+            self.orthanc.stop()  # blocks the loop a moment: no instance is in flight
+
+
+@pytest.mark.parametrize("concurrency", [1, 2], ids=["between-instances", "one-in-flight"])
+async def test_orthanc_failing_mid_study_interrupts_it_queued_and_a_sweep_finishes_it(
+    clean_orthanc: OrthancProcess, tmp_path: Path, concurrency: int
+) -> None:
+    """Orthanc stops after a study task's first instance: the job is interrupted with the
+    reason, the study stays queued, and once Orthanc is back a sweep and a worker finish the
+    job: every instance converted once (counted once), HTJ2K, pixels equal, none lost."""
+    crcs = await asyncio.to_thread(store_studies, clean_orthanc)
+    first = STUDIES[0]
+    async with pg_runtime(clean_orthanc, tmp_path) as runtime, open_queue(runtime) as queue:
+        job_id = await new_job(runtime)
+        deferred: list[str] = []
+
+        async def defer(study: str) -> None:
+            deferred.append(study)
+
+        await studies.plan_job(runtime, job_id, defer_study=defer)
+        sink = _StopOrthancAfterFirst(clean_orthanc)
+        try:
+            await studies.convert_study(
+                runtime, job_id, first, concurrency=concurrency, progress=sink
+            )
+            stopped = await read_job(runtime, job_id)
+            rows = await study_rows(runtime, job_id)
+        finally:
+            await asyncio.to_thread(clean_orthanc.start)
+        # One worker: stopped between two instances. Two: the other one's instance was in
+        # flight (done just before, or cut anywhere: download, delete, re-post, verify).
+        assert sink.done == ["converted"] * (1 if concurrency == 1 else len(sink.done))
+        assert len(sink.done) in ((1,) if concurrency == 1 else (1, 2))
+        assert (stopped.state, stopped.converted, stopped.skipped, stopped.failed) == (
+            "interrupted",
+            len(sink.done),
+            0,
+            0,
+        )
+        (message,) = stopped.errors
+        if concurrency == 1:
+            assert message.startswith(
+                "Stopped: Orthanc is unreachable (GET /instances/{id}/header)"
+            )
+        assert re.fullmatch(
+            r"Stopped: Orthanc is unreachable \((GET|POST|DELETE|PUT) /[^)]+\)\. No instance is "
+            r"missing: unfinished replacements are kept in the journal and settled when the job "
+            r"resumes\.",
+            message,
+        ), message
+        assert rows == {
+            first: ("queued", PER_STUDY, 1),
+            STUDIES[1]: ("queued", PER_STUDY, 0),
+            STUDIES[2]: ("queued", PER_STUDY, 0),
+        }
+
+        await queue.sweep()  # no task of it is left: planned again
+        assert await queue.live_job_ids() == {job_id}
+        queue.run_worker(concurrency=2)
+        ended = await wait_ended(runtime, job_id)
+        rows = await study_rows(runtime, job_id)
+        assert await live_tasks(runtime) == 0
+    total = len(STUDIES) * PER_STUDY
+    assert (ended.state, ended.instances_total, ended.converted, ended.skipped, ended.failed) == (
+        "completed",
+        total,
+        total,
+        0,
+        0,
+    )
+    assert ended.errors == stopped.errors  # nothing failed after the resume
+    assert rows == {
+        first: ("done", PER_STUDY, 2),
+        STUDIES[1]: ("done", PER_STUDY, 1),
+        STUDIES[2]: ("done", PER_STUDY, 1),
+    }
+    served = await asyncio.to_thread(
+        lambda: sorted(httpx.get(f"{clean_orthanc.url}/instances").json())
+    )
+    assert served == sorted(crcs)  # none lost, none duplicated
+    await asyncio.to_thread(assert_converted, clean_orthanc, crcs)

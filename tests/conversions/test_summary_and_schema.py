@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -9,9 +10,15 @@ import pytest
 
 from dicomgate.cli import build_parser
 from dicomgate.conversions.commands import approximate_duration, format_summary
-from dicomgate.conversions.lifecycle import RunSummary
+from dicomgate.conversions.lifecycle import RunSummary, begin_run, finish_run, summary_of
+from dicomgate.conversions.plan import make_selection
+from dicomgate.conversions.repository import create_job, get_job
+from dicomgate.db import session_scope
 from dicomgate.migrations import downgrade_database, upgrade_database
+from dicomgate.runtime import open_runtime
 from dicomgate.settings import Settings
+from tests.conversions.helpers import make_settings
+from tests.orthanc_process import OrthancProcess
 
 
 def test_second_run_summary_says_why_nothing_was_converted() -> None:
@@ -35,6 +42,38 @@ def test_second_run_summary_says_why_nothing_was_converted() -> None:
     assert "Failed: 0" in text
     assert "saved 0.0%" in text
     assert "2.5 instances/s" in text
+
+
+async def test_a_run_ends_and_the_queue_reports_with_the_same_counts_from_the_job_row(
+    clean_orthanc: OrthancProcess, tmp_path: Path
+) -> None:
+    """What a run's end (finish_run) and the CLI waiting on the queue (summary_of) report is
+    the job's row, field by field: counts, reasons, bytes, errors."""
+    settings = await asyncio.to_thread(make_settings, clean_orthanc, tmp_path)
+    async with open_runtime(settings) as runtime:
+        async with session_scope(runtime.sessions) as session:
+            job = await create_job(
+                session, selection=make_selection(study="1.2.826.0.1.3680043.10.9.7"), dry_run=False
+            )
+            job.converted, job.skipped, job.failed = 3, 2, 1
+            job.skipped_by_reason = {"already_htj2k": 1, "no_pixel_data": 1}
+            job.bytes_before, job.bytes_after = 6000, 2500
+            job.elapsed = 1.5
+            job.errors = ["Failed instance abc: boom"]
+            job_id = job.id
+        begun = await begin_run(runtime, job_id, dry_run=False)
+        ended = await finish_run(runtime, begun.summary, begun.started, "completed")
+        async with session_scope(runtime.sessions) as session:
+            read = summary_of(await get_job(session, job_id))
+    for summary in (ended, read):
+        counts = (summary.converted, summary.skipped, summary.failed, summary.done)
+        assert counts == (3, 2, 1, 6)
+        assert summary.skipped_by_reason == {"already_htj2k": 1, "no_pixel_data": 1}
+        assert (summary.bytes_before, summary.bytes_after) == (6000, 2500)
+        assert summary.errors == ["Failed instance abc: boom"]
+        assert (summary.job_id, summary.state, summary.dry_run) == (job_id, "completed", False)
+    assert read.selection == "study 1.2.826.0.1.3680043.10.9.7"
+    assert read.elapsed == pytest.approx(1.5 + ended.elapsed)
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 class JobRunner(Protocol):
     """What the API, the rules and the service's lifespan ask of whatever runs jobs."""
 
-    def start(self, job_id: int, *, concurrency: int) -> None: ...
+    async def start(self, job_id: int, *, concurrency: int) -> None:
+        """Start (or queue) a job; ConversionQueueUnavailable when the task queue refuses it
+        (the job is then marked interrupted, and resumed by the next sweep)."""
 
     async def resume_unfinished(self, *, concurrency: int = 2) -> list[int]: ...
 
@@ -67,8 +69,9 @@ class BackgroundJobs:
         self._turn = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
 
-    def start(self, job_id: int, *, concurrency: int) -> None:
-        """Run a job in the background unless this process already runs it."""
+    async def start(self, job_id: int, *, concurrency: int) -> None:
+        """Run a job in the background unless this process already runs it (never refused:
+        there is no queue to refuse it)."""
         if job_id in self._tasks:
             return
         task = asyncio.create_task(self._run(job_id, concurrency), name=f"conversion-{job_id}")
@@ -94,7 +97,7 @@ class BackgroundJobs:
             ids = await repository.unfinished_job_ids(session)
         for job_id in ids:
             log.info("Resuming conversion job %d left unfinished by a previous run", job_id)
-            self.start(job_id, concurrency=concurrency)
+            await self.start(job_id, concurrency=concurrency)
         return ids
 
     def watch(self, *, every: float, concurrency: int = 2) -> None:
@@ -113,7 +116,7 @@ class BackgroundJobs:
                 async with session_scope(self._runtime.sessions) as session:
                     ids = await repository.unfinished_job_ids(session)
                 for job_id in ids:
-                    self.start(job_id, concurrency=concurrency)
+                    await self.start(job_id, concurrency=concurrency)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database outage: say so, look again next time

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from dicomgate.conversions import repository
 from dicomgate.conversions.estimate import DryRunEstimate
-from dicomgate.conversions.models import UNFINISHED_STATES
+from dicomgate.conversions.models import UNFINISHED_STATES, ConversionJob
 from dicomgate.conversions.plan import InstanceResult, Selection
 from dicomgate.conversions.replace import Recovered
 from dicomgate.db import session_scope
@@ -76,12 +76,37 @@ class RunSummary:
     estimate: DryRunEstimate | None = None  # dry run: how the projections were obtained
 
     @property
+    def done(self) -> int:
+        """Instances the job is done with (converted, skipped or failed)."""
+        return self.converted + self.skipped + self.failed
+
+    def count_from(self, job: ConversionJob) -> None:
+        """Take the job's counts, bytes and errors from its row (every run's, every worker's)."""
+        self.converted, self.skipped, self.failed = job.converted, job.skipped, job.failed
+        self.skipped_by_reason = dict(job.skipped_by_reason or {})
+        self.bytes_before, self.bytes_after = job.bytes_before, job.bytes_after
+        self.errors = list(job.errors or [])
+
+    @property
     def saved_percent(self) -> float:
         return 100.0 * (1 - self.bytes_after / self.bytes_before) if self.bytes_before else 0.0
 
     @property
     def rate(self) -> float:
         return self.instances_this_run / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def summary_of(job: ConversionJob) -> RunSummary:
+    """A job's row as a summary: its state, selection, counts and time over every run."""
+    summary = RunSummary(
+        job_id=job.id,
+        state=job.state,
+        dry_run=job.dry_run,
+        selection=repository.selection_of(job).describe(),
+        elapsed=job.elapsed or 0.0,
+    )
+    summary.count_from(job)
+    return summary
 
 
 @dataclass(frozen=True)
@@ -140,10 +165,7 @@ async def finish_run(
             job.finished_at = utcnow()
         if message:
             repository.add_error(job, message)
-        summary.converted, summary.skipped, summary.failed = job.converted, job.skipped, job.failed
-        summary.skipped_by_reason = dict(job.skipped_by_reason or {})
-        summary.bytes_before, summary.bytes_after = job.bytes_before, job.bytes_after
-        summary.errors = list(job.errors or [])
+        summary.count_from(job)
     summary.state = state
     summary.elapsed = elapsed
     return summary

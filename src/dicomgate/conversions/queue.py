@@ -24,22 +24,27 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.app import WorkerOptions
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.exceptions import AlreadyEnqueued, ProcrastinateException
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dicomgate.conversions import repository, service, studies
-from dicomgate.conversions.lifecycle import ProgressSink, RunSummary
+from dicomgate.conversions.lifecycle import ProgressSink, RunSummary, summary_of
 from dicomgate.conversions.liveness import LivenessJobManager, dead_workers_tasks
 from dicomgate.conversions.models import UNFINISHED_STATES, ConversionJobStudy
-from dicomgate.db import session_scope
-from dicomgate.errors import ConversionJobNotFound, JobRunningElsewhere
+from dicomgate.db import database_reason, session_scope
+from dicomgate.errors import (
+    ConversionJobNotFound,
+    ConversionQueueUnavailable,
+    DicomgateError,
+    JobRunningElsewhere,
+)
 from dicomgate.kit.clock import utcnow
 from dicomgate.runtime import Runtime
 
@@ -51,6 +56,16 @@ STUDY_TASK = "dicomgate.convert_study"
 # A task that fails on a bug (not Orthanc: that interrupts the job) is tried again a few times.
 RETRY = RetryStrategy(max_attempts=3, wait=5)
 SHUTDOWN_GRACE = 10.0  # seconds a stopping worker waits for its tasks in flight
+DEFER_TIMEOUT = 10.0  # seconds the API waits for the queue to take a new job
+
+
+def _queue_reason(exc: BaseException) -> str:
+    """Why the queue refused a task, short: the driver's first line (never SQL parameters)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer in {DEFER_TIMEOUT:g} s"
+    if isinstance(exc, ProcrastinateException) and exc.__cause__ is not None:
+        exc = exc.__cause__  # ConnectorException: the psycopg error it wraps says why
+    return database_reason(exc)
 
 
 def queue_of(job_id: int) -> str:
@@ -142,11 +157,40 @@ class QueuedJobs:
         """Queue a job (its planner); False (and nothing queued) if it is already queued."""
         return await defer(self.app, PLAN_TASK, job_id, concurrency=concurrency)
 
-    def start(self, job_id: int, *, concurrency: int) -> None:
-        """As the in-process runner's start (:class:`.background.BackgroundJobs`)."""
-        task = asyncio.create_task(self.start_job(job_id, concurrency=concurrency))
-        self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
+    async def start(self, job_id: int, *, concurrency: int) -> None:
+        """Queue a new job's planner before answering (the API's 202 means it is queued).
+
+        The queue refusing it (PostgreSQL failing, no answer in DEFER_TIMEOUT s) raises
+        ConversionQueueUnavailable, the job marked interrupted with the reason: nothing of it
+        ran, and the next sweep (:meth:`resume_unfinished`) queues it again."""
+        try:
+            async with asyncio.timeout(DEFER_TIMEOUT):
+                await self.start_job(job_id, concurrency=concurrency)
+        except (ProcrastinateException, psycopg.Error, OSError, TimeoutError) as exc:
+            reason = _queue_reason(exc)
+            log.error("Conversion job %d: the task queue refused it (%s)", job_id, reason)
+            await self._mark_not_queued(job_id, reason)
+            raise ConversionQueueUnavailable(
+                f"Conversion job {job_id} was created, but the task queue could not take it "
+                f"({reason}). It is marked interrupted and queued again by the next sweep of "
+                "unfinished jobs; there is no need to start it again."
+            ) from exc
+
+    async def _mark_not_queued(self, job_id: int, reason: str) -> None:
+        """An unfinished job the queue refused: interrupted (resumable), with the reason."""
+        message = (
+            f"Not queued: the task queue could not take the job ({reason}). Nothing of it ran; "
+            "the next sweep of unfinished jobs (or the next start of a dicomgate process) "
+            "queues it again."
+        )
+        try:
+            async with session_scope(self._runtime.sessions) as session:
+                job = await repository.get_job(session, job_id)
+                if job.state in UNFINISHED_STATES:
+                    job.state = "interrupted"
+                    repository.add_error(job, message)
+        except DicomgateError as exc:  # the database failing too: the job stays pending
+            log.error("Conversion job %d could not be marked interrupted: %s", job_id, exc)
 
     async def live_job_ids(self) -> set[int]:
         """Jobs that have a task waiting or running (a stalled one included: it is retried)."""
@@ -277,7 +321,7 @@ async def run_job_here(
     process (every other worker helps) until it ends or Orthanc stops it with no task left;
     the summary is the job's row (what every worker did)."""
     async with open_queue(runtime) as queue:
-        before = await _job_row(runtime, job_id)
+        before = await _job_summary(runtime, job_id)
         await queue.retry_stalled()  # e.g. left by an earlier run of this command, killed
         await queue.start_job(job_id, concurrency=concurrency)
         worker = queue.run_worker(concurrency=1, queues=[queue_of(job_id)], progress=progress)
@@ -289,33 +333,19 @@ async def run_job_here(
             if asyncio.get_running_loop().time() >= next_sweep:
                 next_sweep += sweep_every
                 await queue.retry_stalled()
-            job = await _job_row(runtime, job_id)
-            if progress is not None and not reported and job.studies:
-                progress.started(
-                    studies=job.studies, instances=job.instances_total, already_done=before.done
-                )
-                reported = True
-            if job.state not in UNFINISHED_STATES or worker.done():
+            summary = await _job_summary(runtime, job_id)
+            if progress is not None and not reported:
+                studies, instances = await _planned(runtime, job_id)
+                if studies:
+                    progress.started(studies=studies, instances=instances, already_done=before.done)
+                    reported = True
+            if summary.state not in UNFINISHED_STATES or worker.done():
                 break
-            if job.state == "interrupted" and job_id not in await queue.live_job_ids():
+            if summary.state == "interrupted" and job_id not in await queue.live_job_ids():
                 break
-    summary = RunSummary(
-        job_id=job_id,
-        state=job.state,
-        dry_run=False,
-        selection=job.selection,
-        converted=job.converted,
-        skipped=job.skipped,
-        failed=job.failed,
-        skipped_by_reason=job.skipped_by_reason,
-        bytes_before=job.bytes_before,
-        bytes_after=job.bytes_after,
-        elapsed=job.elapsed,
-        instances_this_run=job.done - before.done,
-        errors=job.errors,
-    )
-    if job.state == "interrupted" and job.errors:
-        summary.stop_message = job.errors[-1]
+    summary.instances_this_run = summary.done - before.done
+    if summary.state == "interrupted" and summary.errors:
+        summary.stop_message = summary.errors[-1]
     return summary
 
 
@@ -323,43 +353,17 @@ POLL = 0.5  # seconds between two reads of a job the CLI waits for
 SWEEP_DEFAULT = 30.0  # seconds between two looks for stalled tasks when resumes are off
 
 
-@dataclass(frozen=True)
-class _JobRow:
-    state: str
-    selection: str
-    studies: int
-    instances_total: int
-    converted: int
-    skipped: int
-    failed: int
-    skipped_by_reason: dict[str, int]
-    bytes_before: int
-    bytes_after: int
-    elapsed: float
-    errors: list[str]
-
-    @property
-    def done(self) -> int:
-        return self.converted + self.skipped + self.failed
+async def _job_summary(runtime: Runtime, job_id: int) -> RunSummary:
+    """The job as its row has it now (what every worker did)."""
+    async with session_scope(runtime.sessions) as session:
+        return summary_of(await repository.get_job(session, job_id))
 
 
-async def _job_row(runtime: Runtime, job_id: int) -> _JobRow:
+async def _planned(runtime: Runtime, job_id: int) -> tuple[int, int]:
+    """How many studies the job's planner recorded, and the instances they cover."""
     async with session_scope(runtime.sessions) as session:
         job = await repository.get_job(session, job_id)
         studies = await session.scalar(
             select(func.count()).where(ConversionJobStudy.job_id == job_id)
         )
-        return _JobRow(
-            state=job.state,
-            selection=repository.selection_of(job).describe(),
-            studies=int(studies or 0),
-            instances_total=job.instances_total,
-            converted=job.converted,
-            skipped=job.skipped,
-            failed=job.failed,
-            skipped_by_reason=dict(job.skipped_by_reason or {}),
-            bytes_before=job.bytes_before,
-            bytes_after=job.bytes_after,
-            elapsed=job.elapsed or 0.0,
-            errors=list(job.errors or []),
-        )
+        return int(studies or 0), job.instances_total

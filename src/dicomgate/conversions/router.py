@@ -13,7 +13,12 @@ from dicomgate.conversions.background import JobRunner
 from dicomgate.conversions.plan import make_selection
 from dicomgate.conversions.schemas import ConversionJobList, ConversionJobOut, ConversionRequest
 from dicomgate.dependencies import SessionDep, SettingsDep
-from dicomgate.errors import BadRequest, ConversionJobNotFound, error_responses
+from dicomgate.errors import (
+    BadRequest,
+    ConversionJobNotFound,
+    ConversionQueueUnavailable,
+    error_responses,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +33,7 @@ JobId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The job's ID.")]
     status_code=status.HTTP_202_ACCEPTED,
     summary="Start a conversion job (runs in the background)",
     operation_id="startConversion",
-    responses=error_responses(BadRequest),
+    responses=error_responses(BadRequest, ConversionQueueUnavailable),
 )
 async def start_conversion(
     body: ConversionRequest, session: SessionDep, settings: SettingsDep, request: Request
@@ -54,7 +59,9 @@ async def start_conversion(
     # must see the job, and the dependency commits only after this function returns.
     await session.commit()
     jobs: JobRunner = request.app.state.conversion_jobs
-    jobs.start(job.id, concurrency=body.concurrency)
+    # Queued before the answer (PostgreSQL): the queue refusing it is a 503, the job marked
+    # interrupted for the sweep to queue again, never a 202 for a job nothing will run.
+    await jobs.start(job.id, concurrency=body.concurrency)
     return out
 
 

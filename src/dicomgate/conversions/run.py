@@ -187,14 +187,12 @@ async def _run(
     if progress is not None:
         progress.started(studies=len(studies), instances=total, already_done=total - len(todo))
 
-    run = RealRun(
-        runtime=runtime,
-        journal=journal,
-        locks=locks,
-        job_id=job_id,
-        options=TranscodeOptions.from_settings(
-            runtime.settings, allow_lossy=False, target=begun.target_syntax
-        ),
+    run = RealRun.of_job(
+        runtime,
+        journal,
+        locks,
+        job_id,
+        target=begun.target_syntax,
         carry=carry,
         concurrency=concurrency,
         progress=progress,
@@ -242,6 +240,41 @@ class RealRun:
 
     def __post_init__(self) -> None:
         self.outcomes = OutcomeWriter(self.runtime, self.journal, self.job_id)
+
+    @classmethod
+    def of_job(
+        cls,
+        runtime: Runtime,
+        journal: Journal,
+        locks: RunLocks,
+        job_id: int,
+        *,
+        target: str | None,
+        carry: CarryOver,
+        concurrency: int,
+        progress: ProgressSink | None,
+        summary: RunSummary | None = None,
+        failed_before: set[str] | None = None,
+    ) -> RealRun:
+        """The run of a real job: lossless, to the job's ``target`` (None: the settings').
+        ``summary``: where it tallies (a new one of its own by default); ``failed_before``: the
+        instances whose earlier attempt failed (counted as retried)."""
+        return cls(
+            runtime=runtime,
+            journal=journal,
+            locks=locks,
+            job_id=job_id,
+            options=TranscodeOptions.from_settings(
+                runtime.settings, allow_lossy=False, target=target
+            ),
+            carry=carry,
+            concurrency=concurrency,
+            progress=progress,
+            summary=summary
+            if summary is not None
+            else RunSummary(job_id=job_id, state="running", dry_run=False, selection=""),
+            failed_before=failed_before if failed_before is not None else set(),
+        )
 
     async def worker(self) -> None:
         """Take instances off the queue until it is empty or the run stops."""

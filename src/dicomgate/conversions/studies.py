@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy import func, select
 
-from dicomgate.codec.transcode import TranscodeOptions
 from dicomgate.conversions import repository
 from dicomgate.conversions.carry import detect_carry_over
 from dicomgate.conversions.journal import JournalEntry
@@ -30,7 +29,6 @@ from dicomgate.conversions.journals import open_journal
 from dicomgate.conversions.lifecycle import (
     STOPPING_ERRORS,
     ProgressSink,
-    RunSummary,
     begin_run,
     fail_run,
 )
@@ -137,19 +135,15 @@ async def convert_study(
             await recover_study(
                 runtime.orthanc, journal, study_instance_uid, settle=_settler(runtime)
             )
-            run = RealRun(
-                runtime=runtime,
-                journal=journal,
-                locks=locks,
-                job_id=job_id,
-                options=TranscodeOptions.from_settings(
-                    runtime.settings, allow_lossy=False, target=target
-                ),
+            run = RealRun.of_job(
+                runtime,
+                journal,
+                locks,
+                job_id,
+                target=target,
                 carry=await detect_carry_over(runtime.orthanc),
                 concurrency=concurrency,
                 progress=progress,
-                summary=RunSummary(job_id=job_id, state="running", dry_run=False, selection=""),
-                failed_before=set(),
             )
             await _fill(run, selection, study_instance_uid)
         except STOPPING_ERRORS as exc:
