@@ -34,6 +34,7 @@ from dicomgate.orthanc_models import (
     file_uuid_of,
     not_found_message,
 )
+from dicomgate.orthancfiles import FetchTimeout, FileFetcher
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,9 @@ def _parsed(parse: Callable[[Any], P], result: Any) -> P:
 class OrthancClient:
     """Typed async methods for the Orthanc REST calls dicomgate uses."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, files: FileFetcher | None = None) -> None:
         self._http = http
+        self._files = files  # the lean path for stored files (``orthancfiles``), if any
 
     async def _request(
         self,
@@ -388,11 +390,25 @@ class OrthancClient:
         return response.content
 
     async def attachment_file(self, orthanc_id: str) -> tuple[str | None, bytes]:
-        """The stored file and its attachment UUID, from one answer (``file_uuid_of``)."""
+        """The stored file and its attachment UUID, from one answer (``file_uuid_of``).
+
+        A viewer's frame requests come here: the plain 200 through the lean fetcher when there
+        is one; anything else through httpx, so errors are mapped as for every call."""
+        path = f"/instances/{orthanc_id}/attachments/dicom/data"
+        what = "GET /instances/{id}/attachments/dicom/data"
+        if self._files is not None:
+            try:
+                fetched = await self._files.get(path)
+            except FetchTimeout:
+                with map_exceptions(what):
+                    raise httpx.ReadTimeout("no answer in time") from None
+            if fetched is not None:
+                headers, data = fetched
+                return file_uuid_of(headers), data
         response = await self._request(
             "GET",
-            f"/instances/{orthanc_id}/attachments/dicom/data",
-            what="GET /instances/{id}/attachments/dicom/data",
+            path,
+            what=what,
             not_found=not_found_message("instances", orthanc_id),
             headers=IDENTITY,
         )

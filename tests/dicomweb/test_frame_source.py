@@ -61,13 +61,24 @@ def metadata(url: str, ds: Dataset) -> None:
 
 
 def orthanc_calls(app: Any) -> list[str]:
-    """Every request dicomgate sends to Orthanc from now on (method and path)."""
+    """Every request dicomgate sends to Orthanc from now on (method and path): through the
+    shared httpx client and through the lean fetcher of stored files."""
     seen: list[str] = []
 
     async def record(request: httpx.Request) -> None:
         seen.append(f"{request.method} {request.url.path}")
 
-    app.state.runtime.http.event_hooks["request"].append(record)
+    runtime = app.state.runtime
+    runtime.http.event_hooks["request"].append(record)
+    files = runtime.files
+    assert files is not None  # Orthanc is plain http:// here
+    fetch = files.get
+
+    async def fetch_recorded(path: str) -> Any:
+        seen.append(f"GET {path}")
+        return await fetch(path)
+
+    files.get = fetch_recorded
     return seen
 
 
