@@ -150,6 +150,18 @@ async def test_the_request_names_its_id_and_credentials() -> None:
     assert "\r\nAccept-Encoding: identity\r\n" in head
 
 
+async def test_credentials_in_the_url_are_sent_as_httpx_sends_them() -> None:
+    async with server(one_answer_then_close) as (url, heads, _):
+        files = fetcher(url.replace("http://", "http://dicomgate:s%C3%A9cret@"))
+        assert await files.get("/x") is not None
+        await files.aclose()
+    pair = base64.b64encode("dicomgate:sécret".encode()).decode()
+    head = heads[0].decode("latin-1")
+    assert f"\r\nAuthorization: Basic {pair}\r\n" in head
+    assert "\r\nHost: 127.0.0.1:" in head
+    assert "@" not in head
+
+
 @pytest.mark.parametrize(
     "reply",
     [

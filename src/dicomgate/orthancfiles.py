@@ -21,7 +21,7 @@ import asyncio
 import base64
 import time
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from dicomgate.requestid import HEADER as REQUEST_ID_HEADER
 from dicomgate.requestid import REQUEST_ID
@@ -56,6 +56,8 @@ class FileFetcher:
         self._address = (parts.hostname, parts.port or 80)
         self._prefix = parts.path.rstrip("/")
         host = parts.netloc.rpartition("@")[2]
+        if auth is None and parts.username is not None:  # as httpx: credentials in the URL
+            auth = (unquote(parts.username), unquote(parts.password or ""))
         head = f"Host: {host}\r\nUser-Agent: dicomgate\r\nAccept-Encoding: identity\r\n"
         if auth is not None:
             pair = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
