@@ -1,4 +1,4 @@
-"""The lean GET of stored files (``orthancfiles``): on a real Orthanc, the same file and
+"""The aiohttp GET of stored files (``orthancfiles``): on a real Orthanc, the same file and
 attachment UUID as through httpx, and every answer but a plain 200 handed back to httpx (so
 errors are mapped as for every call); on a real TCP server that misbehaves on purpose, a
 kept-alive connection closed under it is replaced, a silent server is a timeout (never
@@ -52,15 +52,22 @@ async def test_a_stored_file_is_the_one_httpx_reads(clean_orthanc: OrthancProces
     data = to_bytes(make_dataset(rows=16, columns=16))
     orthanc_id = clean_orthanc.store(data)["ID"]
     files = fetcher(clean_orthanc.url)
-    async with httpx.AsyncClient(base_url=clean_orthanc.url) as http:
+    through_httpx: list[httpx.Request] = []
+
+    async def count(request: httpx.Request) -> None:
+        through_httpx.append(request)
+
+    async with httpx.AsyncClient(
+        base_url=clean_orthanc.url, event_hooks={"request": [count]}
+    ) as http:
         slow = OrthancClient(http)
         fast = OrthancClient(http, files)
         expected = await slow.attachment_file(orthanc_id)
         assert expected[0] is not None
         assert expected[1] == data
-        for _ in range(3):  # the kept-alive connection is reused
+        for _ in range(3):
             assert await fast.attachment_file(orthanc_id) == expected
-        assert len(files._idle) == 1
+        assert len(through_httpx) == 1  # the slow client's own: the fast reads went by aiohttp
     await files.aclose()
 
 
@@ -133,6 +140,24 @@ async def test_a_kept_connection_closed_by_the_server_is_replaced() -> None:
         await files.aclose()
 
 
+async def test_one_kept_alive_connection_serves_the_next_reads() -> None:
+    async def keeps_answering(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, heads: list[bytes]
+    ) -> None:
+        while True:
+            heads.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(answer(b"file"))
+            await writer.drain()
+
+    async with server(keeps_answering) as (url, heads, accepted):
+        files = fetcher(url)
+        for _ in range(3):
+            fetched = await files.get("/x")
+            assert fetched is not None and fetched[1] == b"file"
+        assert (len(heads), len(accepted)) == (3, 1)
+        await files.aclose()
+
+
 async def test_the_request_names_its_id_and_credentials() -> None:
     async with server(one_answer_then_close) as (url, heads, _):
         files = fetcher(url + "/orthanc/", auth=("dicomgate", "sécret"))
@@ -162,17 +187,7 @@ async def test_credentials_in_the_url_are_sent_as_httpx_sends_them() -> None:
     assert "@" not in head
 
 
-@pytest.mark.parametrize(
-    "reply",
-    [
-        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nfile\r\n0\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nfile",
-        b"HTTP/1.1 200 OK\r\n\r\nfile",  # no length: ends at the close
-    ],
-    ids=["error", "chunked", "gzip", "no-length"],
-)
-async def test_anything_but_a_plain_200_is_handed_back(reply: bytes) -> None:
+def replying(reply: bytes) -> Handler:
     async def replies(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, heads: list[bytes]
     ) -> None:
@@ -180,10 +195,40 @@ async def test_anything_but_a_plain_200_is_handed_back(reply: bytes) -> None:
         writer.write(reply)
         await writer.drain()
 
-    async with server(replies) as (url, _, _):
+    return replies
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nfile",
+        b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere.invalid/\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=["error", "not-found", "gzip-though-identity-asked", "redirect"],
+)
+async def test_anything_but_a_plain_200_is_handed_back(reply: bytes) -> None:
+    async with server(replying(reply)) as (url, heads, _):
         files = fetcher(url)
         assert await files.get("/x") is None
-        assert files._idle == []  # the connection, half read, is not kept
+        assert len(heads) == 1  # never followed elsewhere, never asked twice
+        await files.aclose()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nfi\r\n2\r\nle\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nfile",  # no length: ends at the close
+    ],
+    ids=["chunked", "no-length"],
+)
+async def test_any_framing_of_a_200_is_read_whole(reply: bytes) -> None:
+    async with server(replying(reply)) as (url, _, _):
+        files = fetcher(url)
+        fetched = await files.get("/x")
+        assert fetched is not None and fetched[1] == b"file"
         await files.aclose()
 
 
@@ -233,12 +278,20 @@ async def test_a_silent_server_is_a_timeout_waited_for_once() -> None:
             ):
                 await OrthancClient(http, files).attachment_file("a")
         assert len(heads) == 2  # one per call: httpx (30 s) never asked after the timeout
-        assert files._idle == []
         await files.aclose()
 
 
 async def test_a_cancelled_read_closes_its_connection() -> None:
-    async with server(silent) as (url, heads, _):
+    closed = asyncio.Event()
+
+    async def waits_for_close(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, heads: list[bytes]
+    ) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        assert await reader.read() == b""  # no answer sent: the client gives up and closes
+        closed.set()
+
+    async with server(waits_for_close) as (url, heads, _):
         files = fetcher(url)
         task = asyncio.ensure_future(files.get("/x"))
         await asyncio.sleep(0.3)
@@ -246,6 +299,11 @@ async def test_a_cancelled_read_closes_its_connection() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert files._idle == []
-        assert files._slots._value == 4  # type: ignore[attr-defined]  # the slot is free again
+        await asyncio.wait_for(closed.wait(), 5)
+        # Every slot is free again: as many reads at once as the pool allows still go out.
+        async with server(one_answer_then_close) as (other, _, accepted):
+            more = fetcher(other)
+            answers = await asyncio.gather(*(more.get("/x") for _ in range(4)))
+            assert all(a is not None for a in answers) and len(accepted) == 4
+            await more.aclose()
         await files.aclose()

@@ -1,44 +1,41 @@
-"""Whole stored files from Orthanc over lean kept-alive HTTP/1.1 connections (the hot read).
+"""Whole stored files from Orthanc through aiohttp's client (the hot read).
 
 A viewer's frame request is one GET of a stored file (``/attachments/dicom/data``, a few hundred
-KiB). Through httpx (httpcore, anyio, h11) that one call cost about 1.4 ms of CPU on the event
-loop: more than half of the whole request, and what bounded the frames per second. Here the
-same GET runs on plain asyncio streams: one request head written, one response head read up to
-its blank line, the body read by its Content-Length (about 0.2 ms).
+KiB). Through httpx (httpcore, anyio, h11, all pure Python) that one call cost about 1.4 ms of
+CPU on the event loop: more than half of the whole request, and what bounded the frames per
+second. aiohttp's client (its HTTP parser in C) does the same GET for about a tenth of that.
 
-Only the ordinary answer is handled here: ``200`` with a Content-Length, not chunked, not
-compressed, over ``http://``. Anything else — an error status, another framing, a connection
-that fails twice — answers None and the caller sends the request again through the shared
-httpx client, whose answer is mapped to domain errors as for every other Orthanc call
-(``orthanc.py``); so are timeouts (``FetchTimeout``), never waited for twice. The same
-settings apply: Orthanc's URL and credentials, the request id, the read and connect timeouts,
-a bounded pool whose idle connections expire before Orthanc closes them.
+Only the ordinary answer is taken here: ``200``, not compressed, over ``http://``. Anything
+else (an error status, a compressed body, a connection that fails twice) answers None, and the
+caller sends the request again through the shared httpx client, whose answer is mapped to domain
+errors as for every other Orthanc call (``orthanc.py``); so are timeouts (``FetchTimeout``),
+never waited for twice. The same settings apply: Orthanc's URL and credentials, the request id,
+the read and connect timeouts, a bounded pool whose idle connections expire before Orthanc
+closes them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
 from collections.abc import Mapping
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import aiohttp
 
 from dicomgate.requestid import HEADER as REQUEST_ID_HEADER
 from dicomgate.requestid import REQUEST_ID
-
-MAX_HEAD = 64 * 1024  # Orthanc's answer heads are a few hundred bytes
-BUFFER = 1024 * 1024  # the stream's buffer: a file is read in few wake-ups
 
 
 class FetchTimeout(Exception):
     """Orthanc did not answer (or accept the connection) in time."""
 
 
-Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+# A kept-alive connection Orthanc closed just as it was reused: asked again once (a GET).
+_STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 class FileFetcher:
-    """GETs answered ``200`` with a body of known length, on a small keep-alive pool."""
+    """GETs answered ``200`` with an uncompressed body, on a bounded keep-alive pool."""
 
     def __init__(
         self,
@@ -53,21 +50,20 @@ class FileFetcher:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"Only http:// URLs are fetched directly, not {parts.scheme!r}")
-        self._address = (parts.hostname, parts.port or 80)
-        self._prefix = parts.path.rstrip("/")
         host = parts.netloc.rpartition("@")[2]
         if auth is None and parts.username is not None:  # as httpx: credentials in the URL
             auth = (unquote(parts.username), unquote(parts.password or ""))
-        head = f"Host: {host}\r\nUser-Agent: dicomgate\r\nAccept-Encoding: identity\r\n"
+        self._base = urlunsplit(("http", host, parts.path.rstrip("/"), "", ""))
+        self._headers = {"Accept-Encoding": "identity", "User-Agent": "dicomgate"}
         if auth is not None:
             pair = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
-            head += f"Authorization: Basic {pair}\r\n"
-        self._head = head
-        self._timeout = timeout
-        self._connect_timeout = connect_timeout
+            self._headers["Authorization"] = f"Basic {pair}"
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=timeout
+        )
+        self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
-        self._slots = asyncio.Semaphore(max_connections)
-        self._idle: list[tuple[Connection, float]] = []
+        self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     def for_url(
@@ -93,92 +89,54 @@ class FileFetcher:
         except ValueError:
             return None
 
+    def _client(self) -> aiohttp.ClientSession:
+        """The session, opened on first use (inside the event loop that uses it)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections,
+                    keepalive_timeout=self._keepalive_expiry,
+                    use_dns_cache=False,
+                ),
+                timeout=self._timeout,
+                auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding", "User-Agent"),
+            )
+        return self._session
+
     async def get(self, path: str) -> tuple[Mapping[str, str], bytes] | None:
         """``GET path``: the answer's headers (lower-case names) and body, or None when the
         answer is not a plain 200 (the caller then asks through httpx). A stale kept-alive
         connection is replaced once. Raises ``FetchTimeout``."""
-        request = self._request(path)
-        async with self._slots:
-            for _ in range(2):
-                connection, reused = await self._connection()
-                try:
-                    async with asyncio.timeout(self._timeout):
-                        answer = await self._exchange(connection, request)
-                except TimeoutError:
-                    _close(connection)
-                    raise FetchTimeout from None
-                except (OSError, EOFError, ValueError, asyncio.LimitOverrunError):
-                    # IncompleteReadError is an EOFError: Orthanc closed the kept connection.
-                    _close(connection)
-                    if reused:
-                        continue
-                    return None
-                except BaseException:  # cancelled: the answer may be half read
-                    _close(connection)
-                    raise
-                if answer is None:
-                    _close(connection)
-                return answer
-        return None
-
-    async def aclose(self) -> None:
-        idle, self._idle = self._idle, []
-        for connection, _ in idle:
-            _close(connection)
-
-    def _request(self, path: str) -> bytes:
-        head = f"GET {self._prefix}{path} HTTP/1.1\r\n{self._head}"
+        headers = dict(self._headers)
         request_id = REQUEST_ID.get()
         if request_id != "-":
-            head += f"{REQUEST_ID_HEADER}: {request_id}\r\n"
-        return (head + "\r\n").encode("latin-1")
-
-    async def _connection(self) -> tuple[Connection, bool]:
-        now = time.monotonic()
-        while self._idle:
-            connection, since = self._idle.pop()
-            if now - since < self._keepalive_expiry and not connection[0].at_eof():
-                return connection, True
-            _close(connection)
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                connection = await asyncio.open_connection(*self._address, limit=BUFFER)
-        except TimeoutError:
-            raise FetchTimeout from None
-        return connection, False
-
-    async def _exchange(
-        self, connection: Connection, request: bytes
-    ) -> tuple[Mapping[str, str], bytes] | None:
-        reader, writer = connection
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        if len(head) > MAX_HEAD:
-            return None
-        lines = head[:-4].decode("latin-1").split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        if rest[:3] != "200" or version not in ("HTTP/1.1", "HTTP/1.0"):
-            return None
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            if not colon:
+            headers[REQUEST_ID_HEADER] = request_id
+        for attempt in range(2):
+            try:
+                return await self._get(self._base + path, headers)
+            except TimeoutError:  # aiohttp's timeouts (connect, read) are TimeoutErrors too
+                raise FetchTimeout from None
+            except _STALE:
+                if attempt == 0:
+                    continue
                 return None
-            headers[name.strip().lower()] = value.strip()
-        length = headers.get("content-length", "")
-        if (
-            not length.isdigit()
-            or "transfer-encoding" in headers
-            or headers.get("content-encoding", "identity").lower() != "identity"
-        ):
-            return None
-        body = await reader.readexactly(int(length))
-        if version == "HTTP/1.1" and headers.get("connection", "").lower() != "close":
-            self._idle.append((connection, time.monotonic()))
-        else:
-            _close(connection)
-        return headers, body
+            except aiohttp.ClientError:
+                return None
+        return None
 
+    async def _get(
+        self, url: str, headers: dict[str, str]
+    ) -> tuple[Mapping[str, str], bytes] | None:
+        async with self._client().get(url, headers=headers, allow_redirects=False) as answer:
+            encoding = answer.headers.get("Content-Encoding", "identity").lower()
+            if answer.status != 200 or encoding != "identity":
+                answer.close()  # not read: the connection is not kept
+                return None
+            body = await answer.read()
+            return {name.lower(): value for name, value in answer.headers.items()}, body
 
-def _close(connection: Connection) -> None:
-    connection[1].close()
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

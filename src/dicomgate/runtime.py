@@ -49,7 +49,7 @@ class Runtime:
     pool: WorkerPool
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    files: FileFetcher | None = None  # the lean GET of stored files (inside ``orthanc``)
+    files: FileFetcher | None = None  # the aiohttp GET of stored files (inside ``orthanc``)
 
 
 @asynccontextmanager
