@@ -8,7 +8,7 @@ above it sees httpx. No business logic lives here.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -34,6 +34,7 @@ from dicomgate.orthanc_models import (
     file_uuid_of,
     not_found_message,
 )
+from dicomgate.orthancfiles import FetchTimeout, FileFetcher
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,9 @@ def _parsed(parse: Callable[[Any], P], result: Any) -> P:
 class OrthancClient:
     """Typed async methods for the Orthanc REST calls dicomgate uses."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, files: FileFetcher | None = None) -> None:
         self._http = http
+        self._files = files  # the aiohttp path for stored files (``orthancfiles``), if any
 
     async def _request(
         self,
@@ -378,25 +380,37 @@ class OrthancClient:
 
     async def instance_file(self, orthanc_id: str) -> bytes:
         """``GET /instances/{id}/file``: the stored DICOM file, whole (for codec work)."""
-        response = await self._request(
-            "GET",
-            f"/instances/{orthanc_id}/file",
-            what="GET /instances/{id}/file",
-            not_found=not_found_message("instances", orthanc_id),
-            headers=IDENTITY,
-        )
-        return response.content
+        _, data = await self._whole_file(orthanc_id, "file")
+        return data
 
     async def attachment_file(self, orthanc_id: str) -> tuple[str | None, bytes]:
         """The stored file and its attachment UUID, from one answer (``file_uuid_of``)."""
+        headers, data = await self._whole_file(orthanc_id, "attachments/dicom/data")
+        return file_uuid_of(headers), data
+
+    async def _whole_file(self, orthanc_id: str, resource: str) -> tuple[Mapping[str, str], bytes]:
+        """A stored file, whole, and the answer's headers. Viewers' frames and conversions read
+        files all the time: the plain 200 goes through the aiohttp fetcher when there is one
+        (``orthancfiles``); anything else through httpx, so errors are mapped as for every
+        call, and a timeout is never waited for twice."""
+        path = f"/instances/{orthanc_id}/{resource}"
+        what = f"GET /instances/{{id}}/{resource}"
+        if self._files is not None:
+            try:
+                fetched = await self._files.get(path)
+            except FetchTimeout:
+                with map_exceptions(what):
+                    raise httpx.ReadTimeout("no answer in time") from None
+            if fetched is not None:
+                return fetched
         response = await self._request(
             "GET",
-            f"/instances/{orthanc_id}/attachments/dicom/data",
-            what="GET /instances/{id}/attachments/dicom/data",
+            path,
+            what=what,
             not_found=not_found_message("instances", orthanc_id),
             headers=IDENTITY,
         )
-        return file_uuid_of(response.headers), response.content
+        return response.headers, response.content
 
     @asynccontextmanager
     async def stream_instance_file(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from dicomgate.codec.pool import WorkerPool
 from dicomgate.db import create_engine, create_sessionmaker
 from dicomgate.orthanc import OrthancClient
+from dicomgate.orthancfiles import FileFetcher
 from dicomgate.requestid import propagate_to_orthanc
 from dicomgate.settings import Settings
 
@@ -48,12 +49,21 @@ class Runtime:
     pool: WorkerPool
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    files: FileFetcher | None = None  # the aiohttp GET of stored files (inside ``orthanc``)
 
 
 @asynccontextmanager
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Open the process's shared resources (HTTP client, worker pool, DB engine); close them."""
     http = build_http_client(settings)
+    files = FileFetcher.for_url(
+        settings.orthanc_url,
+        auth=settings.orthanc_auth,
+        timeout=settings.orthanc_timeout,
+        connect_timeout=settings.orthanc_connect_timeout,
+        max_connections=settings.orthanc_max_connections,
+        keepalive_expiry=ORTHANC_KEEPALIVE_EXPIRY,
+    )
     pool = WorkerPool(
         settings.workers,
         default_timeout=settings.transcode_timeout,
@@ -64,12 +74,15 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         yield Runtime(
             settings=settings,
             http=http,
-            orthanc=OrthancClient(http),
+            orthanc=OrthancClient(http, files),
             pool=pool,
             engine=engine,
             sessions=create_sessionmaker(engine),
+            files=files,
         )
     finally:
         await http.aclose()
+        if files is not None:
+            await files.aclose()
         pool.close()
         await engine.dispose()

@@ -43,6 +43,7 @@ from dicomgate.orthanc_models import DeleteAnswer
 from dicomgate.runtime import Runtime
 from tests.builders import make_dataset, to_bytes
 from tests.conversions.helpers import delete_instance, served_file
+from tests.orthanc_calls import record_orthanc_calls
 from tests.orthanc_process import OrthancProcess
 
 STUDY = "1.2.826.0.1.3680043.10.9.700"
@@ -185,14 +186,11 @@ class TestConversionKeepsParents:
     ) -> None:
         _, parents = _store_study(conv_orthanc, instances=3)
         _decorate(conv_orthanc, parents)
-        requests: list[tuple[str, str]] = []
-
-        async def count(request: httpx.Request) -> None:
-            requests.append((request.method, request.url.path))
-
-        runtime.http.event_hooks["request"].append(count)
+        calls = record_orthanc_calls(runtime)
 
         assert await _convert_study(runtime, concurrency=2) == 3
+
+        requests = [tuple(call.split(" ", 1)) for call in calls]
 
         parent_calls = [
             (method, path)

@@ -24,6 +24,7 @@ from dicomgate.settings import Settings
 from tests.builders import make_dataset, to_bytes
 from tests.dicomweb.test_instance_lookup import EXPLICIT_LE, HTJ2K_LOSSLESS, frame_as_stored
 from tests.live_server import serve_in_thread
+from tests.orthanc_calls import record_orthanc_calls
 from tests.orthanc_process import OrthancProcess
 
 
@@ -62,13 +63,9 @@ def metadata(url: str, ds: Dataset) -> None:
 
 def orthanc_calls(app: Any) -> list[str]:
     """Every request dicomgate sends to Orthanc from now on (method and path)."""
-    seen: list[str] = []
-
-    async def record(request: httpx.Request) -> None:
-        seen.append(f"{request.method} {request.url.path}")
-
-    app.state.runtime.http.event_hooks["request"].append(record)
-    return seen
+    runtime = app.state.runtime
+    assert runtime.files is not None  # Orthanc is plain http:// here
+    return record_orthanc_calls(runtime)
 
 
 def test_after_the_metadata_each_frame_is_one_orthanc_call(

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomgate.audit.models import (
@@ -53,40 +53,46 @@ def subjects_of(resource: Mapping[str, Any]) -> set[tuple[str, str]]:
     return found
 
 
-def _event(entry: AuditEntry) -> AuditEvent:
-    return AuditEvent(
-        at=entry.at,
-        actor=entry.actor[:200],
-        action=entry.action,
-        resource=json.dumps(entry.resource, sort_keys=True),
-        client=entry.client[:100],
-        status_code=entry.status_code,
-        outcome=entry.outcome,
-    )
+def _event_row(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "at": entry.at,
+        "actor": entry.actor[:200],
+        "action": entry.action,
+        "resource": json.dumps(entry.resource, sort_keys=True),
+        "client": entry.client[:100],
+        "status_code": entry.status_code,
+        "outcome": entry.outcome,
+    }
 
 
-async def record_events(session: AsyncSession, entries: Sequence[AuditEntry]) -> list[AuditEvent]:
-    """Add audit rows and their subjects, in order (flushed; the caller's scope commits).
+async def record_events(session: AsyncSession, entries: Sequence[AuditEntry]) -> list[int]:
+    """Add audit rows and their subjects, in order; their IDs (the caller's scope commits).
 
-    Two flushes whatever the number of rows: the events (one batched INSERT), then their
-    subjects, which need the events' IDs.
+    Two bulk INSERTs whatever the number of rows (Core, not ORM objects: a viewer's frame
+    requests write a row each, and the unit of work cost more than the statement): the events,
+    whose IDs come back in the order given, then their subjects, which need those IDs.
     """
-    events = [_event(entry) for entry in entries]
-    session.add_all(events)
-    await session.flush()
-    session.add_all(
-        AuditEventSubject(event_id=event.id, kind=kind, value=value)
-        for event, entry in zip(events, entries, strict=True)
-        for kind, value in sorted(subjects_of(entry.resource))
+    if not entries:
+        return []
+    added = await session.execute(
+        insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True),
+        [_event_row(entry) for entry in entries],
     )
-    await session.flush()
-    return events
+    ids = list(added.scalars())
+    subjects = [
+        {"event_id": event_id, "kind": kind, "value": value}
+        for event_id, entry in zip(ids, entries, strict=True)
+        for kind, value in sorted(subjects_of(entry.resource))
+    ]
+    if subjects:
+        await session.execute(insert(AuditEventSubject), subjects)
+    return ids
 
 
-async def record_event(session: AsyncSession, entry: AuditEntry) -> AuditEvent:
-    """Add one audit row and its subjects (flushed; the caller's scope commits)."""
-    [event] = await record_events(session, [entry])
-    return event
+async def record_event(session: AsyncSession, entry: AuditEntry) -> int:
+    """Add one audit row and its subjects; its ID (the caller's scope commits)."""
+    [event_id] = await record_events(session, [entry])
+    return event_id
 
 
 async def find_events(

@@ -20,6 +20,7 @@ from dicomgate.dicomweb.media import MediaRange, parse_accept
 from dicomgate.dicomweb.ranges import parse_range
 from dicomgate.dicomweb.reader import Reader, service_url
 from dicomgate.dicomweb.retrieve import Body
+from dicomgate.runtime import Runtime
 
 BINARY = {"type": "string", "format": "binary"}
 
@@ -32,7 +33,7 @@ def _state(request: Request, name: str, factory: type[Any]) -> Any:
     return found
 
 
-async def get_reader(request: Request, runtime: RuntimeDep) -> Reader:
+def reader_of(request: Request, runtime: Runtime) -> Reader:
     """The request's view of the process's client, pool and caches, and its service URL."""
     return Reader(
         orthanc=runtime.orthanc,
@@ -48,13 +49,21 @@ async def get_reader(request: Request, runtime: RuntimeDep) -> Reader:
     )
 
 
-async def get_ranges(request: Request) -> list[MediaRange]:
+def ranges_of(request: Request) -> list[MediaRange]:
     """The accepted media ranges: the ``accept`` query parameter (PS3.18 §8.3.3.1), which
     replaces the Accept header, else the header."""
     query = request.query_params.get("accept")
     if query is not None:
         return parse_accept(query, from_query=True)
     return parse_accept(request.headers.get("accept"))
+
+
+async def get_reader(request: Request, runtime: RuntimeDep) -> Reader:
+    return reader_of(request, runtime)
+
+
+async def get_ranges(request: Request) -> list[MediaRange]:
+    return ranges_of(request)
 
 
 ReaderDep = Annotated[Reader, Depends(get_reader)]

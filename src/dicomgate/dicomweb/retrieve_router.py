@@ -17,6 +17,8 @@ from dicomgate.dicomweb.http import (
     RangesDep,
     ReaderDep,
     binary_response,
+    ranges_of,
+    reader_of,
     respond,
     series_uid,
     sop_uid,
@@ -316,13 +318,13 @@ async def retrieve_frames(
     sop_instance_uid: str,
     frame_list: str,
     request: Request,
-    reader: ReaderDep,
-    ranges: RangesDep,
 ) -> Response:
     """Frames by number (1-based)."""
+    # The reader and the accepted ranges without dependency injection: a viewer sends one
+    # request per frame, and resolving the two (and the runtime) cost more than building them.
     body = await retrieve.retrieve_frames(
-        reader,
-        ranges,
+        reader_of(request, request.app.state.runtime),
+        ranges_of(request),
         study_uid=study_uid(study_instance_uid),
         series_uid=series_uid(series_instance_uid),
         sop_uid=sop_uid(sop_instance_uid),
