@@ -150,13 +150,13 @@ class OrthancProcess:
 
     def _start(self, timeout: float) -> None:
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            [ORTHANC_BINARY, str(self.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-        )
+        with self.log_path.open("ab") as log:  # Orthanc keeps its own copy of the descriptor
+            self._proc = subprocess.Popen(
+                [ORTHANC_BINARY, str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
