@@ -323,7 +323,7 @@ async def run_job_here(
     async with open_queue(runtime) as queue:
         before = await _job_summary(runtime, job_id)
         await queue.retry_stalled()  # e.g. left by an earlier run of this command, killed
-        await queue.start_job(job_id, concurrency=concurrency)
+        await queue.start(job_id, concurrency=concurrency)  # refused: ConversionQueueUnavailable
         worker = queue.run_worker(concurrency=1, queues=[queue_of(job_id)], progress=progress)
         reported = False
         sweep_every = runtime.settings.resume_conversions_every or SWEEP_DEFAULT
