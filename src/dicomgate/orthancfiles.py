@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
@@ -66,26 +67,11 @@ class FileFetcher:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def for_url(
-        cls,
-        base_url: str,
-        *,
-        auth: tuple[str, str] | None,
-        timeout: float,
-        connect_timeout: float,
-        max_connections: int,
-        keepalive_expiry: float,
-    ) -> FileFetcher | None:
-        """A fetcher, or None when the URL is not plain http:// (httpx then does it all)."""
+    def for_url(cls, base_url: str, **options: Any) -> FileFetcher | None:
+        """A fetcher (``options``: as the constructor's), or None when the URL is not plain
+        http:// (httpx then does it all)."""
         try:
-            return cls(
-                base_url,
-                auth=auth,
-                timeout=timeout,
-                connect_timeout=connect_timeout,
-                max_connections=max_connections,
-                keepalive_expiry=keepalive_expiry,
-            )
+            return cls(base_url, **options)
         except ValueError:
             return None
 

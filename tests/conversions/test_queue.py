@@ -125,6 +125,17 @@ async def test_a_job_runs_as_one_task_per_study_and_its_last_study_ends_it(
     await asyncio.to_thread(assert_converted, clean_orthanc, crcs)
 
 
+async def plan(runtime: Runtime, job_id: int) -> list[str]:
+    """Plan the job with no queue: the studies it defers, for the test to convert itself."""
+    deferred: list[str] = []
+
+    async def defer(study: str) -> None:
+        deferred.append(study)
+
+    await studies.plan_job(runtime, job_id, defer_study=defer)
+    return deferred
+
+
 async def test_planning_or_converting_a_study_again_redoes_nothing(
     clean_orthanc: OrthancProcess, tmp_path: Path
 ) -> None:
@@ -133,13 +144,7 @@ async def test_planning_or_converting_a_study_again_redoes_nothing(
     await asyncio.to_thread(store_studies, clean_orthanc)
     async with pg_runtime(clean_orthanc, tmp_path) as runtime:
         job_id = await new_job(runtime)
-        deferred: list[str] = []
-
-        async def defer(study: str) -> None:
-            deferred.append(study)
-
-        await studies.plan_job(runtime, job_id, defer_study=defer)
-        await studies.plan_job(runtime, job_id, defer_study=defer)
+        deferred = await plan(runtime, job_id) + await plan(runtime, job_id)
         assert deferred == STUDIES + STUDIES  # deduplicated by the tasks' queueing lock
         assert (await read_job(runtime, job_id)).instances_total == len(STUDIES) * PER_STUDY
 
@@ -155,8 +160,7 @@ async def test_planning_or_converting_a_study_again_redoes_nothing(
         for study in STUDIES[1:]:
             await studies.convert_study(runtime, job_id, study, concurrency=2)
         done = await read_job(runtime, job_id)
-        deferred.clear()
-        await studies.plan_job(runtime, job_id, defer_study=defer)  # ended: nothing to plan
+        deferred = await plan(runtime, job_id)  # ended: nothing to plan
     assert (done.state, done.converted, deferred) == ("completed", len(STUDIES) * PER_STUDY, [])
 
 
@@ -384,12 +388,7 @@ async def test_a_study_deleted_after_planning_ends_done_with_nothing_to_count(
     gone = STUDIES[1]
     async with pg_runtime(clean_orthanc, tmp_path) as runtime:
         job_id = await new_job(runtime)
-        deferred: list[str] = []
-
-        async def defer(study: str) -> None:
-            deferred.append(study)
-
-        await studies.plan_job(runtime, job_id, defer_study=defer)
+        deferred = await plan(runtime, job_id)
         assert (await read_job(runtime, job_id)).instances_total == len(STUDIES) * PER_STUDY
         await asyncio.to_thread(delete_study, clean_orthanc, gone)
         for study in deferred:
@@ -446,12 +445,7 @@ async def test_orthanc_failing_mid_study_interrupts_it_queued_and_a_sweep_finish
     first = STUDIES[0]
     async with pg_runtime(clean_orthanc, tmp_path) as runtime, open_queue(runtime) as queue:
         job_id = await new_job(runtime)
-        deferred: list[str] = []
-
-        async def defer(study: str) -> None:
-            deferred.append(study)
-
-        await studies.plan_job(runtime, job_id, defer_study=defer)
+        await plan(runtime, job_id)
         sink = _StopOrthancAfterFirst(clean_orthanc)
         try:
             await studies.convert_study(
