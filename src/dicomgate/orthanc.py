@@ -8,22 +8,17 @@ above it sees httpx. No business logic lives here.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Literal, TypeVar
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 
 from dicomgate.errors import (
-    DicomgateError,
-    NotFound,
     OrthancError,
-    OrthancRejectedFile,
-    OrthancTimeout,
-    OrthancUnavailable,
 )
-from dicomgate.metrics import record_orthanc_error
+from dicomgate.orthanc_errors import counted, map_exceptions, parsed, raise_for_status
 from dicomgate.orthanc_models import (
     LEVEL_WORDS,
     ChangesPage,
@@ -46,68 +41,6 @@ TagLevel = Literal["series", "instances"]
 Part = Literal["", "attachments/dicom/info"]  # the attachment's Uuid and UncompressedMD5
 
 
-E = TypeVar("E", bound=DicomgateError)
-P = TypeVar("P")
-
-
-def _counted(exc: E) -> E:
-    """Count an Orthanc failure by kind (``dicomgate_orthanc_errors_total``) as it is raised."""
-    record_orthanc_error(exc.type)
-    return exc
-
-
-@contextmanager
-def map_exceptions(what: str) -> Iterator[None]:
-    """Convert httpx transport failures into domain errors (credentials never in messages)."""
-    try:
-        yield
-    except httpx.InvalidURL:
-        # Only a caller's identifier can make the path invalid (a control character, say):
-        # nothing of that name can exist in Orthanc.
-        raise NotFound(f"No such resource ({what})") from None
-    except httpx.TimeoutException:
-        raise _counted(OrthancTimeout(f"Orthanc did not answer in time ({what})")) from None
-    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-        raise _counted(OrthancUnavailable(f"Orthanc is unreachable ({what})")) from None
-    except httpx.TransportError as exc:
-        raise _counted(
-            OrthancUnavailable(f"Orthanc is unreachable ({what}: {type(exc).__name__})")
-        ) from None
-
-
-def _raise_for_status(
-    response: httpx.Response, what: str, not_found: str | None, *, storing: bool = False
-) -> None:
-    if response.is_success:
-        return
-    if response.status_code == 404 and not_found is not None:
-        raise NotFound(not_found)
-    detail = ""
-    try:
-        body = response.json()
-        if isinstance(body, dict):
-            detail = str(body.get("Details") or body.get("Message") or "")
-    except ValueError:
-        detail = response.text[:200] if response.text else ""
-    if response.status_code in (401, 403):
-        detail = "dicomgate's Orthanc credentials were refused"
-    elif storing and response.status_code in (400, 404, 415):
-        # Orthanc parsed the file and refused it (e.g. "Inexistent tag" for a missing Study
-        # Instance UID): the file is at fault, not Orthanc.
-        refused = f"Orthanc refused the file: {detail}" if detail else "Orthanc refused the file"
-        raise _counted(OrthancRejectedFile(refused))
-    message = f"Orthanc answered {response.status_code} to {what}"
-    raise _counted(OrthancError(f"{message}: {detail}" if detail else message))
-
-
-def _parsed(parse: Callable[[Any], P], result: Any) -> P:
-    """An answer parsed into its typed value; one that does not parse is a counted error."""
-    try:
-        return parse(result)
-    except OrthancError as exc:
-        raise _counted(exc) from None
-
-
 class OrthancClient:
     """Typed async methods for the Orthanc REST calls dicomgate uses."""
 
@@ -127,7 +60,7 @@ class OrthancClient:
     ) -> httpx.Response:
         with map_exceptions(what):
             response = await self._send(method, path, **kwargs)
-        _raise_for_status(response, what, not_found, storing=storing)
+        raise_for_status(response, what, not_found, storing=storing)
         return response
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -148,7 +81,7 @@ class OrthancClient:
         try:
             return response.json()
         except ValueError:
-            raise _counted(OrthancError(f"Orthanc sent a non-JSON answer to {what}")) from None
+            raise counted(OrthancError(f"Orthanc sent a non-JSON answer to {what}")) from None
 
     async def system(self) -> dict[str, Any]:
         """``GET /system``: name, version, API version, plugins."""
@@ -164,7 +97,7 @@ class OrthancClient:
         """``GET /changes?since=&limit=``; ``since`` None: ``?last`` (Orthanc's latest change)."""
         params = {"last": ""} if since is None else {"since": since, "limit": limit}
         result = await self._json("GET", "/changes", params=params, what="GET /changes")
-        return _parsed(ChangesPage.from_json, result)
+        return parsed(ChangesPage.from_json, result)
 
     async def resource(self, level: Level, orthanc_id: str, part: Part = "") -> dict[str, Any]:
         """``GET /{level}/{id}``: one resource with its main tags and children (or ``part``)."""
@@ -278,7 +211,7 @@ class OrthancClient:
             response = await self._send("GET", path, headers=IDENTITY)
         if response.status_code == 400:
             return None
-        _raise_for_status(response, what, not_found_message("instances", orthanc_id))
+        raise_for_status(response, what, not_found_message("instances", orthanc_id))
         return response.content
 
     async def delete(self, level: Level, orthanc_id: str) -> DeleteAnswer:
@@ -293,7 +226,7 @@ class OrthancClient:
             body = response.json()
         except ValueError:
             body = None
-        return _parsed(DeleteAnswer.from_json, body)
+        return parsed(DeleteAnswer.from_json, body)
 
     async def metadata(self, level: Level, orthanc_id: str) -> dict[str, str]:
         """``GET /{level}/{id}/metadata?expand``: all metadata names and values of a resource."""
@@ -426,7 +359,7 @@ class OrthancClient:
         try:
             if not response.is_success:
                 await response.aread()
-                _raise_for_status(response, what, not_found_message("instances", orthanc_id))
+                raise_for_status(response, what, not_found_message("instances", orthanc_id))
 
             async def chunks() -> AsyncIterator[bytes]:
                 with map_exceptions(what):
@@ -447,7 +380,7 @@ class OrthancClient:
             what="POST /instances",
             storing=True,
         )
-        return _parsed(StoredInstance.from_json, result)
+        return parsed(StoredInstance.from_json, result)
 
     async def store_instance_stream(
         self, chunks: AsyncIterator[bytes], *, size: int
@@ -461,4 +394,4 @@ class OrthancClient:
             what="POST /instances",
             storing=True,
         )
-        return _parsed(StoredInstance.from_json, result)
+        return parsed(StoredInstance.from_json, result)
