@@ -326,7 +326,7 @@ class OrthancClient:
         files all the time: the plain 200 goes through the aiohttp fetcher when there is one
         (``orthancfiles``); anything else through httpx, so errors are mapped as for every
         call, and a timeout is never waited for twice."""
-        path = f"/instances/{orthanc_id}/{resource}"
+        path = f"/instances/{quote(orthanc_id, safe='')}/{resource}"
         what = f"GET /instances/{{id}}/{resource}"
         if self._files is not None:
             try:
