@@ -224,7 +224,7 @@ async def _record(
     stored syntax by (instead of the file's header)."""
     if answer.status != "Success":
         return
-    md5 = await anyio.to_thread.run_sync(md5_of_file, str(output))
+    md5 = outcome.output_md5 or await anyio.to_thread.run_sync(md5_of_file, str(output))
     await record_ingested(
         session,
         StoredRecord(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
@@ -52,6 +53,7 @@ class IngestOutcome:
     identity: InstanceIdentity  # of the file to store (patient, UIDs, content fingerprint)
     source_sop_instance_uid: str = ""  # as sent (lossy mode and folder uploads mint new ones)
     modality: str = ""  # Modality (0008,0060), for the storage statistics
+    output_md5: str = ""  # MD5 of ``output``'s bytes (what Orthanc records of the stored file)
 
     @property
     def patient_id(self) -> str:
@@ -109,6 +111,7 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
     identity = instance_identity(
         pydicom.dcmread(BytesIO(result.data), defer_size=DEFER_ABOVE_BYTES), crcs
     )
+    output_md5 = hashlib.md5(result.data).hexdigest()  # here: no second read of the file
     result = replace(result, data=b"")
     return IngestOutcome(
         result=result,
@@ -116,4 +119,5 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
         identity=identity,
         source_sop_instance_uid=source_sop_instance_uid,
         modality=modality,
+        output_md5=output_md5,
     )
