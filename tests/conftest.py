@@ -14,6 +14,16 @@ from dicomgate.app import create_app
 from dicomgate.settings import Settings
 from tests.orthanc_process import OrthancProcess
 
+
+@pytest.fixture(autouse=True)
+def _short_stale_request_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recovery in this process waits 0.2 s, not 10, for a dead runner's requests to land: the
+    tests' Orthanc is idle, and a test that recovers would otherwise wait 10 s each time. The
+    grace itself is tested (tests/conversions/test_recovery.py); processes the tests start
+    (workers, replicas) keep the real one."""
+    monkeypatch.setattr("dicomgate.conversions.replace.STALE_REQUEST_GRACE", 0.2)
+
+
 # Feature tests run with authentication off (the app logs its warning); tests/auth builds apps
 # with it on and checks every route against every kind of caller.
 os.environ.setdefault("DICOMGATE_AUTH_ENABLED", "false")

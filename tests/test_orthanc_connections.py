@@ -40,7 +40,9 @@ def test_orthanc_closes_idle_connections(orthanc: OrthancProcess) -> None:
     # Why a pooled connection can be dead when it is reused: Orthanc closes one idle for about
     # a second (under load sooner after the previous request ended), which no keep-alive
     # expiry on the client can fully stay under; hence the one retry of a read below.
-    assert _kept_alive_after(orthanc, 0.0)
+    # Orthanc keeps a connection alive (a busy moment, its threads taken by other tests'
+    # connections, can make it close one at once: asked a few times).
+    assert any(_kept_alive_after(orthanc, 0.0) for _ in range(5))
     assert not _kept_alive_after(orthanc, 2.5)
     assert ORTHANC_KEEPALIVE_EXPIRY < 1.0
 

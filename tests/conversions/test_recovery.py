@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from dicomgate.codec.transcode import TranscodeOptions, transcode
+from dicomgate.conversions import replace
 from dicomgate.conversions.journal import JournalEntry, ReplaceJournal
 from dicomgate.conversions.journals import Journal
 from dicomgate.conversions.locks import run_locks
@@ -131,6 +133,33 @@ class TestRecovery:
 
         assert [s.result for s in settled] == ["untouched"]
         assert served_file(conv_orthanc, orthanc_id) == original
+
+
+async def test_a_delete_a_dead_runner_sent_lands_late_and_loses_nothing(
+    conv_orthanc: OrthancProcess,
+    journal_runtime: Runtime,
+    journal: Journal,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A runner journals an instance, sends its DELETE and dies; Orthanc carries the DELETE out
+    only after the next runner took the study (a transaction not yet committed on a shared
+    index). Recovery waits for such requests before it reads: the original is re-posted from
+    the journal, not dropped as "still in place" a moment before Orthanc removes it."""
+    monkeypatch.setattr(replace, "STALE_REQUEST_GRACE", 1.5)
+    orthanc_id, original, converted = _stored_pair(conv_orthanc)
+    await journal.record(_entry(orthanc_id, original, converted), original)
+
+    async def the_dead_runners_delete() -> None:
+        await asyncio.sleep(0.5)  # the original is still served when recovery starts
+        await asyncio.to_thread(delete_instance, conv_orthanc, orthanc_id)
+
+    landing = asyncio.create_task(the_dead_runners_delete())
+    settled = await recover_journal(journal_runtime.orthanc, journal)
+    await landing
+
+    assert [s.result for s in settled] == ["rolled_back"]
+    assert served_file(conv_orthanc, orthanc_id) == original
+    assert await journal.count_pending() == 0
 
 
 @pytest.mark.parametrize("journal_runtime", ["database"], indirect=True)

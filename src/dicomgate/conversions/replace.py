@@ -31,6 +31,11 @@ from dicomgate.orthanc_models import DeleteAnswer
 
 log = logging.getLogger(__name__)
 
+# Seconds within which Orthanc carries out a request it has received, whoever sent it (a DELETE
+# takes milliseconds; a loaded Orthanc on a shared index, a second or two). Recovery waits this
+# long before it reads what a dead runner left (see :func:`recover_study`).
+STALE_REQUEST_GRACE = 10.0
+
 
 async def _served(orthanc: OrthancClient, orthanc_id: str) -> bytes | None:
     try:
@@ -180,7 +185,14 @@ async def recover_study(
     every case: a crash may have come after a re-post and before it.
     """
     settled: list[Recovered] = []
-    for entry in await journal.entries(study=study):
+    entries = await journal.entries(study=study)
+    if entries:
+        # Every entry is a dead runner's (the caller holds the study). Its last requests may
+        # still be under way in Orthanc: a DELETE sent just before it died, not yet committed,
+        # would remove the original after this reads it in place and drops its entry. Read
+        # what Orthanc serves only once any request sent before the lock was taken is done.
+        await asyncio.sleep(STALE_REQUEST_GRACE)
+    for entry in entries:
         served = await _served(orthanc, entry.orthanc_id)
         digest = await sha256_in_thread(served) if served is not None else None
         if digest == entry.converted_sha256:
