@@ -8,7 +8,7 @@ second. aiohttp's client (its HTTP parser in C) does the same GET for about a te
 Only the ordinary answer is taken here: ``200``, not compressed, over ``http://``. Anything
 else (an error status, a compressed body, a connection that fails twice) answers None, and the
 caller sends the request again through the shared httpx client, whose answer is mapped to domain
-errors as for every other Orthanc call (``orthanc.py``); so are timeouts (``FetchTimeout``),
+errors as for every other Orthanc call (``orthanc_errors.py``); so are timeouts (``FetchTimeout``),
 never waited for twice. The same settings apply: Orthanc's URL and credentials, the request id,
 the read and connect timeouts, a bounded pool whose idle connections expire before Orthanc
 closes them.

@@ -70,7 +70,7 @@ async def test_outcomes_that_finish_together_share_one_transaction(
     event.listen(journal_runtime.engine.sync_engine, "commit", listener)
     try:
         writer = OutcomeWriter(journal_runtime, journal, job_id)
-        cancels = await asyncio.gather(*(writer.record(result) for result in results))
+        cancels = await asyncio.gather(*(writer.submit(result) for result in results))
     finally:
         event.remove(journal_runtime.engine.sync_engine, "commit", listener)
 
@@ -102,7 +102,7 @@ async def test_a_write_that_fails_drops_no_journal_entry_and_reaches_every_waite
 
     writer = OutcomeWriter(journal_runtime, journal, job_id)
     answers = await asyncio.gather(
-        *(writer.record(result) for result in results), return_exceptions=True
+        *(writer.submit(result) for result in results), return_exceptions=True
     )
 
     assert [type(a) for a in answers] == [ConversionJobNotFound] * 4

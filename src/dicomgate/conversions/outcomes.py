@@ -7,10 +7,11 @@ arrived while the previous transaction was committing (one row lock, one commit 
 drops the journal entries of the converted ones together. The order is the one of a single
 outcome: recorded first, its journal entry dropped after; a crash in between leaves the entry,
 which recovery settles as converted by the job without counting it twice (an outcome already
-recorded is left alone, :func:`.repository.record_outcome`). Each caller waits until its own
-outcome is recorded and its entry dropped (:meth:`OutcomeWriter.record`), or hands it over and
-goes on with its next instance (:meth:`OutcomeWriter.submit`, awaited before the study is given
-back and before the run ends), and gets what the transaction raised, if anything.
+recorded is left alone, :func:`.repository.record_outcome`). A worker hands its outcome over
+and goes on with its next instance (:meth:`OutcomeWriter.submit`); the future it gets is awaited
+before the study is given back and before the run ends, and raises what the transaction raised.
+A worker cancelled meanwhile leaves its outcome to the batch: written all the same (the writer is
+a task of its own), or left to recovery if the loop stops first.
 """
 
 from __future__ import annotations
@@ -44,12 +45,6 @@ class OutcomeWriter:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write(), name=f"outcomes-{self._job_id}")
         return done
-
-    async def record(self, result: InstanceResult) -> bool:
-        """Record one outcome and wait for it (see :meth:`submit`)."""
-        # A caller cancelled while it waits leaves its outcome to the batch: written all the
-        # same (the writer is a task of its own), or left to recovery if the loop stops first.
-        return await self.submit(result)
 
     async def _write(self) -> None:
         while self._waiting:
