@@ -184,9 +184,11 @@ async def _identity(pool: WorkerPool, part: SpooledFile, error: DicomgateError) 
 
 
 async def _store_part(
-    ingestor: Ingestor, pool: WorkerPool, part: SpooledFile, plan: IngestPlan
+    ingestor: Ingestor, pool: WorkerPool, part: SpooledFile, plan: IngestPlan, *, alone: bool
 ) -> PartStatus:
-    """One part → its status; only Orthanc failures raise (they abort the request)."""
+    """One part → its status; only Orthanc failures raise (they abort the request).
+    ``alone``: the request's only part (its output may come back in memory: nothing else
+    waits to be stored beside it)."""
     if not _is_dicom_part(part.content_type):
         log.info(
             "STOW-RS part %s refused: Content-Type %r is not application/dicom",
@@ -197,7 +199,9 @@ async def _store_part(
     with disk_full_is_507("storing a STOW-RS part"):
         await anyio.to_thread.run_sync(_add_missing_preamble, part.path)
     try:
-        stored = await ingestor.store_file(UploadItem(name=part.filename, path=part.path), plan)
+        stored = await ingestor.store_file(
+            UploadItem(name=part.filename, path=part.path), plan, inline=alone
+        )
     except REQUEST_FAILURES:
         raise
     except DicomgateError as exc:
@@ -259,5 +263,8 @@ async def store_instances(
     ingestor = Ingestor(
         orthanc=orthanc, pool=pool, settings=settings, guard=guard, notes=notes, sessions=sessions
     )
-    statuses = await gather_or_cancel([_store_part(ingestor, pool, p, plan) for p in parts])
+    alone = len(parts) == 1
+    statuses = await gather_or_cancel(
+        [_store_part(ingestor, pool, p, plan, alone=alone) for p in parts]
+    )
     return StoreReport(parts=statuses, service_url=service_url)

@@ -1,11 +1,12 @@
 """The Ingestor: uploaded files through the worker pool and into Orthanc, with bounded concurrency.
 
 Each file is *prepared* (one worker call, ``ingest.worker.ingest_file``: parse, check, stamp,
-transcode; the output waits on disk) and then *stored* through the identity guard (one SOP
-Instance UID, one patient: the check is one ``POST /tools/find``, see ``identity.service``;
-then one ``POST /instances``). A request's files are all prepared before any is stored
-(:meth:`Ingestor.ingest_all`), so a request that fails as a whole while they are prepared
-stores nothing. Used by the upload routes (``ingest.service``) and DICOMweb STOW-RS.
+transcode; the output waits on disk, or for a request of one file comes back in memory) and
+then *stored* through the identity guard (one SOP Instance UID, one patient: the check is one
+``POST /tools/find``, see ``identity.service``; then one ``POST /instances``). A request's files
+are all prepared before any is stored (:meth:`Ingestor.ingest_all`), so a request that fails as
+a whole while they are prepared stores nothing. Used by the upload routes (``ingest.service``)
+and DICOMweb STOW-RS.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ ALREADY_STORED_MESSAGE = (
 REQUEST_FAILURES: tuple[type[DicomgateError], ...] = (OrthancFailure, InsufficientStorage)
 STREAM_ABOVE_BYTES = 16 * 1024 * 1024  # larger outputs are streamed to Orthanc from disk
 STREAM_CHUNK_BYTES = 1024 * 1024
+# A request of one file gets an output up to this size back from the worker in memory (one
+# copy, as a whole-file POST holds anyway) instead of through a file written, read and deleted.
+INLINE_MAX_BYTES = STREAM_ABOVE_BYTES
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
@@ -124,20 +128,28 @@ class Ingestor:
 
     async def ingest(self, item: UploadItem, plan: IngestPlan) -> UploadResult:
         """One file: transcode in a worker, store in Orthanc; domain errors propagate."""
-        stored = await self.store_file(item, plan)
+        stored = await self.store_file(item, plan, inline=True)
         return upload_result(item.name, stored.outcome, stored.answer)
 
-    async def store_file(self, item: UploadItem, plan: IngestPlan) -> StoredFile:
-        """``ingest`` without the upload routes' answer shape (DICOMweb builds its own)."""
-        return await self.store(await self.prepare(item, plan))
+    async def store_file(
+        self, item: UploadItem, plan: IngestPlan, *, inline: bool = False
+    ) -> StoredFile:
+        """``ingest`` without the upload routes' answer shape (DICOMweb builds its own).
+        ``inline``: see :meth:`prepare`."""
+        return await self.store(await self.prepare(item, plan, inline=inline))
 
-    async def prepare(self, item: UploadItem, plan: IngestPlan) -> PreparedFile:
-        """Parse, check, stamp and transcode one file in a worker; the output waits on disk."""
+    async def prepare(
+        self, item: UploadItem, plan: IngestPlan, *, inline: bool = False
+    ) -> PreparedFile:
+        """Parse, check, stamp and transcode one file in a worker; the output waits on disk,
+        or in memory when ``inline`` and at most ``INLINE_MAX_BYTES`` (only for callers that
+        store it next: many outputs must not pile up in memory while they wait)."""
         output = item.path.with_name(item.path.name + ".out")
+        inline_max = INLINE_MAX_BYTES if inline else 0
         try:
             async with self._processing:
                 outcome: IngestOutcome = await self.pool.run(
-                    ingest_file, str(item.path), str(output), plan
+                    ingest_file, str(item.path), str(output), plan, inline_max=inline_max
                 )
         except BaseException:
             await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
@@ -153,7 +165,8 @@ class Ingestor:
                 answer = await self._store_checked(outcome, output)
             metrics.record_ingested(outcome.result)
         finally:
-            await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
+            if not outcome.inline:
+                await anyio.to_thread.run_sync(partial(output.unlink, missing_ok=True))
         return StoredFile(outcome=outcome, answer=answer)
 
     async def ingest_all(
@@ -195,14 +208,18 @@ class Ingestor:
         """Store through the identity guard (which notes what was touched, conflicts too)."""
         return await self.guard.store(
             outcome.identity,
-            partial(self._store, output, size=outcome.result.size),
+            partial(self._store, outcome, output),
             scratch=output.with_name(output.name + ".stored"),
             notes=self.notes,
             record=None if self.sessions is None else partial(_record, outcome, output),
         )
 
-    async def _store(self, path: Path, *, size: int) -> StoredInstance:
-        """Send the worker's output file to Orthanc: whole when small, streamed when large."""
+    async def _store(self, outcome: IngestOutcome, path: Path) -> StoredInstance:
+        """Send the worker's output to Orthanc: inline bytes as they are; the output file
+        whole when small, streamed when large."""
+        if outcome.inline:
+            return await self.orthanc.store_instance(outcome.result.data)
+        size = outcome.result.size
         if size <= STREAM_ABOVE_BYTES:
             data = await anyio.to_thread.run_sync(path.read_bytes)
             return await self.orthanc.store_instance(data)

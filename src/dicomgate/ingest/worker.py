@@ -42,10 +42,13 @@ class IngestPlan:
 
 @dataclass(frozen=True)
 class IngestOutcome:
-    """What the worker made: the file to store (written to ``output``) and its identity.
+    """What the worker made: the file to store and its identity.
 
-    ``result.data`` is empty: the bytes travel through the file, not through the process pipe,
-    so the web process never holds a large instance whole.
+    Asked for inline (``ingest_file``'s ``inline_max``), a file that small comes back in
+    ``result.data`` and ``output`` is "": one upload's bytes through the process pipe instead
+    of a write, a read and a delete. Otherwise ``result.data`` is empty and the bytes are in
+    the file ``output``, so the web process never holds a large instance (or a request's
+    many) whole.
     """
 
     result: TranscodeResult
@@ -53,7 +56,12 @@ class IngestOutcome:
     identity: InstanceIdentity  # of the file to store (patient, UIDs, content fingerprint)
     source_sop_instance_uid: str = ""  # as sent (lossy mode and folder uploads mint new ones)
     modality: str = ""  # Modality (0008,0060), for the storage statistics
-    output_md5: str = ""  # MD5 of ``output``'s bytes (what Orthanc records of the stored file)
+    output_md5: str = ""  # MD5 of the bytes to store (what Orthanc records of the stored file)
+
+    @property
+    def inline(self) -> bool:
+        """The bytes to store are ``result.data`` (no output file was written)."""
+        return not self.output
 
     @property
     def patient_id(self) -> str:
@@ -72,8 +80,9 @@ class IngestOutcome:
         return self.identity.series_instance_uid
 
 
-def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
-    """Parse and validate a spooled upload, coerce its identity, transcode it, write ``output``.
+def ingest_file(path: str, output: str, plan: IngestPlan, *, inline_max: int = 0) -> IngestOutcome:
+    """Parse and validate a spooled upload, coerce its identity, transcode it, write ``output``
+    (or, when the result is at most ``inline_max`` bytes, return it inline: no file).
 
     Raises NotDicom (415), InvalidDicom (400) or ImageTooLarge (413); a valid file the codec
     cannot improve comes back as a pass-through (``converted`` False, with ``reason``).
@@ -100,8 +109,10 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
     result = transcode_dataset(ds, plan.options, original_size=original_size)
     modality = str(ds.get("Modality", "") or "")
     del ds
-    with disk_full_is_507("writing the transcoded file"):
-        Path(output).write_bytes(result.data)
+    inline = len(result.data) <= inline_max
+    if not inline:
+        with disk_full_is_507("writing the transcoded file"):
+            Path(output).write_bytes(result.data)
     # Lossless output has the source's pixels (verified): their CRCs are the stored pixels'.
     # A lossy derivative's pixels are its own: decode them, as a stored copy would be.
     lossy = result.converted and not result.verified
@@ -112,10 +123,11 @@ def ingest_file(path: str, output: str, plan: IngestPlan) -> IngestOutcome:
         pydicom.dcmread(BytesIO(result.data), defer_size=DEFER_ABOVE_BYTES), crcs
     )
     output_md5 = hashlib.md5(result.data).hexdigest()  # here: no second read of the file
-    result = replace(result, data=b"")
+    if not inline:
+        result = replace(result, data=b"")
     return IngestOutcome(
         result=result,
-        output=output,
+        output="" if inline else output,
         identity=identity,
         source_sop_instance_uid=source_sop_instance_uid,
         modality=modality,
