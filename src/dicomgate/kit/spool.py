@@ -222,9 +222,14 @@ def _write_all(pending: list[tuple[BinaryIO, bytes]]) -> None:
         handle.write(data)
 
 
-def _close_all(handles: list[BinaryIO]) -> None:
-    for handle in handles:
-        handle.close()
+def _finish(pending: list[tuple[BinaryIO, bytes]], handles: list[BinaryIO]) -> None:
+    """The last buffered writes, then every file closed (closed even when a write fails):
+    one thread call at the end of the body (a small upload's only one)."""
+    try:
+        _write_all(pending)
+    finally:
+        for handle in handles:
+            handle.close()
 
 
 @asynccontextmanager
@@ -288,6 +293,7 @@ async def spool_multipart(
         "on_headers_finished": spooler.on_headers_finished,
         "on_end": spooler.on_end,
     }
+    received = False  # the whole body: its last buffered writes are worth making
     try:
         try:
             with disk_full_is_507("spooling the upload"):
@@ -298,6 +304,7 @@ async def spool_multipart(
                     max_header_size=MAX_PART_HEADER_BYTES,
                 )
                 await _receive(stream, parser, spooler, max_request_bytes=max_request_bytes)
+                received = True
         except FormParserError as exc:
             raise BadRequest(f"The multipart upload is malformed: {exc}") from None
         except ClientDisconnect:
@@ -306,7 +313,8 @@ async def spool_multipart(
             ) from None
         finally:
             with disk_full_is_507("spooling the upload"):  # closing flushes the last writes
-                await anyio.to_thread.run_sync(_close_all, spooler.handles)
+                pending = spooler.take_pending() if received else []
+                await anyio.to_thread.run_sync(_finish, pending, spooler.handles)
         yield spooler.form
     finally:
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
@@ -341,7 +349,7 @@ async def _receive(
             "The multipart body ends before its closing boundary: the upload is incomplete "
             "(cut off in transit?); nothing was stored"
         )
-    await anyio.to_thread.run_sync(_write_all, spooler.take_pending())
+    # The last buffered writes are made with the closes (spool_multipart's _finish).
 
 
 def spool_request(
