@@ -4,6 +4,7 @@ not five (the read buffer kept alive and deep-copied, every decoded frame held a
 from __future__ import annotations
 
 import datetime
+import hashlib
 import tracemalloc
 from pathlib import Path
 
@@ -50,3 +51,31 @@ def test_peak_memory_of_a_multi_frame_upload(tmp_path: Path) -> None:
     assert stored.file_meta.TransferSyntaxUID == HTJ2K_LOSSLESS
     assert (stored.PatientID, stored.StudyInstanceUID) == ("P-MEM", "2.25.1")
     np.testing.assert_array_equal(stored.pixel_array, source.pixel_array)
+
+
+def test_an_output_comes_back_inline_only_when_asked_and_small(tmp_path: Path) -> None:
+    """``inline_max``: an output that small is returned in ``result.data`` and no file is
+    written; a larger one (or any, by default) goes to ``output`` and ``result.data`` is
+    empty. Either way the bytes, their MD5 and the identity are those of the same file."""
+    pixels = np.arange(64 * 64, dtype=np.int64).reshape(64, 64) % 4000
+    source = make_dataset(rows=64, columns=64, pixels=pixels, bits_stored=12)
+    upload = tmp_path / "upload.part"
+    upload.write_bytes(to_bytes(source))
+    plan = IngestPlan(demographics=None, assignment=None, options=TranscodeOptions(), now=NOW)
+
+    on_disk = ingest_file(str(upload), str(tmp_path / "a.out"), plan)
+    written = (tmp_path / "a.out").read_bytes()
+    assert not on_disk.inline and on_disk.output == str(tmp_path / "a.out")
+    assert on_disk.result.data == b"" and on_disk.result.size == len(written)
+
+    too_big = ingest_file(str(upload), str(tmp_path / "b.out"), plan, inline_max=len(written) - 1)
+    assert not too_big.inline and (tmp_path / "b.out").read_bytes() == written
+
+    inline = ingest_file(str(upload), str(tmp_path / "c.out"), plan, inline_max=len(written))
+    assert inline.inline and inline.output == ""
+    assert not (tmp_path / "c.out").exists()
+    assert inline.result.data == written
+    assert inline.output_md5 == on_disk.output_md5 == hashlib.md5(written).hexdigest()
+    assert inline.identity == on_disk.identity
+    assert inline.result.converted and inline.result.transfer_syntax == HTJ2K_LOSSLESS
+    np.testing.assert_array_equal(from_bytes(inline.result.data).pixel_array, source.pixel_array)
