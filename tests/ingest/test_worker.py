@@ -70,6 +70,7 @@ def test_an_output_comes_back_inline_only_when_asked_and_small(tmp_path: Path) -
 
     too_big = ingest_file(str(upload), str(tmp_path / "b.out"), plan, inline_max=len(written) - 1)
     assert not too_big.inline and (tmp_path / "b.out").read_bytes() == written
+    assert too_big.result.data == b""
 
     inline = ingest_file(str(upload), str(tmp_path / "c.out"), plan, inline_max=len(written))
     assert inline.inline and inline.output == ""

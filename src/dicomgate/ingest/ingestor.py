@@ -33,7 +33,6 @@ from dicomgate.errors import (
 from dicomgate.identity.service import ALREADY_STORED, IdentityGuard, StoredAttachment
 from dicomgate.ingest.schemas import FailedFile, OrthancStoreAnswer, UploadResult
 from dicomgate.ingest.worker import IngestOutcome, IngestPlan, ingest_file
-from dicomgate.kit.hashing import md5_of_file
 from dicomgate.kit.tasks import gather_or_cancel
 from dicomgate.orthanc import OrthancClient
 from dicomgate.orthanc_models import StoredInstance
@@ -85,7 +84,8 @@ def result_message(outcome: IngestOutcome, *, status: str | None = "Success") ->
 
 @dataclass(frozen=True)
 class PreparedFile:
-    """One file the worker has checked and transcoded; its output waits on disk to be stored."""
+    """One file the worker has checked and transcoded; its output waits to be stored (on disk
+    at ``output``, or in memory when ``outcome.inline``)."""
 
     item: UploadItem
     outcome: IngestOutcome
@@ -211,7 +211,7 @@ class Ingestor:
             partial(self._store, outcome, output),
             scratch=output.with_name(output.name + ".stored"),
             notes=self.notes,
-            record=None if self.sessions is None else partial(_record, outcome, output),
+            record=None if self.sessions is None else partial(_record, outcome),
         )
 
     async def _store(self, outcome: IngestOutcome, path: Path) -> StoredInstance:
@@ -228,7 +228,6 @@ class Ingestor:
 
 async def _record(
     outcome: IngestOutcome,
-    output: Path,
     session: AsyncSession,
     *,
     answer: StoredInstance,
@@ -241,7 +240,6 @@ async def _record(
     stored syntax by (instead of the file's header)."""
     if answer.status != "Success":
         return
-    md5 = outcome.output_md5 or await anyio.to_thread.run_sync(md5_of_file, str(output))
     await record_ingested(
         session,
         StoredRecord(
@@ -253,7 +251,9 @@ async def _record(
             transfer_syntax=outcome.result.transfer_syntax,
             size_before=outcome.result.original_size,
             size_after=outcome.result.size,
-            file_uuid=attachment.uuid if attachment and attachment.md5 == md5 else None,
+            file_uuid=(
+                attachment.uuid if attachment and attachment.md5 == outcome.output_md5 else None
+            ),
         ),
     )
 

@@ -54,9 +54,9 @@ class IngestOutcome:
     result: TranscodeResult
     output: str
     identity: InstanceIdentity  # of the file to store (patient, UIDs, content fingerprint)
+    output_md5: str  # MD5 of the bytes to store (what Orthanc records of the stored file)
     source_sop_instance_uid: str = ""  # as sent (lossy mode and folder uploads mint new ones)
     modality: str = ""  # Modality (0008,0060), for the storage statistics
-    output_md5: str = ""  # MD5 of the bytes to store (what Orthanc records of the stored file)
 
     @property
     def inline(self) -> bool:

@@ -19,9 +19,3 @@ def sha256(data: bytes) -> str:
 async def sha256_in_thread(data: bytes) -> str:
     """Hex SHA-256 of a file's bytes, computed in a worker thread."""
     return await anyio.to_thread.run_sync(sha256, data)
-
-
-def md5_of_file(path: str) -> str:
-    """Hex MD5 of a file (what Orthanc records of a stored file: ``UncompressedMD5``)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "md5").hexdigest()

@@ -312,7 +312,7 @@ async def spool_multipart(
                 "The client disconnected before the upload was complete; nothing was stored"
             ) from None
         finally:
-            with disk_full_is_507("spooling the upload"):  # closing flushes the last writes
+            with disk_full_is_507("spooling the upload"):  # the last writes, and closing
                 pending = spooler.take_pending() if received else []
                 await anyio.to_thread.run_sync(_finish, pending, spooler.handles)
         yield spooler.form
